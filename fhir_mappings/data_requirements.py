@@ -1,0 +1,126 @@
+"""What the clinical facts need from the EHR, declared once.
+
+The service derives both its discovery ``prefetch`` templates and its fallback FHIR queries from
+``DATA_REQUIREMENTS``, so what is advertised and what is later fetched cannot drift apart. Templates use
+only CDS Hooks 2.0 tokens (``{{context.patientId}}``, ``{{context.userId}}``); values are substituted as
+query parameters by the caller, never pasted into a URL string.
+
+Each requirement is keyed by the prefetch key and names the one resource type it returns, so a failed or
+partial retrieval of that key maps to the facts built from that resource type.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Mapping
+
+from fhir_mappings.terminology import value_set
+
+LOINC = "http://loinc.org"
+
+# Value sets of the Observations the facts read (labs for measurable and progressive disease).
+OBSERVATION_VALUE_SETS = (
+    "serum-m-protein",
+    "urine-m-protein-24h",
+    "serum-free-kappa",
+    "serum-free-lambda",
+    "serum-flc-ratio",
+    "bone-marrow-plasma-cells",
+    "disease-status",
+)
+
+TOKEN = re.compile(r"\{\{\s*context\.(patientId|userId|encounterId)\s*\}\}")
+
+
+class MissingContextValue(ValueError):
+    """A template token whose context value is absent or empty; the query must not be run."""
+
+
+@dataclass(frozen=True)
+class DataRequirement:
+    key: str  # prefetch key, e.g. "observations"
+    resource_type: str  # the resource type the key returns (for a read of {{context.userId}}: "Practitioner")
+    read_token: str | None = None  # instance read: the context field naming "Type/id" or the id
+    search: tuple[tuple[str, str], ...] = ()  # search parameters; values may contain tokens
+
+    @property
+    def is_read(self) -> bool:
+        return self.read_token is not None
+
+    def prefetch_template(self) -> str:
+        if self.read_token == "userId":
+            return "{{context.userId}}"
+        if self.read_token:
+            return f"{self.resource_type}/{{{{context.{self.read_token}}}}}"
+        query = "&".join(f"{name}={value}" for name, value in self.search)
+        return f"{self.resource_type}?{query}"
+
+    def query(self, context: Mapping[str, str | None]) -> tuple[str, dict[str, str]]:
+        """(relative path, query parameters) for a fallback request, with context values substituted.
+        The caller passes the parameters to its HTTP client for encoding."""
+        if self.read_token:
+            value = _context_value(context, self.read_token)
+            if self.read_token == "userId":
+                if not re.fullmatch(r"(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}", value):
+                    raise MissingContextValue("context.userId is not a Practitioner or PractitionerRole reference")
+                return value, {}
+            if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", value):
+                raise MissingContextValue(f"context.{self.read_token} is not a FHIR id")
+            return f"{self.resource_type}/{value}", {}
+        params = {}
+        for name, template in self.search:
+            params[name] = TOKEN.sub(lambda m: _context_value(context, m.group(1)), template)
+        return self.resource_type, params
+
+
+def _context_value(context: Mapping[str, str | None], name: str) -> str:
+    value = context.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise MissingContextValue(f"context.{name} has no value")
+    return value.strip()
+
+
+@cache
+def observation_codes() -> str:
+    """The LOINC codes of every lab the facts read, as a FHIR token list ``system|code,...``."""
+    codes = []
+    for vs_id in OBSERVATION_VALUE_SETS:
+        codes.extend(f"{LOINC}|{code}" for code in value_set(vs_id).codes_for(LOINC))
+    return ",".join(codes)
+
+
+PATIENT = "{{context.patientId}}"
+
+
+@cache
+def data_requirements() -> tuple[DataRequirement, ...]:
+    """The declaration. Built lazily because the Observation codes come from the value-set files."""
+    return (
+        DataRequirement("patient", "Patient", read_token="patientId"),
+        DataRequirement("coverage", "Coverage", search=(("patient", PATIENT), ("status", "active"))),
+        DataRequirement("user", "Practitioner", read_token="userId"),
+        DataRequirement("conditions", "Condition", search=(("patient", PATIENT),)),
+        DataRequirement(
+            "observations",
+            "Observation",
+            search=(("patient", PATIENT), ("code", observation_codes()), ("_sort", "-date"), ("_count", "200")),
+        ),
+        DataRequirement("medicationStatements", "MedicationStatement", search=(("patient", PATIENT),)),
+        DataRequirement("medicationAdministrations", "MedicationAdministration", search=(("patient", PATIENT),)),
+        DataRequirement("medicationRequests", "MedicationRequest", search=(("patient", PATIENT),)),
+        DataRequirement("procedures", "Procedure", search=(("patient", PATIENT),)),
+    )
+
+
+def prefetch_templates() -> dict[str, str]:
+    """Discovery ``prefetch``: key -> template, in declaration order."""
+    return {req.key: req.prefetch_template() for req in data_requirements()}
+
+
+def requirement(key: str) -> DataRequirement:
+    for req in data_requirements():
+        if req.key == key:
+            return req
+    raise KeyError(key)

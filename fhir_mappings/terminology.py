@@ -1,0 +1,108 @@
+"""Value sets as data: load ``value_sets/*.json`` once and answer "is this coding in value set X?".
+
+Each value-set file names its codes with system, display, source and confidence (C confirmed,
+P probable; see ``../shared/reference/terminology.md``), and may list ``prefixes`` for code families
+such as ICD-10-CM ``G40`` (all epilepsy codes). Matching is exact on system and code (codes are never
+fuzzy-matched: ``33944-8`` is not ``33944-0``); ICD-10 codes are compared without their dot, since EHRs
+send both ``C90.02`` and ``C9002``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Iterable
+
+from fhir_mappings.facts import Coded
+
+ICD10_SYSTEMS = frozenset(
+    {
+        "http://hl7.org/fhir/sid/icd-10-cm",
+        "http://hl7.org/fhir/sid/icd-10",
+        "http://www.cms.gov/Medicare/Coding/ICD10",
+    }
+)
+
+
+def _normalise(system: str, code: str) -> str:
+    code = code.strip()
+    if system in ICD10_SYSTEMS:
+        return code.replace(".", "").upper()
+    return code
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    id: str
+    title: str
+    codes: frozenset[tuple[str, str]]  # (system, normalised code)
+    prefixes: frozenset[tuple[str, str]]  # (system, normalised code prefix)
+    text_terms: tuple[str, ...]  # lower-case names that identify a concept carried as text only
+
+    def contains(self, system: str | None, code: str | None) -> bool:
+        if not system or not code:
+            return False
+        norm = _normalise(system, code)
+        if (system, norm) in self.codes:
+            return True
+        return any(system == s and norm.startswith(p) for s, p in self.prefixes)
+
+    def match(self, codeable_concept: dict | None) -> Coded | None:
+        """The first coding of a CodeableConcept (any position) in this value set, or, when no coding
+        matches, a text-only match on ``text_terms`` (returned with system and code None)."""
+        if not isinstance(codeable_concept, dict):
+            return None
+        for coding in codeable_concept.get("coding") or ():
+            if isinstance(coding, dict) and self.contains(coding.get("system"), coding.get("code")):
+                return Coded(coding.get("system"), coding.get("code"), coding.get("display"))
+        return self.match_text(codeable_concept.get("text"))
+
+    def match_text(self, text: str | None) -> Coded | None:
+        if not isinstance(text, str) or not self.text_terms:
+            return None
+        lowered = text.lower()
+        if any(term in lowered for term in self.text_terms):
+            return Coded(None, None, text)
+        return None
+
+    def codes_for(self, system: str) -> tuple[str, ...]:
+        return tuple(sorted(code for s, code in self.codes if s == system))
+
+
+def _load(data: dict) -> ValueSet:
+    codes = frozenset((c["system"], _normalise(c["system"], c["code"])) for c in data.get("codes", ()))
+    prefixes = frozenset((p["system"], _normalise(p["system"], p["prefix"])) for p in data.get("prefixes", ()))
+    terms = tuple(t.lower() for t in data.get("text_terms", ()))
+    return ValueSet(id=data["id"], title=data["title"], codes=codes, prefixes=prefixes, text_terms=terms)
+
+
+@cache
+def all_value_sets() -> dict[str, ValueSet]:
+    """Every value set shipped in ``fhir_mappings/value_sets``, keyed by id (loaded once per process)."""
+    folder = resources.files("fhir_mappings") / "value_sets"
+    out: dict[str, ValueSet] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            vs = _load(json.loads(entry.read_text(encoding="utf-8")))
+            if vs.id in out:
+                raise ValueError(f"duplicate value set id {vs.id!r} in {entry.name}")
+            out[vs.id] = vs
+    return out
+
+
+def value_set(value_set_id: str) -> ValueSet:
+    try:
+        return all_value_sets()[value_set_id]
+    except KeyError:
+        raise KeyError(f"unknown value set {value_set_id!r}") from None
+
+
+def first_match(value_set_ids: Iterable[str], codeable_concept: dict | None) -> tuple[str, Coded] | None:
+    """(value-set id, coding) of the first of ``value_set_ids`` that the concept belongs to."""
+    for vs_id in value_set_ids:
+        hit = value_set(vs_id).match(codeable_concept)
+        if hit is not None:
+            return vs_id, hit
+    return None
