@@ -1,0 +1,219 @@
+"""The hook patient's record: the resources the facts may use, indexed by type, id and fullUrl.
+
+``PatientRecord.build`` takes raw FHIR JSON exactly as received (prefetch values, fallback query
+Bundles) and keeps a resource only when it is usable clinical evidence about *this* patient:
+
+- resources in the patient compartment (anything with ``subject``/``patient``/``beneficiary``) must
+  point at the hook's patient; those of another patient, a Group, or of nobody are ignored and reported;
+- ``entered-in-error`` resources, refuted/entered-in-error Conditions (``verificationStatus``),
+  cancelled requests and negated events (``not-done``, ``not-taken``) are dropped and reported: they
+  say the thing did *not* happen;
+- Observations count only when ``final``, ``amended`` or ``corrected`` (a preliminary result is not a
+  result a coverage decision may rest on).
+
+Resources outside the patient compartment (Medication, Practitioner, PractitionerRole, Organization,
+Location) are kept for reference resolution. Nothing is validated up front; ``validated`` builds the
+``fhir.resources`` model of one resource on demand (see ``parsing``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping
+
+from fhir_mappings.facts import COMPLETE, RecordIssue, RetrievalOutcome
+from fhir_mappings.parsing import Entry, MalformedResource, flatten, validate
+
+# Where each resource names its patient; the first field present is used.
+PATIENT_LINK_FIELDS = ("subject", "patient", "beneficiary")
+# Types that always belong to one patient: without a link to the hook's patient they are not used.
+PATIENT_COMPARTMENT = frozenset(
+    {
+        "AllergyIntolerance", "CarePlan", "CareTeam", "Claim", "ClinicalImpression", "Condition",
+        "Coverage", "DiagnosticReport", "DocumentReference", "Encounter", "EpisodeOfCare",
+        "FamilyMemberHistory", "Immunization", "MedicationAdministration", "MedicationDispense",
+        "MedicationRequest", "MedicationStatement", "Observation", "Procedure", "ServiceRequest",
+        "Specimen",
+    }
+)
+OBSERVATION_RESULT_STATUSES = frozenset({"final", "amended", "corrected"})
+NEGATED_STATUSES = frozenset({"entered-in-error", "cancelled", "not-done", "not-taken", "revoked"})
+DROPPED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+
+_RELATIVE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+
+
+def parse_reference(reference: str) -> tuple[str, str] | None:
+    """(type, id) of a relative or absolute RESTful reference (``_history`` ignored), else None."""
+    match = _RELATIVE.match(reference) if isinstance(reference, str) else None
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _reference_string(reference: Any) -> str | None:
+    if isinstance(reference, dict):
+        reference = reference.get("reference")
+    return reference.strip() if isinstance(reference, str) and reference.strip() else None
+
+
+class PatientRecord:
+    """Filtered, indexed view of one patient's resources (see module docstring). Build with ``build``."""
+
+    def __init__(
+        self,
+        patient_id: str,
+        entries: list[Entry],
+        issues: list[RecordIssue],
+        retrieval: Mapping[str, RetrievalOutcome],
+    ):
+        self.patient_id = patient_id
+        self.issues: list[RecordIssue] = issues
+        self._retrieval = dict(retrieval)
+        self._by_type: dict[str, list[dict]] = {}
+        self._by_key: dict[tuple[str, str], dict] = {}
+        self._by_full_url: dict[str, dict] = {}
+        self._full_url_of: dict[int, str] = {}
+        self._models: dict[int, Any] = {}
+        self._malformed: set[int] = set()
+        patient_urls = self._patient_full_urls(entries)
+        for entry in entries:
+            self._admit(entry, patient_urls)
+
+    # ---------------------------------------------------------------------------------- building
+
+    @classmethod
+    def build(
+        cls,
+        patient_id: str,
+        sources: Iterable[Any],
+        retrieval: Mapping[str, RetrievalOutcome] | None = None,
+    ) -> "PatientRecord":
+        """``sources``: raw FHIR JSON resources and/or Bundles; ``retrieval``: outcome per resource type
+        (types not named count as complete)."""
+        if not isinstance(patient_id, str) or not patient_id.strip():
+            raise ValueError("patient_id is required")
+        patient_id = patient_id.strip().removeprefix("Patient/")
+        entries, issues = flatten(sources)
+        return cls(patient_id, entries, issues, retrieval or {})
+
+    def _patient_full_urls(self, entries: list[Entry]) -> frozenset[str]:
+        """fullUrls (urn:uuid or absolute) under which the hook's Patient was sent, so that
+        ``subject: {"reference": "urn:uuid:..."}`` in a transaction Bundle counts as this patient."""
+        return frozenset(
+            e.full_url
+            for e in entries
+            if e.full_url and e.resource.get("resourceType") == "Patient" and e.resource.get("id") == self.patient_id
+        )
+
+    def _admit(self, entry: Entry, patient_urls: frozenset[str]) -> None:
+        resource = entry.resource
+        kind = resource["resourceType"]
+        ref = f"{kind}/{resource['id']}" if resource.get("id") else entry.full_url
+        reason = self._exclusion(resource, patient_urls)
+        if reason is not None:
+            self.issues.append(RecordIssue(ref, reason[0], reason[1]))
+            return
+        key = (kind, resource["id"]) if resource.get("id") else None
+        if key is not None and key in self._by_key:
+            previous = self._by_key[key]
+            if not _newer(resource, previous):
+                return
+            self._by_type[kind].remove(previous)  # a later version of the same resource replaces it
+        self._by_type.setdefault(kind, []).append(resource)
+        if key is not None:
+            self._by_key[key] = resource
+        if entry.full_url:
+            self._by_full_url[entry.full_url] = resource
+            self._full_url_of[id(resource)] = entry.full_url
+
+    def _exclusion(self, resource: dict, patient_urls: frozenset[str]) -> tuple[str, str] | None:
+        """(issue code, detail) when the resource must not be used, else None."""
+        kind = resource["resourceType"]
+        if kind == "Patient":
+            if resource.get("id") != self.patient_id:
+                return "other-patient", "a Patient other than the hook's patient"
+            return None
+        status = resource.get("status")
+        if status in NEGATED_STATUSES:
+            return status, f"{kind}.status is {status}"
+        if kind == "Observation" and status not in OBSERVATION_RESULT_STATUSES:
+            return "not-final", f"Observation.status is {status if isinstance(status, str) else 'missing'}"
+        verification = _codes(resource.get("verificationStatus"))
+        dropped = verification & DROPPED_VERIFICATION
+        if dropped:
+            code = sorted(dropped)[0]
+            return code, f"{kind}.verificationStatus is {code}"
+        link_field = next((f for f in PATIENT_LINK_FIELDS if f in resource), None)
+        if link_field is None:
+            if kind in PATIENT_COMPARTMENT:
+                return "no-patient", f"{kind} names no subject/patient"
+            return None
+        link = _reference_string(resource.get(link_field))
+        if link is not None and (link in patient_urls or parse_reference(link) == ("Patient", self.patient_id)):
+            return None
+        if link is None:
+            return None if kind not in PATIENT_COMPARTMENT else ("no-patient", f"{kind}.{link_field} has no reference")
+        return "other-patient", f"{kind}.{link_field} is not the hook's patient"
+
+    # ---------------------------------------------------------------------------------- queries
+
+    def of_type(self, resource_type: str) -> tuple[dict, ...]:
+        """Usable resources of one type, raw JSON, in the order received."""
+        return tuple(self._by_type.get(resource_type, ()))
+
+    def retrieval(self, resource_type: str) -> RetrievalOutcome:
+        return self._retrieval.get(resource_type, COMPLETE)
+
+    def reference_of(self, resource: dict) -> str:
+        """``Type/id`` of a resource as the EHR sent it; its fullUrl when it has no id."""
+        kind = resource.get("resourceType", "Resource")
+        if resource.get("id"):
+            return f"{kind}/{resource['id']}"
+        return self._full_url_of.get(id(resource)) or f"{kind}/(no id)"
+
+    def resolve(self, reference: Any, context: dict | None = None) -> dict | None:
+        """The resource a Reference (or reference string) points to: ``#id`` inside ``context``'s
+        ``contained``, a Bundle ``fullUrl`` (urn:uuid or absolute), or ``Type/id`` relative or
+        absolute (any server base, ``_history`` ignored). None when not in the record."""
+        ref = _reference_string(reference)
+        if ref is None:
+            return None
+        if ref.startswith("#"):
+            for contained in (context or {}).get("contained") or ():
+                if isinstance(contained, dict) and contained.get("id") == ref[1:]:
+                    return contained
+            return None
+        if ref in self._by_full_url:
+            return self._by_full_url[ref]
+        key = parse_reference(ref)
+        return self._by_key.get(key) if key else None
+
+    def validated(self, resource: dict):
+        """The ``fhir.resources`` R4B model of ``resource``, built once and cached; None (and one
+        ``malformed`` issue) when it does not validate. Fact modules call this for the few resources
+        they actually use."""
+        key = id(resource)
+        if key in self._models:
+            return self._models[key]
+        if key in self._malformed:
+            return None
+        try:
+            model = validate(resource)
+        except MalformedResource as error:
+            self._malformed.add(key)
+            self.issues.append(RecordIssue(self.reference_of(resource), "malformed", str(error)))
+            return None
+        self._models[key] = model
+        return model
+
+
+def _codes(concept: Any) -> set[str]:
+    if not isinstance(concept, dict):
+        return set()
+    return {c.get("code") for c in concept.get("coding") or () if isinstance(c, dict) and c.get("code")}
+
+
+def _newer(candidate: dict, current: dict) -> bool:
+    """Whether ``candidate`` is a later version than ``current`` (by meta.lastUpdated when both say)."""
+    a = (candidate.get("meta") or {}).get("lastUpdated") if isinstance(candidate.get("meta"), dict) else None
+    b = (current.get("meta") or {}).get("lastUpdated") if isinstance(current.get("meta"), dict) else None
+    return isinstance(a, str) and isinstance(b, str) and a > b
