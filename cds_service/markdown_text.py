@@ -1,0 +1,63 @@
+"""Make untrusted text safe to place in a card: inert in GitHub-Flavored Markdown and in HTML.
+
+Card ``detail`` is Markdown that the EHR renders. Drug names, displays, values and even policy text
+reach it from outside this service, so a medication named ``[x](javascript:alert(1))`` or
+``<script>`` must show as those characters and never become a link, an image, a tag, a heading, a
+table or a list. Two functions:
+
+- ``plain(text)``: one clean line for plain-text fields (card ``summary``, action ``description``):
+  control and bidirectional-override characters removed, every run of whitespace (newlines included)
+  collapsed to one space, optionally shortened with an ellipsis.
+- ``escape(text)``: ``plain`` plus Markdown escaping, for text placed inside ``detail``. ``<``, ``>``
+  and ``&`` become HTML character references (inert both as Markdown and as HTML); every other ASCII
+  punctuation mark that Markdown or its GitHub extensions give a meaning (emphasis, links, code,
+  headings, lists, tables, strikethrough, autolinks through ``:``, ``@`` and ``www.``) is
+  backslash-escaped, which CommonMark renders as the character itself.
+
+Because newlines are collapsed, escaped text can never start a new block, whatever it contains.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_HTML_REFERENCES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# ASCII punctuation with a meaning in CommonMark or GFM; CommonMark allows a backslash before any of it.
+_MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()#+-.!|~:@$=^\"'")
+# Explicit directional formatting characters: they can make displayed text differ from its content.
+_BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
+_WHITESPACE_RUN = re.compile(r"\s+")
+ELLIPSIS = "\u2026"
+
+
+def plain(text: object, limit: int | None = None) -> str:
+    """One line of displayable text: no control characters, single spaces, at most ``limit`` characters
+    (an ellipsis marks a cut). ``None`` gives ``""``."""
+    if text is None:
+        return ""
+    cleaned = "".join(
+        " " if ch.isspace() else ch
+        for ch in str(text)
+        if ch.isspace() or (unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS)
+    )
+    cleaned = _WHITESPACE_RUN.sub(" ", cleaned).strip()
+    if limit is not None and len(cleaned) > limit:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        cleaned = cleaned[: limit - 1].rstrip() + ELLIPSIS
+    return cleaned
+
+
+def escape(text: object, limit: int | None = None) -> str:
+    """``plain(text, limit)`` escaped so that Markdown and HTML render every character literally.
+    ``limit`` counts the characters shown, not the escapes added."""
+    out = []
+    for ch in plain(text, limit):
+        if ch in _HTML_REFERENCES:
+            out.append(_HTML_REFERENCES[ch])
+        elif ch in _MARKDOWN_PUNCTUATION:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)

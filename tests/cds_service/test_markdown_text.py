@@ -1,0 +1,92 @@
+"""Text from the record must render inert in card Markdown (and in HTML), and stay readable."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cds_service.markdown_text import ELLIPSIS, escape, plain
+
+MARKDOWN_SIGNIFICANT = set("\\`*_{}[]()#+-.!|~:@$=^\"'")
+HTML_REFERENCES = {"&amp;": "&", "&lt;": "<", "&gt;": ">"}
+
+
+def render_literal(escaped: str) -> str:
+    """What a CommonMark renderer shows for text that contains only backslash escapes and the three
+    character references: the inverse of ``escape`` (written independently of it)."""
+    return re.sub(
+        r"\\(.)|&(amp|lt|gt);",
+        lambda m: m.group(1) if m.group(1) is not None else HTML_REFERENCES["&" + m.group(2) + ";"],
+        escaped,
+    )
+
+
+def unescaped_significant(escaped: str) -> list[str]:
+    """Markdown-significant characters that appear without a backslash before them."""
+    found, i = [], 0
+    while i < len(escaped):
+        ch = escaped[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch in MARKDOWN_SIGNIFICANT or ch in "<>":
+            found.append(ch)
+        elif ch == "&" and not re.match(r"&(amp|lt|gt);", escaped[i:]):
+            found.append(ch)
+        i += 1
+    return found
+
+
+@pytest.mark.parametrize(
+    "hostile, shown",
+    [
+        ("[link](javascript:alert(1))", "[link](javascript:alert(1))"),
+        ("![img](http://evil.example/x.png)", "![img](http://evil.example/x.png)"),
+        ("<script>alert(1)</script>", "<script>alert(1)</script>"),
+        ('<img src=x onerror="alert(1)">', '<img src=x onerror="alert(1)">'),
+        ("**bold** _em_ `code` ~~strike~~", "**bold** _em_ `code` ~~strike~~"),
+        ("www.evil.example and https://evil.example", "www.evil.example and https://evil.example"),
+        ("# heading\n- item\n| a | b |\n---", "# heading - item | a | b | ---"),
+        ("&lt;b&gt; already an entity", "&lt;b&gt; already an entity"),
+        ("back\\slash \\[", "back\\slash \\["),
+    ],
+)
+def test_hostile_text_renders_as_its_own_characters(hostile, shown):
+    escaped = escape(hostile)
+    assert render_literal(escaped) == shown
+    assert unescaped_significant(escaped) == []
+    assert "<" not in escaped and ">" not in escaped
+    assert "\n" not in escaped
+
+
+def test_ordinary_clinical_text_stays_readable():
+    assert escape("Idecabtagene vicleucel 450 x10^6 cells") == "Idecabtagene vicleucel 450 x10\\^6 cells"
+    assert escape("0.4 g/dL") == "0\\.4 g/dL"
+    assert render_literal(escape("Serum free light chain ratio 0.12")) == "Serum free light chain ratio 0.12"
+
+
+def test_plain_collapses_lines_and_drops_control_and_bidi_characters():
+    assert plain("  Abecma\r\n\t(idecabtagene\u2028vicleucel)  ") == "Abecma (idecabtagene vicleucel)"
+    assert plain("a\x00b\x1bc\u202ed\u2066e") == "abcde"
+    assert plain(None) == ""
+    assert plain(42) == "42"
+
+
+def test_limit_counts_shown_characters_and_marks_the_cut():
+    assert plain("abcdefghij", limit=5) == "abcd" + ELLIPSIS
+    assert plain("abcde", limit=5) == "abcde"
+    escaped = escape("[[[[[[[[[[", limit=4)
+    assert render_literal(escaped) == "[[[" + ELLIPSIS
+    with pytest.raises(ValueError):
+        plain("abc", limit=0)
+
+
+@given(st.text())
+def test_any_text_is_inert_and_round_trips_to_its_plain_form(text):
+    escaped = escape(text)
+    assert unescaped_significant(escaped) == []
+    assert render_literal(escaped) == plain(text)
+    assert "\n" not in escaped and "\r" not in escaped
