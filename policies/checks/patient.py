@@ -1,0 +1,98 @@
+"""Checks about the member and the prescriber: age, prescriber specialty, CNS conditions."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Mapping
+
+from fhir_mappings.facts import ConditionFinding, Evidence, FactSource, Unknown
+from fhir_mappings.terminology import value_set
+from policies.checks.registry import VALUE_SET_LIST, LeafResult, OrderContext, check, unknown_fact
+from policies.decision import Status
+
+ACTIVE_STATUSES = frozenset({"active", "recurrence", "relapse"})
+
+
+@check("age_at_least", params={"min_years": {"type": "integer", "minimum": 0}})
+def age_at_least(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
+    fact = facts.age_years(as_of)
+    if isinstance(fact, Unknown):
+        return unknown_fact(fact, "Age")
+    minimum = params["min_years"]
+    status = Status.MET if fact.value >= minimum else Status.NOT_MET
+    return LeafResult(status, f"Age {fact.value} on {as_of.isoformat()} (required >= {minimum})", fact.evidence)
+
+
+@check(
+    "prescriber_specialty_in",
+    params={"value_set": {"type": "string"}},
+    value_set_params=("value_set",),
+)
+def prescriber_specialty_in(
+    facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext
+) -> LeafResult:
+    """Met when the ordering clinician's specialty is in the value set. Another specialty is not a
+    contradiction: the policy also accepts prescribing "in consultation with" a specialist, which the
+    record may not show, so it is unknown (documentation of the consultation)."""
+    fact = facts.ordering_specialties(ctx.order)
+    if isinstance(fact, Unknown):
+        return unknown_fact(fact, "Prescriber specialty")
+    wanted = value_set(params["value_set"])
+    matching = [c for c in fact.value if wanted.contains(c.system, c.code)]
+    if matching:
+        name = matching[0].display or matching[0].code
+        return LeafResult(Status.MET, f"Ordering clinician's specialty: {name}", fact.evidence)
+    shown = ", ".join(c.display or c.code or "?" for c in fact.value) or "none recorded"
+    return LeafResult(
+        Status.UNKNOWN,
+        f"Ordering clinician's specialty ({shown}) is not oncology/hematology; consultation not shown",
+        fact.evidence,
+    )
+
+
+def _condition_evidence(finding: ConditionFinding) -> Evidence:
+    onset = finding.onset or finding.recorded
+    return Evidence(
+        finding.reference,
+        "code",
+        finding.code.code or finding.code.display,
+        date=onset.isoformat() if onset else None,
+    )
+
+
+def _describe(finding: ConditionFinding) -> str:
+    name = finding.code.display or finding.code.code or finding.value_set
+    return f"{name} ({finding.clinical_status or 'status not recorded'})"
+
+
+@check(
+    "no_conditions_in",
+    params={"value_sets": VALUE_SET_LIST, "active_value_sets": VALUE_SET_LIST},
+    optional=("active_value_sets",),
+    value_set_params=("value_sets", "active_value_sets"),
+)
+def no_conditions_in(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
+    """Exclusion: met only when the conditions were retrieved in full and none is in ``value_sets``
+    (any clinical status: history counts) and none in ``active_value_sets`` is active. An
+    ``active_value_sets`` condition with no clinical status is unknown, never silently ignored."""
+    history = tuple(params["value_sets"])
+    active_only = tuple(params.get("active_value_sets", ()))
+    fact = facts.conditions_in(history + active_only, as_of)
+    if isinstance(fact, Unknown):
+        return unknown_fact(fact, "Conditions")
+    present = [
+        f for f in fact.value
+        if f.value_set in history or (f.value_set in active_only and f.clinical_status in ACTIVE_STATUSES)
+    ]
+    if present:
+        listed = "; ".join(_describe(f) for f in present)
+        return LeafResult(Status.NOT_MET, f"Record shows {listed}", tuple(_condition_evidence(f) for f in present))
+    unclear = [f for f in fact.value if f.value_set in active_only and f.clinical_status is None]
+    if unclear:
+        listed = "; ".join(_describe(f) for f in unclear)
+        return LeafResult(
+            Status.UNKNOWN,
+            f"Record shows {listed}; whether it is active is not recorded",
+            tuple(_condition_evidence(f) for f in unclear),
+        )
+    return LeafResult(Status.MET, "No such condition on the record (conditions retrieved in full)", fact.evidence)

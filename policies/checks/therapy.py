@@ -1,0 +1,99 @@
+"""Checks about treatment history: prior lines and classes, prior and concurrent exposures."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Mapping
+
+from fhir_mappings.facts import Evidence, Exposure, FactSource, LinesOfTherapy, Unknown
+from policies.checks.registry import VALUE_SET_LIST, LeafResult, OrderContext, check, unknown_fact
+from policies.decision import Status
+
+LINE_PARAMS = {"consolidation_in_line": {"type": "boolean"}}
+LABEL = {"type": "string", "minLength": 1}
+EXAMPLES = {"type": "array", "items": {"type": "string"}}
+
+
+def _line_evidence(lines: LinesOfTherapy, drug_class: str | None = None) -> tuple[Evidence, ...]:
+    out = []
+    for line in lines.lines:
+        if drug_class is not None and drug_class not in line.classes:
+            continue
+        for ref in line.references:
+            out.append(Evidence(ref, f"line of therapy {line.number}", ", ".join(line.ingredients),
+                                date=line.start.isoformat() if line.start else None))
+    return tuple(out)
+
+
+@check("prior_lines_at_least", params={"minimum": {"type": "integer", "minimum": 1}, **LINE_PARAMS})
+def prior_lines_at_least(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
+    """The record gives prior lines as an interval [minimum, maximum]: met only if the minimum
+    suffices, not met only if even the maximum falls short, unknown in between."""
+    fact = facts.lines_of_therapy(as_of, params["consolidation_in_line"])
+    if isinstance(fact, Unknown):
+        return unknown_fact(fact, "Prior lines of therapy")
+    lines = fact.value
+    wanted = params["minimum"]
+    evidence = fact.evidence or _line_evidence(lines)
+    counted = str(lines.minimum) if lines.minimum == lines.maximum else f"{lines.minimum} to {lines.maximum}"
+    shown = f"Record shows {counted} prior line(s) of therapy (required >= {wanted})"
+    if lines.minimum >= wanted:
+        return LeafResult(Status.MET, shown, evidence)
+    if lines.maximum < wanted:
+        return LeafResult(Status.NOT_MET, shown, evidence)
+    return LeafResult(Status.UNKNOWN, shown, evidence)
+
+
+@check("prior_class_received", params={"drug_class": {"type": "string"}, "label": LABEL, **LINE_PARAMS},
+       value_set_params=("drug_class",))
+def prior_class_received(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
+    """A drug class among the prior lines. Its absence is missing documentation (therapy given
+    elsewhere is often not on the record), so it is unknown, never not-met."""
+    fact = facts.lines_of_therapy(as_of, params["consolidation_in_line"])
+    if isinstance(fact, Unknown):
+        return unknown_fact(fact, "Prior lines of therapy")
+    drug_class, label = params["drug_class"], params["label"]
+    if drug_class in fact.value.classes_received:
+        drugs = sorted({i for line in fact.value.lines if drug_class in line.classes for i in line.ingredients})
+        return LeafResult(Status.MET, f"Prior {label}: {', '.join(drugs) or 'recorded'}",
+                          _line_evidence(fact.value, drug_class))
+    return LeafResult(Status.UNKNOWN, f"No {label} among the prior lines on the record")
+
+
+def _exposure_evidence(exposures: tuple[Exposure, ...]) -> tuple[Evidence, ...]:
+    return tuple(Evidence(e.reference, "medication", e.ingredient, date=e.start.isoformat() if e.start else None)
+                 for e in exposures)
+
+
+def _listed(exposures: tuple[Exposure, ...]) -> str:
+    return "; ".join(f"{e.ingredient} ({e.start.isoformat() if e.start else 'date not recorded'})" for e in exposures)
+
+
+@check("no_prior_exposure", params={"value_sets": VALUE_SET_LIST, "label": LABEL, "examples": EXAMPLES},
+       optional=("examples",), value_set_params=("value_sets",))
+def no_prior_exposure(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
+    """Met only when medication and procedure history were retrieved in full and show none."""
+    fact = facts.prior_exposures(tuple(params["value_sets"]), as_of)
+    label = params["label"]
+    if isinstance(fact, Unknown):
+        return unknown_fact(fact, f"Prior {label}")
+    if fact.value:
+        return LeafResult(Status.NOT_MET, f"Prior {label}: {_listed(fact.value)}", _exposure_evidence(fact.value))
+    examples = params.get("examples")
+    named = f" (e.g. {', '.join(examples)})" if examples else ""
+    return LeafResult(Status.MET, f"No prior {label}{named} on the record (history retrieved in full)", fact.evidence)
+
+
+@check("no_concurrent_order", params={"value_sets": VALUE_SET_LIST, "label": LABEL, "examples": EXAMPLES},
+       optional=("examples",), value_set_params=("value_sets",))
+def no_concurrent_order(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
+    """No other order (draft or active) for a product of the value sets; the order itself does not count."""
+    fact = facts.concurrent_requests(tuple(params["value_sets"]), ctx.order, ctx.draft_orders)
+    label = params["label"]
+    if isinstance(fact, Unknown):
+        return unknown_fact(fact, f"Concurrent {label}")
+    own = facts.ordered_product(ctx.order).reference
+    others = tuple(e for e in fact.value if e.reference != own)
+    if others:
+        return LeafResult(Status.NOT_MET, f"Concurrent {label}: {_listed(others)}", _exposure_evidence(others))
+    return LeafResult(Status.MET, f"No other {label} ordered or active", fact.evidence)
