@@ -106,6 +106,7 @@ class Measurement:
     reference: str
     raw_value: float | None = None
     raw_unit: str | None = None
+    comparator: str | None = None  # "<", "<=", ">", ">=" when the lab reported a bound, not a value
 
 
 @dataclass(frozen=True)

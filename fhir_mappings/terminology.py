@@ -26,6 +26,21 @@ ICD10_SYSTEMS = frozenset(
 )
 
 
+# Well-known HL7 OIDs that some EHRs send instead of the canonical FHIR URIs.
+SYSTEM_ALIASES = {
+    "urn:oid:2.16.840.1.113883.6.1": "http://loinc.org",
+    "urn:oid:2.16.840.1.113883.6.96": "http://snomed.info/sct",
+    "urn:oid:2.16.840.1.113883.6.88": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "urn:oid:2.16.840.1.113883.6.90": "http://hl7.org/fhir/sid/icd-10-cm",
+}
+
+
+def canonical_system(system: str) -> str:
+    """The FHIR URI of a code system sent as a known OID (or with stray whitespace); else unchanged."""
+    system = system.strip()
+    return SYSTEM_ALIASES.get(system, system)
+
+
 def _normalise(system: str, code: str) -> str:
     code = code.strip()
     if system in ICD10_SYSTEMS:
@@ -42,8 +57,9 @@ class ValueSet:
     text_terms: tuple[str, ...]  # lower-case names that identify a concept carried as text only
 
     def contains(self, system: str | None, code: str | None) -> bool:
-        if not system or not code:
+        if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
             return False
+        system = canonical_system(system)
         norm = _normalise(system, code)
         if (system, norm) in self.codes:
             return True
