@@ -1,0 +1,181 @@
+"""Evaluate a policy against a patient's facts: a verdict that explains itself criterion by criterion.
+
+``evaluate`` is a pure function of (policy, facts, order, as_of, draft_orders): no clock, no I/O, no
+globals beyond the read-only check registry. It walks the required criteria (I.A, II.A.1 and the
+section III exclusions), calls each named check, combines groups with Kleene logic and applies the
+decision contract's verdict rules:
+
+- ``does-not-meet`` when a required criterion is not met;
+- ``indeterminate`` when the outcome is unknown and an unknown stems from a retrieval failure;
+- ``documentation-incomplete`` when the outcome is unknown only for lack of documentation;
+- ``meets-policy`` when every required criterion is met.
+
+A section III criterion is met when the request is clear of that exclusion. When the criterion the
+policy names for it (III.A) is not met -- the request is not for multiple myeloma -- the decision carries
+the I.B referral for the member's line of business, or for every line when it cannot be told.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from fhir_mappings.facts import FactSource, Observed
+from policies.checks import LeafResult, OrderContext, get_check
+from policies.decision import CriterionResult, PolicyDecision, Referral, Status, Verdict
+from policies.logic import all_of, combine
+from policies.model import Criterion, Policy, Referrals
+
+
+@dataclass
+class _Run:
+    """Results of one evaluation, in pre-order, plus each node's own check result."""
+
+    facts: FactSource
+    as_of: date
+    context: OrderContext
+    results: dict[str, CriterionResult] = field(default_factory=dict)
+    own: dict[str, LeafResult] = field(default_factory=dict)
+
+    def leaf(self, node: Criterion) -> LeafResult:
+        spec = get_check(node.check)
+        return spec.function(self.facts, node.params, self.as_of, self.context)
+
+    def node(self, node: Criterion) -> CriterionResult:
+        self.results[node.id] = None  # placeholder keeps pre-order: parent before its children
+        own = self.leaf(node) if node.check else None
+        children = tuple(self.node(child) for child in node.children)
+        if own is not None:
+            self.own[node.id] = own
+        statuses = [] if own is None else [own.status]
+        if children:
+            statuses.append(combine(node.logic, (c.status for c in children), node.n))
+        status = all_of(statuses)
+        failed = status is Status.UNKNOWN and (
+            (own is not None and own.status is Status.UNKNOWN and own.retrieval_failed)
+            or any(c.status is Status.UNKNOWN and c.retrieval_failed for c in children)
+        )
+        result = CriterionResult(
+            id=node.id,
+            text=node.text,
+            status=status,
+            reason=_reason(node, status, own, children),
+            evidence=own.evidence if own is not None else (),
+            retrieval_failed=failed,
+            documentation=node.documentation,
+            children=tuple(c.id for c in children),
+        )
+        self.results[node.id] = result
+        return result
+
+    def documentation(self, node: Criterion) -> list[str]:
+        """What to submit for the unknown parts of ``node``: an ``any`` group asks for its own
+        documentation (one alternative suffices), an ``all`` group for each unknown part. Unknowns
+        that stem from a retrieval failure are not missing documentation and are left out."""
+        result = self.results[node.id]
+        if result.status is not Status.UNKNOWN or not self._documentation_gap(node):
+            return []
+        if node.logic in ("any", "n_of") and node.documentation:
+            return [f"{node.id}: {node.documentation}"]
+        out = []
+        own = self.own.get(node.id)
+        if (not node.children or (own is not None and own.status is Status.UNKNOWN and not own.retrieval_failed)) \
+                and node.documentation:
+            out.append(f"{node.id}: {node.documentation}")
+        for child in node.children:
+            out.extend(self.documentation(child))
+        return out
+
+    def _documentation_gap(self, node: Criterion) -> bool:
+        """Some unknown under ``node`` is missing documentation rather than a retrieval failure."""
+        result = self.results[node.id]
+        if result.status is not Status.UNKNOWN:
+            return False
+        own = self.own.get(node.id)
+        if own is not None and own.status is Status.UNKNOWN and not own.retrieval_failed:
+            return True
+        if not node.children:
+            return not result.retrieval_failed
+        return any(self._documentation_gap(child) for child in node.children)
+
+
+def _reason(node: Criterion, status: Status, own: LeafResult | None, children: tuple[CriterionResult, ...]) -> str:
+    if not children:
+        return own.reason
+    by_status = {s: [c.id for c in children if c.status is s] for s in Status}
+    if status is Status.MET:
+        summary = f"met by {', '.join(by_status[Status.MET])}" if node.logic == "any" else "all parts met"
+    elif status is Status.NOT_MET:
+        summary = f"not met: {', '.join(by_status[Status.NOT_MET])}" if by_status[Status.NOT_MET] else "not met"
+    else:
+        summary = f"not shown: {', '.join(by_status[Status.UNKNOWN])}" if by_status[Status.UNKNOWN] else "not shown"
+    return f"{own.reason}; {summary}" if own is not None else summary[0].upper() + summary[1:]
+
+
+def _verdict(status: Status, retrieval_failed: bool) -> Verdict:
+    if status is Status.MET:
+        return Verdict.MEETS_POLICY
+    if status is Status.NOT_MET:
+        return Verdict.DOES_NOT_MEET
+    return Verdict.INDETERMINATE if retrieval_failed else Verdict.DOCUMENTATION_INCOMPLETE
+
+
+def _dedupe(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _coverage(facts: FactSource) -> tuple[str | None, str | None]:
+    fact = facts.coverage()
+    if isinstance(fact, Observed):
+        return fact.value.reference, fact.value.line_of_business
+    return None, None
+
+
+def referral(referrals: Referrals, policy: Policy, line_of_business: str | None, reason: str) -> Referral:
+    """The referral policies for the member's line of business; all of the policy's lines when the
+    member's line is unknown or not one the policy lists."""
+    lobs = (line_of_business,) if line_of_business in policy.lines_of_business else policy.lines_of_business
+    return Referral(reason, tuple(p for rule in referrals.rules for p in rule.policies(lobs)))
+
+
+def _decide(policy: Policy, run: _Run, roots: tuple[Criterion, ...], order_kind: str, product: str) -> PolicyDecision:
+    top = tuple(run.node(root) for root in roots)
+    status = all_of(r.status for r in top)
+    failed = status is Status.UNKNOWN and any(r.status is Status.UNKNOWN and r.retrieval_failed for r in top)
+    coverage, lob = _coverage(run.facts)
+    trigger = run.results.get(policy.referral_when_not_met)
+    refer = None
+    if order_kind == "car-t" and trigger is not None and trigger.status is Status.NOT_MET:
+        refer = referral(policy.other_diagnoses, policy, lob, trigger.reason)
+    return PolicyDecision(
+        order=run.facts.ordered_product(run.context.order).reference,
+        order_kind=order_kind,
+        product=product,
+        policy_id=policy.id,
+        policy_version=policy.version,
+        policy_title=policy.title,
+        verdict=_verdict(status, failed),
+        criteria=tuple(run.results.values()),
+        missing_documentation=_dedupe([d for root in roots for d in run.documentation(root)]),
+        approval=policy.approval,
+        referral=refer,
+        coverage=coverage,
+        line_of_business=lob,
+    )
+
+
+def evaluate(
+    policy: Policy, facts: FactSource, order: dict, as_of: date, draft_orders: tuple[dict, ...] = ()
+) -> PolicyDecision:
+    """Decide one CAR-T order against its policy (I.A, II.A.1, section III) on ``as_of``."""
+    run = _Run(facts, as_of, OrderContext(order, tuple(draft_orders), policy.product))
+    return _decide(policy, run, policy.required, "car-t", policy.product.display)
+
+
+def evaluate_tocilizumab(
+    policy: Policy, facts: FactSource, order: dict, as_of: date, draft_orders: tuple[dict, ...] = ()
+) -> PolicyDecision:
+    """Decide a tocilizumab order co-signed with a CAR-T order of ``policy`` against the approval's
+    tocilizumab allowance (criterion I.A.approval.tocilizumab: dose per administration and doses)."""
+    run = _Run(facts, as_of, OrderContext(order, tuple(draft_orders), policy.product))
+    return _decide(policy, run, (policy.tocilizumab,), "tocilizumab", f"tocilizumab (with {policy.product.display})")
