@@ -1,0 +1,109 @@
+"""Errors the service answers with, and their OperationOutcome bodies.
+
+Exception tree (every class carries an HTTP status and, where one applies, the JSON path at fault)::
+
+    RequestError                     a client-side fault; answered with its status + OperationOutcome
+    ├── HookRequestError             400  malformed body: bad JSON, missing/mistyped field, wrong hook ...
+    ├── UnknownServiceError          404  no CDS service with that id
+    ├── UnsupportedMediaTypeError    415  Content-Type is not JSON
+    └── UnsupportedVersionError      422  davinci-crd.requestedVersion names a CRD version we do not declare
+
+    settings.SettingsError           start-up only: a CART_CDS_* variable is invalid (never reaches HTTP)
+
+Werkzeug's own HTTP errors (404 unrouted path, 405 wrong method, 413 body over the limit) get the same
+OperationOutcome shape. Anything else is a bug on our side: a generic 500 OperationOutcome, with no
+exception text or stack in the body; the log names only the exception type and where it was raised.
+Later modules add their own ``RequestError`` subclasses (e.g. 412 when no record data can be obtained).
+
+Error text is written by us, never copied from the request: a message names the path and what was
+expected, not the value that was sent (it may be patient data or a token).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import orjson
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# OperationOutcome.issue.code (http://hl7.org/fhir/issue-type) for each status we answer with.
+_ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+                412: "incomplete", 413: "too-long", 415: "not-supported", 422: "business-rule", 500: "exception"}
+
+
+class RequestError(Exception):
+    """A request the service refuses. ``path`` is the offending JSON path (``context.draftOrders``), if any."""
+
+    status = 400
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+class HookRequestError(RequestError):
+    status = 400
+
+
+class UnknownServiceError(RequestError):
+    status = 404
+
+
+class UnsupportedMediaTypeError(RequestError):
+    status = 415
+
+
+class UnsupportedVersionError(RequestError):
+    status = 422
+
+
+def operation_outcome(status: int, message: str, path: str | None = None) -> dict:
+    """The FHIR OperationOutcome body for an error; ``diagnostics`` starts with the path it names."""
+    issue = {
+        "severity": "error",
+        "code": _ISSUE_CODES.get(status, "processing"),
+        "diagnostics": f"{path}: {message}" if path else message,
+    }
+    if path:
+        issue["expression"] = [path]
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def error_response(status: int, message: str, path: str | None = None) -> Response:
+    return Response(orjson.dumps(operation_outcome(status, message, path)), status=status,
+                    mimetype="application/json")
+
+
+def _request_error(exc: RequestError) -> Response:
+    return error_response(exc.status, exc.message, exc.path)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    messages = {
+        404: "no such endpoint; the CDS services are listed at /cds-services",
+        405: "method not allowed on this endpoint",
+        413: "request body is larger than the configured limit",
+    }
+    status = exc.code or 500
+    response = error_response(status, messages.get(status, exc.name))
+    if status == 405 and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _unexpected_error(exc: Exception) -> Response:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "unknown"
+    log.error("unhandled %s at %s", type(exc).__name__, where)
+    return error_response(500, "internal error; the request was not processed")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(RequestError, _request_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)

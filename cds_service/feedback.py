@@ -1,0 +1,96 @@
+"""CDS Hooks 2.0 feedback (``POST /cds-services/{id}/feedback``): validation and idempotent intake.
+
+Each item names a card by its ``uuid``, an ``outcome`` (``accepted`` | ``overridden``), the accepted
+suggestion ids when accepted (cds-fb-2), an optional ``overrideReason`` with a ``reason`` Coding and/or a
+``userComment`` (cds-fb-3), and an RFC 3339 ``outcomeTimestamp``. EHRs retry and batch, so repeats are
+expected: ``FeedbackLog`` remembers recently seen items (bounded, per process) and reports only new ones.
+Persisting feedback in the audit store is added later; the route answers ``200 {}`` either way.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from cds_service.errors import HookRequestError
+from cds_service.hook_request import decode_json, json_path, validate_json
+
+# RFC 3339 section 5.6 date-time: full date, "T", time with optional fraction, and a Z or numeric offset.
+FEEDBACK_LOG_KEY = "cart_cds.feedback_log"  # app.extensions key of the app's FeedbackLog
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    card: str
+    outcome: str  # "accepted" | "overridden"
+    outcome_timestamp: datetime  # timezone-aware, normalised to UTC
+    accepted_suggestions: tuple[str, ...] = ()
+    override_reason_code: tuple[str, str] | None = None  # (system, code)
+    has_user_comment: bool = False  # the comment text itself is free text and is not kept here
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        return self.card, self.outcome, self.outcome_timestamp
+
+
+def parse_feedback(body: bytes) -> tuple[FeedbackItem, ...]:
+    """Validate a feedback body; raises ``HookRequestError`` naming the path of the first problem."""
+    data = decode_json(body)
+    validate_json("feedback", data)
+    return tuple(_item(raw, index) for index, raw in enumerate(data["feedback"]))
+
+
+def _item(raw: dict, index: int) -> FeedbackItem:
+    path = ("feedback", index)
+    timestamp = raw["outcomeTimestamp"]
+    when = _rfc3339(timestamp)
+    if when is None:
+        raise HookRequestError("must be an RFC 3339 date-time such as 2026-11-24T10:15:00Z",
+                               json_path(path + ("outcomeTimestamp",)))
+    accepted = tuple(s["id"] for s in raw.get("acceptedSuggestions", ()))
+    if raw["outcome"] == "accepted" and not accepted:
+        raise HookRequestError("is required when outcome is accepted", json_path(path + ("acceptedSuggestions",)))
+    reason = raw.get("overrideReason") or {}
+    coding = reason.get("reason")
+    return FeedbackItem(
+        card=raw["card"], outcome=raw["outcome"], outcome_timestamp=when, accepted_suggestions=accepted,
+        override_reason_code=(coding["system"], coding["code"]) if coding else None,
+        has_user_comment=bool(reason.get("userComment")))
+
+
+def _rfc3339(text: str) -> datetime | None:
+    if not _RFC3339.fullmatch(text):
+        return None
+    try:
+        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError:  # e.g. month 13
+        return None
+
+
+class FeedbackLog:
+    """Recently seen feedback items of this process, so a repeated submission is recognised.
+    Bounded: the oldest keys are forgotten first. Thread-safe (gunicorn runs threaded workers)."""
+
+    def __init__(self, capacity: int = 10_000):
+        self._seen: OrderedDict[tuple, None] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def record(self, service_id: str, items: tuple[FeedbackItem, ...]) -> tuple[FeedbackItem, ...]:
+        """Remember the items and return those not seen before (in order, each once)."""
+        new = []
+        with self._lock:
+            for item in items:
+                key = (service_id, *item.key)
+                if key in self._seen:
+                    self._seen.move_to_end(key)
+                    continue
+                self._seen[key] = None
+                new.append(item)
+                if len(self._seen) > self._capacity:
+                    self._seen.popitem(last=False)
+        return tuple(new)

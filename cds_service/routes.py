@@ -1,0 +1,63 @@
+"""HTTP routes: parse, call the use case, serialise. No decisions are made here.
+
+``GET /cds-services``                      discovery document
+``POST /cds-services/<id>``                order-sign hook call
+``POST /cds-services/<id>/feedback``       card feedback
+``GET /healthz``                           liveness for load balancers
+"""
+
+from __future__ import annotations
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+
+from cds_service.discovery import SERVICE_ID, discovery_document
+from cds_service.errors import UnknownServiceError, UnsupportedMediaTypeError
+from cds_service.feedback import FEEDBACK_LOG_KEY, parse_feedback
+from cds_service.hook_request import parse_order_sign_request
+from cds_service.order_sign import handle_order_sign
+from cds_service.settings import current_settings
+
+blueprint = Blueprint("cds_services", __name__)
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+def _json_body() -> bytes:
+    """The raw request body after the media-type check; the size limit is enforced by Flask (413)."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raise UnsupportedMediaTypeError("Content-Type must be application/json")
+    return request.get_data(cache=False)
+
+
+def _known_service(service_id: str) -> None:
+    if service_id != SERVICE_ID:
+        raise UnknownServiceError(f"no CDS service with this id; the service is {SERVICE_ID}")
+
+
+@blueprint.get("/cds-services")
+def discovery() -> Response:
+    return _json(discovery_document())
+
+
+@blueprint.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    _known_service(service_id)
+    hook_request = parse_order_sign_request(_json_body())
+    return _json(handle_order_sign(hook_request, settings=current_settings()).as_json())
+
+
+@blueprint.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    _known_service(service_id)
+    items = parse_feedback(_json_body())
+    current_app.extensions[FEEDBACK_LOG_KEY].record(service_id, items)
+    return _json({})
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    return _json({"status": "ok"})
