@@ -1,0 +1,95 @@
+"""The HTTP side of client authentication: every call under ``/cds-services`` (discovery, service,
+feedback, and unknown paths alike) needs a valid client JWT, checked before the request is routed.
+
+- CORS preflight ``OPTIONS`` passes unauthenticated (browsers never attach credentials to it);
+- a refusal is a bare ``401`` with ``WWW-Authenticate: Bearer`` and no body, whatever the reason; the
+  reason code is logged, never the token;
+- the expected ``aud`` is the URL invoked, built from ``CART_CDS_PUBLIC_BASE_URL`` (proxies rewrite the
+  Host header); without that setting, from the request's own host. Feedback also accepts its service URL.
+- the verified caller is left in ``flask.g.cds_client`` (a ``VerifiedClient``) for the route, the
+  fhirServer guard (``client.fhir_servers``) and the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+
+from cds_service.auth.jwks import JwksCache
+from cds_service.auth.trusted_clients import TrustedClients
+from cds_service.auth.verifier import AuthError, ClientJwtVerifier
+from cds_service.replay_store import ReplayStoreUnavailable, replay_store_from_url
+
+log = logging.getLogger(__name__)
+
+PROTECTED_PREFIX = "/cds-services"
+EXTENSION_KEY = "cart_cds.client_auth"
+
+
+class AuthConfigurationError(ValueError):
+    """Authentication is on but cannot work (no trusted-clients file); stops the start."""
+
+
+def install_client_auth(app: Flask, settings) -> None:
+    """Require client JWTs on the app's CDS Hooks routes, or log loudly that they are not required."""
+    if settings.auth_disabled:
+        log.warning("client JWT authentication is DISABLED (CART_CDS_AUTH_DISABLED=true): development only")
+        app.extensions[EXTENSION_KEY] = None
+        return
+    if settings.trusted_clients_file is None:
+        raise AuthConfigurationError(
+            "CART_CDS_TRUSTED_CLIENTS_FILE must name the trusted-clients file "
+            "(or set CART_CDS_AUTH_DISABLED=true for local development)")
+    clients = TrustedClients.load(settings.trusted_clients_file)
+    verifier = ClientJwtVerifier(
+        clients, JwksCache(), replay_store_from_url(settings.redis_url), leeway_seconds=settings.jwt_leeway_seconds)
+    app.extensions[EXTENSION_KEY] = verifier
+    if settings.public_base_url is None:
+        log.warning("CART_CDS_PUBLIC_BASE_URL is not set: the JWT aud is checked against the request's Host")
+    base_url = settings.public_base_url
+
+    @app.before_request
+    def require_client_jwt():
+        if request.method == "OPTIONS" or not _protected(request.path):
+            return None
+        token = bearer_token(request.headers.get("Authorization"))
+        route = request.url_rule.rule if request.url_rule else None
+        if token is None:
+            log.warning("client JWT refused", extra={"reason": "missing-token", "route": route})
+            return unauthorized()
+        try:
+            g.cds_client = verifier.verify(token, expected_audiences(base_url or request.host_url, request.path))
+        except AuthError as exc:
+            log.warning("client JWT refused", extra={"reason": exc.reason, "client": exc.client, "route": route})
+            return unauthorized()
+        except ReplayStoreUnavailable:
+            log.error("replay store unavailable; client JWT refused", extra={"route": route})
+            return Response(status=503, headers={"Retry-After": "5"})
+        return None
+
+
+def _protected(path: str) -> bool:
+    return path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token and " " not in token else None
+
+
+def expected_audiences(base_url: str, path: str) -> list[str]:
+    """The URL invoked, and for feedback also the service URL (conformance.md §6 item 4)."""
+    url = base_url.rstrip("/") + path
+    audiences = [url]
+    if path.endswith("/feedback"):
+        audiences.append(url[: -len("/feedback")])
+    return audiences
+
+
+def unauthorized() -> Response:
+    """Bare 401: no body, no hint which check failed (CDS Hooks best practice)."""
+    return Response(status=401, headers={"WWW-Authenticate": "Bearer"})

@@ -1,0 +1,27 @@
+"""Real PostgreSQL / Redis for the audit and replay tests, when CI provides them.
+
+``CART_CDS_TEST_POSTGRES_URL`` (an SQLAlchemy URL, e.g. ``postgresql+psycopg://postgres@127.0.0.1:54329/x``)
+and ``CART_CDS_TEST_REDIS_URL`` are exported by ``.ci/run`` after it starts Debian's postgresql and
+redis-server on loopback; without them these backends are skipped (SQLite and memory always run).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+POSTGRES_URL = os.environ.get("CART_CDS_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("CART_CDS_TEST_REDIS_URL")
+
+postgres_only = pytest.mark.skipif(not POSTGRES_URL, reason="CART_CDS_TEST_POSTGRES_URL not set")
+redis_only = pytest.mark.skipif(not REDIS_URL, reason="CART_CDS_TEST_REDIS_URL not set")
+
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=[pytest.mark.postgres, postgres_only]),
+]
+REPLAY_BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=[pytest.mark.redis, redis_only]),
+]
