@@ -10,6 +10,7 @@ send both ``C90.02`` and ``C9002``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -122,3 +123,18 @@ def first_match(value_set_ids: Iterable[str], codeable_concept: dict | None) -> 
         if hit is not None:
             return vs_id, hit
     return None
+
+
+_NEGATION = re.compile(
+    r"\b(no|not|non|without|denies|denied|negative|absent|ruled out|rule out|r/o|free of|resolved|smoldering|smouldering)\b"
+)
+
+
+def affirmative_match(value_set_id: str, codeable_concept: dict | None) -> Coded | None:
+    """Like ``ValueSet.match``, but a text-only hit is refused when the text negates or qualifies the
+    concept ("no evidence of progression", "rule out CNS involvement", "smoldering myeloma"): free text
+    is only trusted when it plainly asserts the concept. Coded matches are returned as they are."""
+    hit = value_set(value_set_id).match(codeable_concept)
+    if hit is None or hit.code is not None:
+        return hit
+    return None if _NEGATION.search((hit.display or "").lower()) else hit

@@ -1,0 +1,200 @@
+"""IMWG progressive disease (policy Appendix D; Kumar et al. 2016) from lab series or documented status.
+
+Per marker, the results are put in time order (units normalised first) and each result is compared
+with the lowest value before it (the nadir). Progression on that result needs BOTH a >= 25 % rise over
+the nadir AND the marker's absolute rise:
+
+- serum M-protein: >= 0.5 g/dL;
+- 24-hour urine M-protein: >= 200 mg/24 h;
+- dFLC (involved - uninvolved), only when serum AND urine M-protein are not measurable
+  (serum < 1.0 g/dL and urine < 200 mg/24 h in every result; both must have been measured): > 10 mg/dL;
+- bone-marrow plasma cells, only when additionally FLC is not measurable (no involved FLC >= 10 mg/dL
+  with an abnormal ratio): >= 10 percentage points.
+
+Worked: a 1.2 g/dL nadir rising to 1.6 is not PD (+0.4 < 0.5); 2.4 -> 2.9 is not PD (+21 % < 25 %);
+2.0 -> 2.6 is PD (+0.6, +30 %). A lab bound such as "<0.1" may serve as a nadir (the true nadir is lower,
+so the rise is understated) but never as the rising result. The Kumar 2016 ">= 1 g/dL when the nadir is
+>= 5 g/dL" variant is not in the policy text and is not applied.
+
+Documented status counts too: an mCODE disease-status Observation (97509-4, or 88040-1 of mCODE STU1)
+whose value is progression (SNOMED 271299001, or an un-negated "progressive disease" text).
+
+``confirmed`` is True when the assessment before the reported one (same marker) also met the rule,
+i.e. two consecutive assessments; the policy does not require it, so it is reported, not enforced.
+The most recent qualifying event is returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from fhir_mappings.facts import Evidence, Fact, Measurement, Observed, ProgressionFinding, Unknown
+from fhir_mappings.labs import (
+    FlcReading,
+    flc_assays,
+    lab_results,
+    measure,
+    measurement_evidence,
+    read_assay,
+    retrieval_unknown,
+)
+from fhir_mappings.parsing import effective_span
+from fhir_mappings.patient_record import PatientRecord
+from fhir_mappings.terminology import affirmative_match, value_set
+from fhir_mappings.units import PERCENT, SERUM_M_PROTEIN, URINE_M_PROTEIN_24H
+
+MIN_RELATIVE_RISE = 0.25
+SERUM_MEASURABLE_G_DL = 1.0  # IMWG measurable thresholds (terminology.md §7), used only for the gates
+URINE_MEASURABLE_MG = 200.0
+FLC_MEASURABLE_MG_DL = 10.0
+
+
+@dataclass(frozen=True)
+class Point:
+    day: date
+    value: float
+    reference: str
+    evidence: Evidence
+    upper_bound: bool = False  # "<x": usable as a nadir, not as a rise
+
+
+@dataclass(frozen=True)
+class Marker:
+    name: str  # ProgressionFinding.marker
+    label: str
+    unit: str
+    absolute_rise: float
+    strictly_greater: bool = False  # dFLC: "> 10 mg/dL"; the others ">="
+
+
+SERUM = Marker("serum-m-protein", "serum M-protein", "g/dL", 0.5)
+URINE = Marker("urine-m-protein", "urine M-protein", "mg/24h", 200.0)
+DFLC = Marker("dflc", "dFLC", "mg/dL", 10.0, strictly_greater=True)
+BMPC = Marker("bone-marrow-plasma-cells", "bone-marrow plasma cells", "%", 10.0)
+
+
+def _point(m: Measurement) -> Point:
+    return Point(m.effective, m.value, m.reference, measurement_evidence(m), m.comparator in ("<", "<="))
+
+
+def _series(record: PatientRecord, value_set_id: str, analyte, as_of: date, since: date | None) -> list[Point]:
+    """One point per day (the day's last result), units normalised; unusable results are skipped."""
+    by_day: dict[date, Point] = {}
+    for result in lab_results(record, value_set_id):
+        if result.day > as_of or (since and result.day < since):
+            continue
+        m = measure(record, result, analyte)
+        if isinstance(m, Measurement) and m.comparator not in (">", ">="):
+            by_day[m.effective] = _point(m)
+    return [by_day[d] for d in sorted(by_day)]
+
+
+def _rise_events(series: list[Point], marker: Marker) -> list[tuple[Point, Point, float, float]]:
+    """(result, nadir, absolute rise, relative rise) for every result that meets the marker's rule."""
+    events = []
+    for i in range(1, len(series)):
+        current = series[i]
+        if current.upper_bound:
+            continue
+        nadir = min(series[:i], key=lambda p: p.value)
+        rise = round(current.value - nadir.value, 6)
+        relative = round(rise / nadir.value, 6) if nadir.value > 0 else (float("inf") if rise > 0 else 0.0)
+        absolute_ok = rise > marker.absolute_rise if marker.strictly_greater else rise >= marker.absolute_rise
+        if absolute_ok and relative >= MIN_RELATIVE_RISE:
+            events.append((current, nadir, rise, relative))
+    return events
+
+
+def _finding(series: list[Point], marker: Marker) -> tuple[ProgressionFinding, tuple[Evidence, ...]] | None:
+    events = _rise_events(series, marker)
+    if not events:
+        return None
+    current, nadir, rise, relative = events[-1]
+    index = series.index(current)
+    confirmed = index > 0 and any(e[0] is series[index - 1] for e in events)
+    pct = "" if relative == float("inf") else f", +{relative * 100:.0f}%"
+    basis = (
+        f"{marker.label} {current.value:g} {marker.unit} on {current.day.isoformat()} vs nadir "
+        f"{nadir.value:g} {marker.unit} on {nadir.day.isoformat()} (+{rise:g} {marker.unit}{pct})"
+    )
+    return ProgressionFinding(current.day, basis, marker.name, confirmed), (current.evidence, nadir.evidence)
+
+
+def _dflc_series(readings: list[FlcReading]) -> list[Point]:
+    """dFLC per assay, the involved chain fixed by the first abnormal ratio (the clone does not switch)."""
+    involved = next((r.value.involved for r in readings if r.value and r.value.involved), None)
+    if involved is None:
+        return []
+    points = []
+    for reading in readings:
+        dflc = reading.dflc(involved)
+        if dflc is not None:
+            points.append(Point(reading.assay.day, dflc, reading.evidence[0].reference, reading.evidence[0]))
+    return points
+
+
+def _documented_status(record: PatientRecord, as_of: date) -> list[tuple[ProgressionFinding, Evidence]]:
+    found = []
+    status_codes = value_set("disease-status")
+    for obs in record.of_type("Observation"):
+        if status_codes.match(obs.get("code")) is None:
+            continue
+        hit = affirmative_match("disease-status-progression", obs.get("valueCodeableConcept"))
+        span = effective_span(obs)
+        if hit is None or span is None or span.latest > as_of or record.validated(obs) is None:
+            continue
+        shown = hit.code or hit.display
+        reference = record.reference_of(obs)
+        found.append(
+            (
+                ProgressionFinding(span.latest, f"documented disease status: {hit.display or shown}", "disease-status"),
+                Evidence(reference, "Observation.valueCodeableConcept", shown, None, span.latest.isoformat()),
+            )
+        )
+    return found
+
+
+def progressive_disease(record: PatientRecord, as_of: date, since: date | None = None) -> Fact[ProgressionFinding]:
+    """The most recent progression event on or before ``as_of`` (results from ``since`` on, e.g. the
+    start of the last regimen, when given). Found progression stands even if Observations were only
+    partly retrieved; no progression found in a partial retrieval is unknown with retrieval_failed."""
+    candidates: list[tuple[ProgressionFinding, tuple[Evidence, ...]]] = []
+    serum = _series(record, "serum-m-protein", SERUM_M_PROTEIN, as_of, since)
+    urine = _series(record, "urine-m-protein-24h", URINE_M_PROTEIN_24H, as_of, since)
+    for series, marker in ((serum, SERUM), (urine, URINE)):
+        hit = _finding(series, marker)
+        if hit:
+            candidates.append(hit)
+    notes = []
+    m_protein_not_measurable = bool(serum) and bool(urine) and all(p.value < SERUM_MEASURABLE_G_DL for p in serum) and all(
+        p.value < URINE_MEASURABLE_MG for p in urine
+    )
+    readings = [
+        read_assay(record, a) for a in flc_assays(record) if a.day <= as_of and (since is None or a.day >= since)
+    ]
+    readings = [r for r in readings if r.value is not None]
+    dflc = _dflc_series(readings)
+    if m_protein_not_measurable:
+        hit = _finding(dflc, DFLC)
+        if hit:
+            candidates.append(hit)
+        flc_measurable = any(
+            r.value.ratio_abnormal and (r.value.involved_mg_dl or 0) >= FLC_MEASURABLE_MG_DL for r in readings
+        )
+        if readings and not flc_measurable:
+            hit = _finding(_series(record, "bone-marrow-plasma-cells", PERCENT, as_of, since), BMPC)
+            if hit:
+                candidates.append(hit)
+    elif _finding(dflc, DFLC) and not (serum and urine):
+        notes.append("a dFLC rise was seen but serum and urine M-protein were not both measured, so it cannot be used")
+    for finding, evidence in _documented_status(record, as_of):
+        candidates.append((finding, (evidence,)))
+    if candidates:
+        finding, evidence = max(candidates, key=lambda c: c[0].assessed)
+        return Observed(finding, evidence)
+    incomplete = retrieval_unknown(record, "progressive disease")
+    if incomplete is not None:
+        return incomplete
+    reason = "no progressive disease shown by serum/urine M-protein, FLC, bone-marrow plasma cells or disease status"
+    return Unknown("; ".join([reason, *notes]))
