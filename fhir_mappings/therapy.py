@@ -1,0 +1,370 @@
+"""Anti-myeloma therapy history: drug exposures, transplant and CAR-T procedures, concurrent orders.
+
+Where therapy shows up in an R4 record, and what counts:
+- ``MedicationStatement`` (active, completed, stopped), ``MedicationAdministration`` (completed, stopped,
+  in-progress: the drug was given) and ``MedicationRequest`` (active, completed, stopped; intents
+  ``proposal``/``plan``/``option`` are not treatment). Drafts, cancelled and entered-in-error records are
+  not exposures.
+- ``Procedure`` (completed, in-progress, stopped) for autologous HSCT and CAR-T infusion, and the CAR-T
+  history codes on a ``Condition`` (Z92.850) or ``Procedure`` (ICD-10-PCS XW033*/XW043*, CPT 38228).
+
+A drug is identified by any coding in any position (RxNorm IN, PIN, MIN, SCD, SBD, BN or pack, rolled up
+to its ingredient by the static value-set data), by a contained or referenced Medication, or by its text
+(ingredient or brand name). Dates come from ``effective[x]``, ``performed[x]``, the dosage
+``boundsPeriod``, else ``authoredOn``; partial dates keep their uncertainty (``TimedExposure``) so the
+line-of-therapy count can widen instead of guessing.
+
+Completeness: a fact that needs a resource type whose retrieval was not complete is
+``Unknown(retrieval_failed=True)`` unless the data present already decides it (see each function).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from importlib import resources
+from typing import Iterable
+
+from fhir_mappings.facts import Evidence, Exposure, Fact, Observed, OrderedProduct, Unknown
+from fhir_mappings.orders import ordered_product
+from fhir_mappings.parsing import DateSpan, parse_date
+from fhir_mappings.patient_record import parse_reference
+from fhir_mappings.terminology import value_set
+
+MEDICATION_TYPES = ("MedicationStatement", "MedicationAdministration", "MedicationRequest")
+EXPOSURE_TYPES = MEDICATION_TYPES + ("Procedure",)
+HISTORY_TYPES = EXPOSURE_TYPES + ("Condition",)
+USABLE_STATUS = {
+    "MedicationStatement": frozenset({"active", "completed", "stopped"}),
+    "MedicationAdministration": frozenset({"completed", "stopped", "in-progress"}),
+    "MedicationRequest": frozenset({"active", "completed", "stopped"}),
+    "Procedure": frozenset({"completed", "in-progress", "stopped"}),
+}
+NOT_TREATMENT_INTENTS = frozenset({"proposal", "plan", "option"})
+
+CAR_T_PRODUCTS = (
+    "idecabtagene-vicleucel",
+    "ciltacabtagene-autoleucel",
+    "anitocabtagene-autoleucel",
+    "tisagenlecleucel",
+    "axicabtagene-ciloleucel",
+    "brexucabtagene-autoleucel",
+    "lisocabtagene-maraleucel",
+    "obecabtagene-autoleucel",
+)
+# Every class an exposure is labelled with (``Exposure.classes`` holds the ids that match).
+CLASS_IDS = (
+    "anti-myeloma-agents",
+    "imid",
+    "proteasome-inhibitor",
+    "anti-cd38",
+    "anti-bcma",
+    "car-t-products",
+    "car-t-history",
+    "autologous-hsct",
+    "tocilizumab",
+) + CAR_T_PRODUCTS
+# What ``exposures`` reports: anti-myeloma drugs, any CAR-T product or infusion, autologous HSCT.
+TRACKED = ("anti-myeloma-agents", "car-t-products", "car-t-history", "autologous-hsct")
+MARKERS = ("maintenance", "consolidation", "induction")
+
+
+@dataclass(frozen=True)
+class TimedExposure:
+    """An exposure with what the line-of-therapy rules need beyond ``Exposure``: the latest possible start
+    (partial dates), the last documented dose day, whether it is still running without an end, and a
+    phase marker (``maintenance``/``consolidation``/``induction``) found in the order or its CarePlan."""
+
+    exposure: Exposure
+    start_latest: date | None
+    last_dose: date | None
+    ongoing: bool
+    marker: str | None = None
+
+
+# ------------------------------------------------------------------------------------ public facts
+
+
+def exposures(record, as_of: date) -> Fact[tuple[Exposure, ...]]:
+    """Anti-myeloma drug exposures, CAR-T products and infusions and autologous HSCT started on or before
+    ``as_of`` (or undated). Unknown when a needed resource type was not retrieved completely."""
+    timed = timed_exposures(record, as_of)
+    found = tuple(t.exposure for t in timed)
+    failed = incomplete(record, EXPOSURE_TYPES)
+    if failed:
+        return Unknown(failed, retrieval_failed=True, evidence=_evidence(found))
+    return Observed(found, _evidence(found))
+
+
+def prior_exposures(record, value_sets: tuple[str, ...], as_of: date) -> Fact[tuple[Exposure, ...]]:
+    """Exposures (medications, procedures, history Conditions) in any of ``value_sets``, on or before
+    ``as_of``. With an incomplete retrieval the partial data decides only when it already shows every
+    requested value set; otherwise the fact is unknown (with what was found as evidence)."""
+    wanted = tuple(value_sets)
+    found = tuple(
+        t.exposure for t in _collect(record, as_of, wanted, HISTORY_TYPES) if t.exposure.classes & set(wanted)
+    )
+    failed = incomplete(record, HISTORY_TYPES)
+    if failed:
+        shown = set().union(*(e.classes for e in found)) if found else set()
+        if not set(wanted) <= shown:
+            return Unknown(failed, retrieval_failed=True, evidence=_evidence(found))
+    return Observed(found, _evidence(found))
+
+
+def concurrent_requests(
+    record, value_sets: tuple[str, ...], order: dict, draft_orders: tuple[dict, ...]
+) -> Fact[tuple[Exposure, ...]]:
+    """Other orders for products in ``value_sets``: the other draft orders of the same hook request and the
+    patient's active MedicationRequests/ServiceRequests, excluding ``order`` itself. A match found in a
+    partial retrieval decides; no match in a partial retrieval is unknown."""
+    wanted = tuple(value_sets)
+    own = ordered_product(order).reference if isinstance(order, dict) else None
+    found: list[Exposure] = []
+    candidates = [(o, "draft") for o in draft_orders if isinstance(o, dict) and o is not order]
+    for kind in ("MedicationRequest", "ServiceRequest"):
+        candidates += [(r, "record") for r in record.of_type(kind) if r.get("status") == "active"]
+    seen: set[str] = set()
+    for resource, origin in candidates:
+        product = ordered_product(resource, _resolver(record, resource))
+        if product.reference == own or product.reference in seen:
+            continue
+        if origin == "record" and resource.get("intent") in NOT_TREATMENT_INTENTS:
+            continue
+        identity = identify(product, wanted)
+        if identity is None:
+            continue
+        seen.add(product.reference)
+        start = parse_date(resource.get("authoredOn"))
+        found.append(Exposure(product.reference, identity[0], identity[1], start.earliest if start else None, None))
+    failed = incomplete(record, ("MedicationRequest",))
+    if failed and not found:
+        return Unknown(failed, retrieval_failed=True)
+    return Observed(tuple(found), _evidence(found))
+
+
+def last_regimen_last_dose(record, as_of: date) -> Fact[date]:
+    """Day of the last documented dose of the last anti-myeloma regimen (see ``lines_of_therapy``)."""
+    from fhir_mappings.lines_of_therapy import last_regimen_last_dose as from_lines  # lines builds on this module
+
+    return from_lines(record, as_of)
+
+
+# ------------------------------------------------------------------------------ identification
+
+
+def identify(product: OrderedProduct, value_set_ids: Iterable[str]) -> tuple[str, frozenset[str]] | None:
+    """(ingredient, classes) of a product when it belongs to any of ``value_set_ids``; classes are all of
+    ``CLASS_IDS`` and ``value_set_ids`` it belongs to. None when it is in none of ``value_set_ids``."""
+    wanted = tuple(value_set_ids)
+    classes = frozenset(vs for vs in dict.fromkeys(wanted + CLASS_IDS) if _belongs(vs, product))
+    if not classes & set(wanted):
+        return None
+    return _ingredient(product), classes
+
+
+def _belongs(vs_id: str, product: OrderedProduct) -> bool:
+    vs = value_set(vs_id)
+    if any(vs.contains(c.system, c.code) for c in product.codings):
+        return True
+    return any(vs.match_text(name) is not None for name in product.names)
+
+
+@cache
+def _ingredient_index() -> tuple[dict[tuple[str, str], str], tuple[tuple[str, str], ...]]:
+    """(code -> ingredient, (term, ingredient) longest term first) from the value-set files whose codes
+    carry an ``ingredient`` (the static RxNorm roll-up)."""
+    by_code: dict[tuple[str, str], str] = {}
+    terms: dict[str, str] = {}
+    folder = resources.files("fhir_mappings") / "value_sets"
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".json"):
+            continue
+        data = json.loads(entry.read_text(encoding="utf-8"))
+        for code in data.get("codes", ()):
+            if code.get("ingredient"):
+                by_code[(code["system"], code["code"])] = code["ingredient"]
+        for ingredient, names in (data.get("ingredients") or {}).items():
+            for name in names:
+                terms.setdefault(name.lower(), ingredient)
+    ordered = tuple(sorted(terms.items(), key=lambda item: -len(item[0])))
+    return by_code, ordered
+
+
+def _ingredient(product: OrderedProduct) -> str:
+    by_code, terms = _ingredient_index()
+    for coding in product.codings:
+        hit = by_code.get((coding.system, coding.code))
+        if hit:
+            return hit
+    for name in product.names:
+        lowered = name.lower()
+        for term, ingredient in terms:
+            if term in lowered:
+                return ingredient
+    if product.names:
+        return product.names[0].lower()
+    return next((c.code for c in product.codings if c.code), "unnamed")
+
+
+# ------------------------------------------------------------------------------ collection
+
+
+def timed_exposures(record, as_of: date) -> tuple[TimedExposure, ...]:
+    """Every tracked exposure (``TRACKED``) with timing detail, started on or before ``as_of`` or undated."""
+    return _collect(record, as_of, TRACKED, EXPOSURE_TYPES)
+
+
+def _collect(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[TimedExposure, ...]:
+    out: list[TimedExposure] = []
+    for kind in kinds:
+        for resource in record.of_type(kind):
+            if not _usable(resource):
+                continue
+            product = ordered_product(resource, _resolver(record, resource))
+            identity = identify(product, wanted)
+            if identity is None or record.validated(resource) is None:
+                continue
+            timed = _timed(record, resource, identity, as_of)
+            if timed is not None:
+                out.append(timed)
+    return tuple(out)
+
+
+def _usable(resource: dict) -> bool:
+    kind = resource.get("resourceType")
+    if kind in USABLE_STATUS and resource.get("status") not in USABLE_STATUS[kind]:
+        return False
+    return not (kind == "MedicationRequest" and resource.get("intent") in NOT_TREATMENT_INTENTS)
+
+
+def _timed(record, resource: dict, identity: tuple[str, frozenset[str]], as_of: date) -> TimedExposure | None:
+    start, end = _period(resource)
+    if start is not None and start.earliest > as_of:
+        return None  # not yet started on the decision date (e.g. a future-dated active order)
+    end_day = min(end.latest, as_of) if end is not None else None
+    kind = resource["resourceType"]
+    status = resource.get("status")
+    given = kind in ("MedicationAdministration", "Procedure") or (kind == "MedicationStatement" and status != "active")
+    last_dose = end_day if end_day else (start.latest if start and given else None)
+    ongoing = status in ("active", "in-progress") and end is None and kind != "Procedure"
+    group, marker = _grouping(record, resource)
+    exposure = Exposure(
+        reference=record.reference_of(resource),
+        ingredient=identity[0],
+        classes=identity[1],
+        start=start.earliest if start else None,
+        end=end_day,
+        group=group,
+    )
+    return TimedExposure(exposure, start.latest if start else None, last_dose, ongoing, marker)
+
+
+def _period(resource: dict) -> tuple[DateSpan | None, DateSpan | None]:
+    """(start, end) of an exposure: a point in time is both its start and end."""
+    for key in ("effectiveDateTime", "performedDateTime", "onsetDateTime"):
+        span = parse_date(resource.get(key))
+        if span:
+            return span, span
+    for key in ("effectivePeriod", "performedPeriod", "onsetPeriod"):
+        period = resource.get(key)
+        if isinstance(period, dict):
+            start, end = parse_date(period.get("start")), parse_date(period.get("end"))
+            if start or end:
+                return start or end, end
+    for dosage in resource.get("dosageInstruction") or ():
+        timing = dosage.get("timing") if isinstance(dosage, dict) else None
+        repeat = timing.get("repeat") if isinstance(timing, dict) else None
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+        if isinstance(bounds, dict) and parse_date(bounds.get("start")):
+            return parse_date(bounds.get("start")), parse_date(bounds.get("end"))
+    return parse_date(resource.get("authoredOn")), None
+
+
+def _grouping(record, resource: dict) -> tuple[str | None, str | None]:
+    """(explicit regimen key, phase marker). The key is the nearest CarePlan/RequestGroup reached through
+    ``basedOn``/``partOf`` (an administration first goes to its ``request``), climbing through grouping
+    requests; else the last grouping request reached; else ``groupIdentifier``."""
+    marker = _marker(resource)
+    current = resource
+    if resource.get("resourceType") == "MedicationAdministration":
+        request = record.resolve(resource.get("request"), context=resource)
+        if request is not None:
+            current, marker = request, marker or _marker(request)
+    key = None
+    for _ in range(5):  # bounded: references may form cycles in hostile input
+        link = _group_link(record, current)
+        if link is None:
+            break
+        key, target = link
+        if target is None:
+            break
+        marker = marker or _marker(target)
+        if target.get("resourceType") in PLAN_TYPES:
+            break
+        current = target
+    if key is None:
+        ident = current.get("groupIdentifier")
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+            key = f"groupIdentifier:{ident.get('system', '')}|{ident['value']}"
+    return key, marker
+
+
+PLAN_TYPES = ("CarePlan", "RequestGroup")
+GROUPING_TYPES = PLAN_TYPES + ("ServiceRequest", "MedicationRequest")
+
+
+def _group_link(record, resource: dict) -> tuple[str, dict | None] | None:
+    """(normalised reference, resolved target or None) of the first basedOn/partOf pointing at a plan or
+    a request."""
+    for link in list(resource.get("basedOn") or ()) + list(resource.get("partOf") or ()):
+        target = record.resolve(link, context=resource)
+        if target is not None:
+            if target.get("resourceType") in GROUPING_TYPES:
+                return record.reference_of(target), target
+            continue
+        ref = link.get("reference") if isinstance(link, dict) else None
+        parsed = parse_reference(ref) if isinstance(ref, str) else None
+        if parsed and parsed[0] in GROUPING_TYPES:
+            return f"{parsed[0]}/{parsed[1]}", None
+    return None
+
+
+def _marker(resource: dict) -> str | None:
+    """A phase word in the resource's title, description, category or course-of-therapy text or codes."""
+    texts: list[str] = []
+    for key in ("title", "description"):
+        if isinstance(resource.get(key), str):
+            texts.append(resource[key])
+    concepts = [resource.get("courseOfTherapyType")] + list(resource.get("category") or ())
+    for concept in concepts:
+        if isinstance(concept, dict):
+            texts.append(concept.get("text") or "")
+            texts.extend(c.get("display") or "" for c in concept.get("coding") or () if isinstance(c, dict))
+    lowered = " ".join(t for t in texts if isinstance(t, str)).lower()
+    return next((m for m in MARKERS if m in lowered), None)
+
+
+# ------------------------------------------------------------------------------ shared helpers
+
+
+def incomplete(record, kinds: Iterable[str]) -> str | None:
+    """A retrieval reason naming the resource types not obtained completely, or None when all were."""
+    failed = []
+    for kind in kinds:
+        outcome = record.retrieval(kind)
+        if not outcome.usable_in_full:
+            failed.append(f"{kind} {outcome.state.value}" + (f" ({outcome.reason})" if outcome.reason else ""))
+    return ("not retrieved completely: " + ", ".join(failed)) if failed else None
+
+
+def _resolver(record, resource: dict):
+    return lambda reference: record.resolve(reference, context=resource)
+
+
+def _evidence(found: Iterable[Exposure]) -> tuple[Evidence, ...]:
+    return tuple(
+        Evidence(e.reference, "exposure", e.ingredient, date=e.start.isoformat() if e.start else None) for e in found
+    )
