@@ -1,0 +1,170 @@
+"""Therapy exposures, prior and concurrent CAR-T/anti-BCMA therapy from Epic-, Cerner- and HAPI-style R4."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fhir_mappings.facts import Observed, RetrievalOutcome, RetrievalState, Unknown
+from fhir_mappings.patient_record import PatientRecord
+from fhir_mappings.therapy import concurrent_requests, exposures, prior_exposures
+
+AS_OF = date(2026, 11, 24)
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+HCPCS = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+PATIENT = {"reference": "Patient/p1"}
+FAILED = RetrievalOutcome(RetrievalState.FAILED, "timeout")
+
+
+def build(resources, retrieval=None):
+    return PatientRecord.build("p1", resources, retrieval)
+
+
+def by_ref(fact):
+    return {e.reference: e for e in fact.value}
+
+
+# Epic: SCD only, local code first; status completed
+EPIC_SCD = {
+    "resourceType": "MedicationRequest", "id": "epic-len", "status": "completed", "intent": "order", "subject": PATIENT,
+    "medicationCodeableConcept": {
+        "coding": [
+            {"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.698288", "code": "12345", "display": "LENALIDOMIDE 10 MG PO CAPS"},
+            {"system": RXNORM, "code": "602910", "display": "lenalidomide 10 MG Oral Capsule"},
+        ],
+        "text": "lenalidomide 10 mg capsule",
+    },
+    "authoredOn": "2024-03-01T09:00:00-05:00",
+}
+# Cerner: SBD for Darzalex Faspro in second position
+CERNER_FASPRO = {
+    "resourceType": "MedicationAdministration", "id": "cerner-dara", "status": "completed", "subject": PATIENT,
+    "medicationCodeableConcept": {
+        "coding": [
+            {"system": "https://fhir.cerner.com/ec2458f2/synonym", "code": "99"},
+            {"system": RXNORM, "code": "2375141", "display": "Darzalex Faspro 1800 MG / 30000 UNT in 15 ML Injection"},
+        ]
+    },
+    "effectiveDateTime": "2024-03-02T14:00:00Z",
+}
+# HAPI: medicationReference to a Medication resource
+MEDICATION = {"resourceType": "Medication", "id": "kyp", "code": {"coding": [{"system": RXNORM, "code": "1302971", "display": "Kyprolis"}]}}
+HAPI_REF = {
+    "resourceType": "MedicationStatement", "id": "hapi-k", "status": "active", "subject": PATIENT,
+    "medicationReference": {"reference": "Medication/kyp"}, "effectivePeriod": {"start": "2025-05"},
+}
+CONTAINED = {
+    "resourceType": "MedicationStatement", "id": "teclistamab", "status": "stopped", "subject": PATIENT,
+    "contained": [{"resourceType": "Medication", "id": "m1", "code": {"text": "Tecvayli (teclistamab-cqyv) SC"}}],
+    "medicationReference": {"reference": "#m1"}, "effectivePeriod": {"start": "2025-10-01", "end": "2025-12-01"},
+}
+TEXT_ONLY_TALQ = {
+    "resourceType": "MedicationStatement", "id": "talq", "status": "completed", "subject": PATIENT,
+    "medicationCodeableConcept": {"text": "Talvey (talquetamab) step-up dosing"}, "effectiveDateTime": "2026-02-01",
+}
+HYALURONIDASE_ONLY = {
+    "resourceType": "MedicationAdministration", "id": "hyal", "status": "completed", "subject": PATIENT,
+    "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "5464", "display": "hyaluronidase"}]},
+    "effectiveDateTime": "2024-01-01",
+}
+DRAFT = dict(EPIC_SCD, id="draft-len", status="draft")
+ABECMA_PCS = {
+    "resourceType": "Procedure", "id": "ide-cel-infusion", "status": "completed", "subject": PATIENT,
+    "code": {"coding": [{"system": "http://www.cms.gov/Medicare/Coding/ICD10", "code": "XW033K7"}]},
+    "performedDateTime": "2025-03-01",
+}
+CAR_T_HISTORY = {
+    "resourceType": "Condition", "id": "z92", "subject": PATIENT,
+    "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}]},
+    "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "Z92.850"}]},
+    "recordedDate": "2025-06-01",
+}
+
+
+def test_exposures_identify_drugs_however_coded():
+    fact = exposures(build([EPIC_SCD, CERNER_FASPRO, MEDICATION, HAPI_REF, CONTAINED, TEXT_ONLY_TALQ]), AS_OF)
+    assert isinstance(fact, Observed)
+    found = by_ref(fact)
+    assert found["MedicationAdministration/cerner-dara"].ingredient == "daratumumab"
+    assert "anti-cd38" in found["MedicationAdministration/cerner-dara"].classes
+    assert found["MedicationStatement/hapi-k"].classes >= {"proteasome-inhibitor", "anti-myeloma-agents"}
+    assert found["MedicationStatement/hapi-k"].start == date(2025, 5, 1)  # partial date: earliest day
+    assert found["MedicationStatement/teclistamab"].classes >= {"anti-bcma"}
+    assert found["MedicationStatement/talq"].ingredient == "talquetamab"
+    assert "anti-bcma" not in found["MedicationStatement/talq"].classes
+    # Epic: SCD in second position after a local code, rolled up to the ingredient and its class
+    assert found["MedicationRequest/epic-len"].ingredient == "lenalidomide"
+    assert "imid" in found["MedicationRequest/epic-len"].classes
+    assert found["MedicationRequest/epic-len"].start == date(2024, 3, 1)
+
+
+def test_draft_orders_hyaluronidase_and_future_starts_are_not_exposures():
+    future = dict(HAPI_REF, id="future", effectivePeriod={"start": "2027-01-01"})
+    fact = exposures(build([DRAFT, HYALURONIDASE_ONLY, MEDICATION, future]), AS_OF)
+    assert fact.value == ()
+
+
+def test_incomplete_retrieval_makes_exposures_indeterminate():
+    fact = exposures(build([EPIC_SCD], {"MedicationAdministration": FAILED}), AS_OF)
+    assert isinstance(fact, Unknown) and fact.retrieval_failed
+    assert fact.evidence[0].reference == "MedicationRequest/epic-len"
+
+
+def test_prior_car_t_from_procedures_and_history_codes():
+    record = build([ABECMA_PCS, CAR_T_HISTORY, CONTAINED])
+    car_t = prior_exposures(record, ("car-t-products", "car-t-history"), AS_OF)
+    refs = by_ref(car_t)
+    assert set(refs) == {"Procedure/ide-cel-infusion", "Condition/z92"}
+    assert refs["Procedure/ide-cel-infusion"].ingredient == "idecabtagene vicleucel"
+    assert "idecabtagene-vicleucel" in refs["Procedure/ide-cel-infusion"].classes
+    bcma = prior_exposures(record, ("anti-bcma",), AS_OF)
+    assert set(by_ref(bcma)) == {"Procedure/ide-cel-infusion", "MedicationStatement/teclistamab"}
+    assert prior_exposures(record, ("ciltacabtagene-autoleucel",), AS_OF).value == ()
+
+
+def test_prior_exposures_with_partial_retrieval():
+    record = build([ABECMA_PCS], {"MedicationStatement": FAILED})
+    decided = prior_exposures(record, ("anti-bcma",), AS_OF)
+    assert isinstance(decided, Observed) and decided.value  # a found exposure is not undone by missing data
+    undecided = prior_exposures(record, ("imid", "anti-bcma"), AS_OF)
+    assert isinstance(undecided, Unknown) and undecided.retrieval_failed
+
+
+ABECMA_ORDER = {
+    "resourceType": "MedicationRequest", "id": "order-1", "status": "draft", "intent": "order", "subject": PATIENT,
+    "medicationCodeableConcept": {"coding": [{"system": HCPCS, "code": "Q2055"}, {"system": RXNORM, "code": "2536439"}]},
+}
+CARVYKTI_DRAFT = {
+    "resourceType": "ServiceRequest", "id": "sr-2", "status": "draft", "intent": "order", "subject": PATIENT,
+    "code": {"coding": [{"system": HCPCS, "code": "Q2056", "display": "Carvykti"}]},
+}
+ACTIVE_BREYANZI = {
+    "resourceType": "MedicationRequest", "id": "mr-old", "status": "active", "intent": "order", "subject": PATIENT,
+    "medicationCodeableConcept": {"text": "Breyanzi (lisocabtagene maraleucel) infusion"}, "authoredOn": "2026-11-01",
+}
+
+
+def test_concurrent_car_t_orders_exclude_the_order_itself():
+    record = build([ACTIVE_BREYANZI, dict(ABECMA_ORDER, status="active")])
+    fact = concurrent_requests(record, ("car-t-products",), ABECMA_ORDER, (ABECMA_ORDER, CARVYKTI_DRAFT))
+    refs = by_ref(fact)
+    assert set(refs) == {"ServiceRequest/sr-2", "MedicationRequest/mr-old"}
+    assert refs["MedicationRequest/mr-old"].ingredient == "lisocabtagene maraleucel"
+    alone = concurrent_requests(build([]), ("car-t-products",), ABECMA_ORDER, (ABECMA_ORDER,))
+    assert alone.value == ()
+
+
+def test_concurrent_requests_unknown_when_requests_not_retrieved_and_none_found():
+    record = build([], {"MedicationRequest": FAILED})
+    fact = concurrent_requests(record, ("car-t-products",), ABECMA_ORDER, (ABECMA_ORDER,))
+    assert isinstance(fact, Unknown) and fact.retrieval_failed
+    found = concurrent_requests(record, ("car-t-products",), ABECMA_ORDER, (ABECMA_ORDER, CARVYKTI_DRAFT))
+    assert isinstance(found, Observed) and len(found.value) == 1
+
+
+def test_administration_joins_its_requests_careplan_group():
+    plan = {"resourceType": "CarePlan", "id": "drd", "status": "active", "intent": "plan", "subject": PATIENT, "title": "DRd induction"}
+    request = dict(EPIC_SCD, id="req", basedOn=[{"reference": "CarePlan/drd"}])
+    admin = dict(CERNER_FASPRO, request={"reference": "MedicationRequest/req"})
+    found = by_ref(exposures(build([plan, request, admin]), AS_OF))
+    assert found["MedicationAdministration/cerner-dara"].group == "CarePlan/drd"
+    assert found["MedicationRequest/req"].group == "CarePlan/drd"
