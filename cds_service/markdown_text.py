@@ -9,12 +9,15 @@ table or a list. Two functions:
   control and bidirectional-override characters removed, every run of whitespace (newlines included)
   collapsed to one space, optionally shortened with an ellipsis.
 - ``escape(text)``: ``plain`` plus Markdown escaping, for text placed inside ``detail``. ``<``, ``>``
-  and ``&`` become HTML character references (inert both as Markdown and as HTML); every other ASCII
-  punctuation mark that Markdown or its GitHub extensions give a meaning (emphasis, links, code,
-  headings, lists, tables, strikethrough, autolinks through ``:``, ``@`` and ``www.``) is
-  backslash-escaped, which CommonMark renders as the character itself.
+  and ``&`` become HTML character references (inert both as Markdown and as HTML). The punctuation
+  that starts an inline construct of CommonMark or GFM is backslash-escaped, which CommonMark renders
+  as the character itself: emphasis and strikethrough (``* _ ~``), code (`````), links and images
+  (``[ ] ( ) !``), math (``$``), table cells (``|``), autolink triggers (``:`` of a scheme, ``@`` of an
+  e-mail address, the dot of ``www.``), and a block marker (``# - + =``) at the very start.
 
 Because newlines are collapsed, escaped text can never start a new block, whatever it contains.
+Limitation: a renderer that autolinks bare ``http(s)://`` URLs after parsing (as cmark-gfm may) can
+still show such a URL as a link to itself; no other scheme is ever linked.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import re
 import unicodedata
 
 _HTML_REFERENCES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-# ASCII punctuation with a meaning in CommonMark or GFM; CommonMark allows a backslash before any of it.
-_MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()#+-.!|~:@$=^\"'")
+# Inline-construct punctuation of CommonMark/GFM; CommonMark allows a backslash before any ASCII punctuation.
+_MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()!|~:@$")
+_BLOCK_MARKERS = frozenset("#-+=")  # meaningful only at the start of a line
 # Explicit directional formatting characters: they can make displayed text differ from its content.
 _BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
 _WHITESPACE_RUN = re.compile(r"\s+")
@@ -52,11 +56,16 @@ def plain(text: object, limit: int | None = None) -> str:
 def escape(text: object, limit: int | None = None) -> str:
     """``plain(text, limit)`` escaped so that Markdown and HTML render every character literally.
     ``limit`` counts the characters shown, not the escapes added."""
+    text = plain(text, limit)
     out = []
-    for ch in plain(text, limit):
+    for index, ch in enumerate(text):
         if ch in _HTML_REFERENCES:
             out.append(_HTML_REFERENCES[ch])
-        elif ch in _MARKDOWN_PUNCTUATION:
+        elif (
+            ch in _MARKDOWN_PUNCTUATION
+            or (index == 0 and ch in _BLOCK_MARKERS)
+            or (ch == "." and text[max(index - 3, 0):index].lower() == "www")
+        ):
             out.append("\\" + ch)
         else:
             out.append(ch)

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from cds_service.markdown_text import ELLIPSIS, escape, plain
 
-MARKDOWN_SIGNIFICANT = set("\\`*_{}[]()#+-.!|~:@$=^\"'")
+INLINE_SIGNIFICANT = set("\\`*_{}[]()!|~:@$")
+BLOCK_MARKERS = set("#-+=")
 HTML_REFERENCES = {"&amp;": "&", "&lt;": "<", "&gt;": ">"}
 
 
@@ -25,17 +26,20 @@ def render_literal(escaped: str) -> str:
 
 
 def unescaped_significant(escaped: str) -> list[str]:
-    """Markdown-significant characters that appear without a backslash before them."""
+    """Characters that could start Markdown or HTML syntax and appear without a backslash: inline
+    punctuation anywhere, a block marker at the start, the dot of "www.", and raw <, > or &."""
     found, i = [], 0
     while i < len(escaped):
         ch = escaped[i]
         if ch == "\\":
             i += 2
             continue
-        if ch in MARKDOWN_SIGNIFICANT or ch in "<>":
+        if ch in INLINE_SIGNIFICANT or ch in "<>" or (i == 0 and ch in BLOCK_MARKERS):
             found.append(ch)
         elif ch == "&" and not re.match(r"&(amp|lt|gt);", escaped[i:]):
             found.append(ch)
+        elif ch == "." and escaped[max(i - 3, 0):i].lower() == "www":
+            found.append("www.")
         i += 1
     return found
 
@@ -48,7 +52,9 @@ def unescaped_significant(escaped: str) -> list[str]:
         ("<script>alert(1)</script>", "<script>alert(1)</script>"),
         ('<img src=x onerror="alert(1)">', '<img src=x onerror="alert(1)">'),
         ("**bold** _em_ `code` ~~strike~~", "**bold** _em_ `code` ~~strike~~"),
-        ("www.evil.example and https://evil.example", "www.evil.example and https://evil.example"),
+        ("www.evil.example and WWW.evil.example", "www.evil.example and WWW.evil.example"),
+        ("javascript:alert(1) mailto:x@evil.example", "javascript:alert(1) mailto:x@evil.example"),
+        ("$x^2$ math", "$x^2$ math"),
         ("# heading\n- item\n| a | b |\n---", "# heading - item | a | b | ---"),
         ("&lt;b&gt; already an entity", "&lt;b&gt; already an entity"),
         ("back\\slash \\[", "back\\slash \\["),
@@ -63,8 +69,10 @@ def test_hostile_text_renders_as_its_own_characters(hostile, shown):
 
 
 def test_ordinary_clinical_text_stays_readable():
-    assert escape("Idecabtagene vicleucel 450 x10^6 cells") == "Idecabtagene vicleucel 450 x10\\^6 cells"
-    assert escape("0.4 g/dL") == "0\\.4 g/dL"
+    assert escape("Idecabtagene vicleucel 450 x10^6 cells") == "Idecabtagene vicleucel 450 x10^6 cells"
+    assert escape("0.4 g/dL, the member's C90.02 (relapse)") == "0.4 g/dL, the member's C90.02 \\(relapse\\)"
+    assert escape("- not a list item") == "\\- not a list item"
+    assert escape("# not a heading") == "\\# not a heading"
     assert render_literal(escape("Serum free light chain ratio 0.12")) == "Serum free light chain ratio 0.12"
 
 

@@ -1,0 +1,397 @@
+"""Render policy decisions as CDS Hooks cards a clinician reads at a glance (decision contract, Card).
+
+One card per in-scope order. The ``summary`` names the product and the verdict; the ``detail``
+(GitHub-Flavored Markdown, no HTML) puts first what the clinician must act on:
+
+- does-not-meet: each criterion not met, in the policy's words, with the reason and the evidence
+  (resource, value, unit, date), then the referral policy for the member's line of business when the
+  request falls outside the policy's indication;
+- documentation-incomplete: a checklist, one line per criterion the record does not show;
+- indeterminate: which criteria could not be assessed because part of the record could not be
+  retrieved, and that a clinical judgement is pending (never called missing documentation);
+- meets-policy: the approval terms, that prior authorization with documentation (and PDAC review,
+  when the policy requires it) still applies, and the evidence behind each criterion.
+
+Every card carries the machine-readable decision (``cart-cds.decision``) and the order it concerns
+(``davinci-crd.associated-resource``). All wording comes from the decision (policy text, product,
+reasons, evidence); every piece of it is escaped with ``markdown_text`` because any of it may hold
+text from the EHR.
+
+Safety net: a card says "meets" only when every required (top-level) criterion is met and each met
+group is backed by a met child. A decision that claims meets-policy without that support is shown
+with the verdict its criteria support (``shown_verdict``), so a faulty decision can never surface as
+an approval.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+from urllib.parse import urlsplit
+
+from cds_service.markdown_text import escape, plain
+from fhir_mappings.facts import Evidence
+from policies.decision import CriterionResult, PolicyDecision, Status, Verdict
+
+log = logging.getLogger(__name__)
+
+CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+TOPIC = {"system": CARD_TYPE_SYSTEM, "code": "coverage-info", "display": "Coverage Information"}
+DECISION_EXTENSION = "cart-cds.decision"
+ASSOCIATED_RESOURCE_EXTENSION = "davinci-crd.associated-resource"
+SUMMARY_LIMIT = 139  # CDS Hooks: "< 140 characters"; Inferno rejects 140
+
+INDICATOR = {
+    Verdict.MEETS_POLICY: "info",
+    Verdict.DOCUMENTATION_INCOMPLETE: "warning",
+    Verdict.INDETERMINATE: "warning",
+    Verdict.DOES_NOT_MEET: "critical",
+}
+_IMPORTANCE = {"critical": 0, "warning": 1, "info": 2}
+_SEVERITY = {Status.MET: 0, Status.UNKNOWN: 1, Status.NOT_MET: 2}
+
+LINE_OF_BUSINESS_LABEL = {
+    "commercial": "Commercial",
+    "marketplace": "Health Insurance Marketplace",
+    "ichra": "ICHRA",
+    "medicaid": "Medicaid",
+}
+REFERRAL_KIND_LABEL = {
+    "no-coverage-criteria": "no coverage criteria policy",
+    "non-formulary": "non-formulary policy",
+    "off-label": "off-label use policy",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading a decision's criteria as a tree
+# --------------------------------------------------------------------------------------------------
+
+
+class CriteriaTree:
+    """The decision's flat ``criteria`` as the tree their ``children`` ids describe. Roots are the
+    required criteria (no parent): the section I.A group, continued therapy, the exclusions, or the
+    tocilizumab allowance."""
+
+    def __init__(self, criteria: Iterable[CriterionResult]):
+        criteria = tuple(criteria)
+        self._by_id = {c.id: c for c in criteria}
+        child_ids = {child for c in criteria for child in c.children}
+        self.roots = tuple(c for c in criteria if c.id not in child_ids)
+
+    def children(self, criterion: CriterionResult) -> tuple[CriterionResult, ...]:
+        return tuple(self._by_id[i] for i in criterion.children if i in self._by_id)
+
+    def descendants(self, criterion: CriterionResult, status: Status) -> tuple[CriterionResult, ...]:
+        """Descendants reached through children with ``status`` (pre-order): the chain that explains
+        why ``criterion`` has that status."""
+        out: list[CriterionResult] = []
+        for child in self.children(criterion):
+            if child.status is status:
+                out.append(child)
+                out.extend(self.descendants(child, status))
+        return tuple(out)
+
+    def at_issue(self, status: Status) -> tuple[CriterionResult, ...]:
+        """The criteria to name for ``status``, one level below each root group (I.A -> I.A.4), or the
+        root itself when it has no such child. Children are taken only from roots at least as bad
+        (met < unknown < not-met): a not-met child of a met any-group explains nothing."""
+        out: list[CriterionResult] = []
+        for root in self.roots:
+            if _SEVERITY[root.status] < _SEVERITY[status]:
+                continue
+            same = tuple(c for c in self.children(root) if c.status is status)
+            out.extend(same or ((root,) if root.status is status else ()))
+        return tuple(out)
+
+    def supports_met(self, criterion: CriterionResult) -> bool:
+        """A met leaf, or a met group with at least one child that itself supports met (all, any and
+        n_of groups with children cannot be met otherwise)."""
+        if criterion.status is not Status.MET:
+            return False
+        children = self.children(criterion)
+        return not children or any(self.supports_met(c) for c in children)
+
+    def retrieval_failed(self, criterion: CriterionResult) -> bool:
+        return criterion.retrieval_failed or any(
+            c.retrieval_failed for c in self.descendants(criterion, Status.UNKNOWN)
+        )
+
+
+def shown_verdict(decision: PolicyDecision) -> Verdict:
+    """The verdict to show: the decision's own, except that meets-policy needs every required criterion
+    met with support (see ``CriteriaTree.supports_met``); otherwise the verdict the criteria support."""
+    if decision.verdict is not Verdict.MEETS_POLICY:
+        return decision.verdict
+    tree = CriteriaTree(decision.criteria)
+    if tree.roots and all(tree.supports_met(root) for root in tree.roots):
+        return Verdict.MEETS_POLICY
+    log.warning("decision for policy %s claims meets-policy without met criteria; not shown as met",
+                decision.policy_id)
+    statuses = {root.status for root in tree.roots}
+    if Status.NOT_MET in statuses:
+        return Verdict.DOES_NOT_MEET
+    if any(tree.retrieval_failed(root) for root in tree.roots):
+        return Verdict.INDETERMINATE
+    return Verdict.DOCUMENTATION_INCOMPLETE
+
+
+# --------------------------------------------------------------------------------------------------
+# Cards
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardSettings:
+    """What the deployment configures: the payer name shown as the card source (CRD resp-4) and the
+    public page of each policy, by policy id (absolute http(s) URLs; others are ignored)."""
+
+    payer_name: str
+    policy_urls: Mapping[str, str] | None = None
+
+    def __post_init__(self):
+        if not plain(self.payer_name):
+            raise ValueError("payer_name must be a non-empty name (card source.label)")
+
+    def policy_url(self, policy_id: str) -> str | None:
+        url = (self.policy_urls or {}).get(policy_id)
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            log.warning("policy URL for %s is not an absolute http(s) URL; no link", policy_id)
+            return None
+        return url
+
+
+def decision_cards(
+    decisions: Iterable[PolicyDecision], settings: CardSettings, max_cards: int | None = None
+) -> list[dict]:
+    """One card per decision, most important first (critical, warning, info; otherwise in order).
+    ``max_cards`` (the EHR's ``davinci-crd.configuration`` ``max-cards``) keeps only the most
+    important ones."""
+    if max_cards is not None and max_cards < 0:
+        raise ValueError("max_cards must be zero or more")
+    cards = sorted((decision_card(d, settings) for d in decisions), key=lambda c: _IMPORTANCE[c["indicator"]])
+    return cards if max_cards is None else cards[:max_cards]
+
+
+def decision_card(decision: PolicyDecision, settings: CardSettings) -> dict:
+    """The card for one in-scope order (CDS Hooks 2.0 JSON, no empty values)."""
+    verdict = shown_verdict(decision)
+    tree = CriteriaTree(decision.criteria)
+    machine_readable = decision.as_extension()
+    machine_readable["verdict"] = verdict.value
+    card = {
+        "uuid": str(uuid.uuid4()),
+        "summary": card_summary(decision, verdict, tree),
+        "indicator": INDICATOR[verdict],
+        "detail": card_detail(decision, verdict, tree),
+        "source": {"label": plain(settings.payer_name), "topic": dict(TOPIC)},
+        "extension": {
+            DECISION_EXTENSION: machine_readable,
+            ASSOCIATED_RESOURCE_EXTENSION: [{"reference": decision.order}],
+        },
+    }
+    url = settings.policy_url(decision.policy_id)
+    if url:
+        card["links"] = [
+            {"label": plain(f"{decision.policy_id} policy: {decision.policy_title}", 120), "url": url,
+             "type": "absolute"}
+        ]
+    return card
+
+
+def card_summary(decision: PolicyDecision, verdict: Verdict, tree: CriteriaTree) -> str:
+    """"<product>: <verdict in words>", under 140 characters; the product name is shortened (then
+    cut) only when the whole would not fit."""
+    policy = plain(decision.policy_id, 40)
+    if verdict is Verdict.MEETS_POLICY:
+        words = f"meets {policy} criteria -- prior auth with documentation still required"
+    elif verdict is Verdict.DOES_NOT_MEET:
+        words = f"does not meet {policy} -- {_count(len(tree.at_issue(Status.NOT_MET)), 'criterion', 'criteria')} not met"
+    elif verdict is Verdict.DOCUMENTATION_INCOMPLETE:
+        words = f"documentation incomplete for {policy} -- {_count(len(tree.at_issue(Status.UNKNOWN)), 'item', 'items')} to submit"
+    else:
+        words = f"{policy} check incomplete -- part of the record could not be retrieved"
+    room = SUMMARY_LIMIT - len(words) - 2
+    product = plain(decision.product)
+    if len(product) > room:
+        product = product.split(" (", 1)[0]
+    return f"{plain(product, max(room, 1))}: {words}"
+
+
+def card_detail(decision: PolicyDecision, verdict: Verdict, tree: CriteriaTree) -> str:
+    """The Markdown detail: verdict sentence, coverage note, then the verdict's own sections."""
+    render = {
+        Verdict.DOES_NOT_MEET: _does_not_meet,
+        Verdict.DOCUMENTATION_INCOMPLETE: _documentation_incomplete,
+        Verdict.INDETERMINATE: _indeterminate,
+        Verdict.MEETS_POLICY: _meets,
+    }[verdict]
+    blocks = render(decision, tree)
+    if decision.coverage is None:
+        blocks.insert(1, "**Coverage not found:** the member's coverage was not found in the record, "
+                         "so no coverage information was recorded on the order.")
+    blocks.append(f"Policy {escape(decision.policy_id)} version {escape(decision.policy_version)}: "
+                  f"{escape(decision.policy_title)}.")
+    return "\n\n".join(b for b in blocks if b)
+
+
+def _does_not_meet(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
+    not_met = tree.at_issue(Status.NOT_MET)
+    blocks = [
+        f"**{escape(decision.product)}** does not meet {escape(decision.policy_id)}: "
+        f"{_count(len(not_met), 'criterion', 'criteria')} not met on the record. "
+        "The order would not be approved under this policy as written.",
+        "**Not met**\n" + "\n".join(
+            _criterion_item(c, tree, Status.NOT_MET) for c in not_met
+        ),
+    ]
+    if decision.referral is not None:
+        blocks.append(_referral(decision))
+    unknown = tree.at_issue(Status.UNKNOWN)
+    if unknown:
+        blocks.append("**Also not shown in the record**\n" + "\n".join(
+            f"- **{escape(c.id)}** {escape(c.text)}: {escape(c.reason)}" for c in unknown
+        ))
+    return blocks
+
+
+def _documentation_incomplete(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
+    unknown = tree.at_issue(Status.UNKNOWN)
+    checklist = "\n".join(
+        f"- [ ] **{escape(c.id)}** {escape(_documentation(c, tree))} ({escape(c.reason)})" for c in unknown
+    )
+    return [
+        f"**{escape(decision.product)}**: documentation incomplete for {escape(decision.policy_id)}. "
+        f"The record does not show {_count(len(unknown), 'criterion', 'criteria')}; submit the "
+        "documentation below with the prior authorization request.",
+        "**Documentation to submit**\n" + (checklist or "- [ ] The documentation the policy lists for every criterion"),
+        _met_so_far(tree),
+    ]
+
+
+def _indeterminate(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
+    unknown = tree.at_issue(Status.UNKNOWN)
+    failed = tuple(c for c in unknown if tree.retrieval_failed(c))
+    others = tuple(c for c in unknown if not tree.retrieval_failed(c))
+    blocks = [
+        f"**{escape(decision.product)}**: the {escape(decision.policy_id)} check could not be completed "
+        "because part of the patient's record could not be retrieved. A clinical judgement on these "
+        "criteria is pending; this is not a denial. Signing again later retries the retrieval.",
+        "**Could not be assessed (record not retrieved)**\n" + (
+            "\n".join(f"- **{escape(c.id)}** {escape(c.text)}: {_retrieval_reasons(c, tree)}" for c in failed)
+            or "- The part of the record these criteria need could not be retrieved."
+        ),
+    ]
+    if others:
+        blocks.append("**Still to be assessed**\n" + "\n".join(
+            f"- **{escape(c.id)}** {escape(c.text)}" for c in others
+        ))
+    blocks.append(_met_so_far(tree))
+    return blocks
+
+
+def _retrieval_reasons(criterion: CriterionResult, tree: CriteriaTree) -> str:
+    """Why the record part behind ``criterion`` is missing, from its own and its descendants' reasons."""
+    chain = (criterion, *tree.descendants(criterion, Status.UNKNOWN))
+    return "; ".join(escape(r) for r in _unique(c.reason for c in chain if c.retrieval_failed))
+
+
+def _meets(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
+    terms = decision.approval
+    pdac = " and Precision Drug Action Committee (PDAC) utilization management review" if terms.pdac_review_required else ""
+    lines = [
+        f"- Duration of approval: {terms.duration_months} months",
+        f"- Doses: {terms.doses}",
+        f"- Tocilizumab: up to {terms.tocilizumab_max_doses} doses, at most "
+        f"{terms.tocilizumab_max_mg_per_dose:g} mg per dose",
+    ]
+    if terms.pdac_review_required:
+        lines.append("- PDAC utilization management review required")
+    if terms.hcpcs:
+        lines.append(f"- Billing code (HCPCS): {', '.join(escape(code) for code in terms.hcpcs)}")
+    met = tree.at_issue(Status.MET)
+    return [
+        f"**{escape(decision.product)}** meets the {escape(decision.policy_id)} criteria on the record. "
+        f"Prior authorization with documentation{pdac} still apply: submit this order with the "
+        "supporting documentation.",
+        "**Approval terms**\n" + "\n".join(lines),
+        "**Evidence**\n" + "\n".join(_criterion_item(c, tree, Status.MET) for c in met),
+    ]
+
+
+def _referral(decision: PolicyDecision) -> str:
+    """I.B: the policy to refer to for the member's line of business (all of them when unknown)."""
+    referral = decision.referral
+    policies = [p for p in referral.policies if p.line_of_business == decision.line_of_business] or list(
+        referral.policies
+    )
+    lines = [
+        f"- {escape(LINE_OF_BUSINESS_LABEL.get(p.line_of_business, p.line_of_business))}: "
+        f"**{escape(p.policy_id)}** ({escape(REFERRAL_KIND_LABEL.get(p.kind, p.kind))})"
+        for p in policies
+    ]
+    return "**Referral**: " + escape(referral.reason) + ("\n" + "\n".join(lines) if lines else "")
+
+
+def _criterion_item(criterion: CriterionResult, tree: CriteriaTree, status: Status) -> str:
+    """A list item for a criterion, its evidence, and its descendants of the same status, nested."""
+    lines = [_one_criterion(criterion, indent="")]
+    depth = {criterion.id: 0}
+    for child_parent, child in _with_parents(criterion, tree, status):
+        depth[child.id] = depth[child_parent] + 1
+        lines.append(_one_criterion(child, indent="  " * depth[child.id]))
+    return "\n".join(lines)
+
+
+def _with_parents(criterion: CriterionResult, tree: CriteriaTree, status: Status):
+    for child in tree.children(criterion):
+        if child.status is status:
+            yield criterion.id, child
+            yield from _with_parents(child, tree, status)
+
+
+def _one_criterion(criterion: CriterionResult, indent: str) -> str:
+    line = f"{indent}- **{escape(criterion.id)}** {escape(criterion.text)}"
+    if plain(criterion.reason):
+        line += f"  \n{indent}  {escape(criterion.reason)}"
+    for evidence in criterion.evidence:
+        line += f"\n{indent}  - {evidence_text(evidence)}"
+    return line
+
+
+def evidence_text(evidence: Evidence) -> str:
+    """"Observation/m1 (valueQuantity): 0.3 g/dL, 2026-11-01", escaped."""
+    text = f"{escape(evidence.reference)} ({escape(evidence.element)})"
+    value = " ".join(escape(v) for v in (evidence.value, evidence.unit) if plain(v))
+    if value:
+        text += f": {value}"
+    if plain(evidence.date):
+        text += f", {escape(evidence.date)}"
+    return text
+
+
+def _documentation(criterion: CriterionResult, tree: CriteriaTree) -> str:
+    """What to submit for an unknown criterion: its own documentation text, else the first one found
+    below it, else the policy's words."""
+    for candidate in (criterion, *tree.descendants(criterion, Status.UNKNOWN)):
+        if plain(candidate.documentation):
+            return candidate.documentation
+    return criterion.text
+
+
+def _met_so_far(tree: CriteriaTree) -> str:
+    met = tree.at_issue(Status.MET)
+    return f"Shown on the record: {', '.join(escape(c.id) for c in met)}." if met else ""
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(i for i in items if plain(i)))
