@@ -1,0 +1,112 @@
+"""Limits on hostile input, checked before a hook request is parsed into typed objects.
+
+The body size is capped by Flask (``MAX_CONTENT_LENGTH``, 413). Inside that cap a body can still be
+built to hurt: a hundred thousand draft orders, prefetch Bundles with millions of entries, one string of
+several megabytes, or arrays nested thousands deep (which would exhaust the recursion of the JSON
+parser or of any code walking the tree). Each limit is far above what a real EHR sends for one patient
+and one signing session, and a request over it is refused naming the field: 413 for too many or too
+long, 400 for nesting too deep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+from flask import Flask, request
+
+from cds_service.errors import RequestError
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    max_draft_orders: int = 50
+    max_prefetch_keys: int = 32
+    max_prefetch_entries: int = 20_000  # Bundle entries over all prefetch keys together
+    max_array_items: int = 20_000  # any single array
+    max_string_length: int = 1_000_000  # characters (attachments inlined as base64 are the long ones)
+    max_depth: int = 64  # FHIR resources nest about 10 deep; a prefetch Bundle adds 4
+
+
+class InputLimitError(RequestError):
+    """A request over one of the limits; ``status`` is 413 (too many / too long) or 400 (too deep)."""
+
+    def __init__(self, status: int, message: str, path: str | None = None):
+        super().__init__(message, path)
+        self.status = status
+
+
+def check_limits(body: object, limits: InputLimits = InputLimits()) -> None:
+    """Raise ``InputLimitError`` for the first limit ``body`` (parsed JSON) breaks."""
+    _check_tree(body, limits)
+    if not isinstance(body, dict):
+        return
+    context = body.get("context")
+    draft_orders = context.get("draftOrders") if isinstance(context, dict) else None
+    entries = draft_orders.get("entry") if isinstance(draft_orders, dict) else None
+    if isinstance(entries, list) and len(entries) > limits.max_draft_orders:
+        raise InputLimitError(413, f"more than {limits.max_draft_orders} draft orders", "context.draftOrders.entry")
+    prefetch = body.get("prefetch")
+    if isinstance(prefetch, dict):
+        if len(prefetch) > limits.max_prefetch_keys:
+            raise InputLimitError(413, f"more than {limits.max_prefetch_keys} prefetch keys", "prefetch")
+        total = sum(len(v["entry"]) for v in prefetch.values() if isinstance(v, dict) and isinstance(v.get("entry"), list))
+        if total > limits.max_prefetch_entries:
+            raise InputLimitError(413, f"more than {limits.max_prefetch_entries} Bundle entries in prefetch", "prefetch")
+
+
+def _check_tree(body: object, limits: InputLimits) -> None:
+    # Iterative walk: the check must not itself recurse on a hostile depth. Paths are built only on failure.
+    stack: list[tuple[object, int, tuple]] = [(body, 1, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        if isinstance(value, str):
+            if len(value) > limits.max_string_length:
+                raise InputLimitError(413, f"string longer than {limits.max_string_length} characters", _path(path))
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > limits.max_depth:
+            raise InputLimitError(400, f"nested deeper than {limits.max_depth} levels", _path(path))
+        if isinstance(value, list):
+            if len(value) > limits.max_array_items:
+                raise InputLimitError(413, f"array longer than {limits.max_array_items} items", _path(path))
+            stack.extend((item, depth + 1, (path, i)) for i, item in enumerate(value))
+        else:
+            for key, item in value.items():
+                if len(key) > limits.max_string_length:
+                    raise InputLimitError(413, "object key too long", _path(path))
+                stack.append((item, depth + 1, (path, key)))
+
+
+def _path(linked: tuple) -> str:
+    parts: list[object] = []
+    while linked:
+        linked, part = linked
+        parts.append(part)
+    out = ""
+    for part in reversed(parts):
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    # keys are client text: keep the path readable but never long
+    return (out or "$")[:200]
+
+
+def install_input_limits(app: Flask, limits: InputLimits = InputLimits()) -> None:
+    """Check every JSON POST under /cds-services before the route parses it.
+
+    A body that is not valid JSON is left to the route (its 400 names the problem), except when the
+    parser gave up on nesting depth, which is reported here as too deep."""
+
+    @app.before_request
+    def enforce_input_limits():
+        if request.method != "POST" or not request.path.startswith("/cds-services/"):
+            return None
+        raw = request.get_data(cache=True)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
+                raise InputLimitError(400, f"nested deeper than {limits.max_depth} levels") from None
+            return None
+        check_limits(body, limits)
+        return None

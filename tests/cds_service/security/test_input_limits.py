@@ -1,0 +1,87 @@
+"""Hostile input limits: each refusal names the field, 413 for too many/too long, 400 for too deep."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds_service.input_limits import InputLimitError, InputLimits, check_limits
+
+LIMITS = InputLimits(max_draft_orders=3, max_prefetch_keys=4, max_prefetch_entries=10, max_array_items=50,
+                     max_string_length=100, max_depth=12)
+
+
+def request_with(draft_entries=1, prefetch=None, note="ok"):
+    return {
+        "hook": "order-sign",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {
+            "userId": "Practitioner/1", "patientId": "p1",
+            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [
+                {"resource": {"resourceType": "MedicationRequest", "id": f"m{i}", "note": [{"text": note}]}}
+                for i in range(draft_entries)]},
+        },
+        "prefetch": prefetch or {},
+    }
+
+
+def refusal(body) -> InputLimitError:
+    with pytest.raises(InputLimitError) as caught:
+        check_limits(body, LIMITS)
+    return caught.value
+
+
+def test_a_realistic_request_passes():
+    check_limits(request_with(3, {"patient": {"resourceType": "Patient", "id": "p1"},
+                                  "observations": {"resourceType": "Bundle", "entry": [{}] * 10}}), LIMITS)
+
+
+def test_too_many_draft_orders():
+    error = refusal(request_with(4))
+    assert (error.status, error.path) == (413, "context.draftOrders.entry")
+
+
+def test_too_many_prefetch_keys():
+    error = refusal(request_with(prefetch={f"k{i}": None for i in range(5)}))
+    assert (error.status, error.path) == (413, "prefetch")
+
+
+def test_too_many_prefetch_entries_over_all_keys():
+    bundle = {"resourceType": "Bundle", "entry": [{}] * 6}
+    error = refusal(request_with(prefetch={"a": bundle, "b": bundle}))
+    assert (error.status, error.path) == (413, "prefetch")
+
+
+def test_long_string_is_named_by_its_path():
+    error = refusal(request_with(2, note="x" * 101))
+    assert error.status == 413
+    assert error.path in {"context.draftOrders.entry[0].resource.note[0].text",
+                          "context.draftOrders.entry[1].resource.note[0].text"}
+
+
+def test_long_array_anywhere():
+    body = request_with()
+    body["context"]["draftOrders"]["entry"][0]["resource"]["note"] = [{"text": "a"}] * 51
+    error = refusal(body)
+    assert (error.status, error.path) == (413, "context.draftOrders.entry[0].resource.note")
+
+
+def test_deep_nesting_is_refused_without_recursion():
+    deep: object = "leaf"
+    for _ in range(100_000):  # far beyond Python's recursion limit: the check must be iterative
+        deep = [deep]
+    body = request_with()
+    body["extension"] = deep
+    error = refusal(body)
+    assert error.status == 400 and error.path.startswith("extension[0]")
+
+
+def test_long_object_key_is_refused():
+    body = request_with()
+    body["context"]["k" * 101] = 1
+    assert refusal(body).path == "context"
+
+
+def test_non_object_bodies_only_get_the_tree_checks():
+    check_limits([1, 2, 3], LIMITS)
+    check_limits("short", LIMITS)
+    assert refusal("x" * 101).path == "$"
