@@ -69,11 +69,14 @@ class _Run:
         return result
 
     def documentation(self, node: Criterion) -> list[str]:
-        """What to submit for the unknown parts of ``node``: an ``any`` group asks for its own
-        documentation (one alternative suffices), an ``all`` group for each unknown part. Unknowns
-        that stem from a retrieval failure are not missing documentation and are left out."""
+        """What to submit for the unknown parts of ``node`` (also under a not-met group: the card lists
+        both): an ``any`` group asks for its own documentation (one alternative suffices), an ``all``
+        group for each unknown part. Unknowns that stem from a retrieval failure are not missing
+        documentation and are left out."""
         result = self.results[node.id]
-        if result.status is not Status.UNKNOWN or not self._documentation_gap(node):
+        if result.status is Status.NOT_MET:  # still ask for what its unknown parts need
+            return [d for child in node.children for d in self.documentation(child)]
+        if result.status is Status.MET or not self._documentation_gap(node):
             return []
         if node.logic in ("any", "n_of") and node.documentation:
             return [f"{node.id}: {node.documentation}"]
