@@ -84,14 +84,10 @@ def ordered_product(order: dict, resolve: Resolver | None = None) -> OrderedProd
 
 def cell_dose(record, order: dict) -> Fact[CellDose]:
     """CAR-positive T cells ordered, in 10^6 cells, from the first dose quantity of the order."""
-    quantity, element = _dose_quantity(order)
-    reference = record.reference_of(order)
-    if quantity is None:
-        return Unknown("the order states no dose quantity")
-    value, unit = quantity.get("value"), _unit(quantity)
-    raw = Evidence(reference, element, _text(value), unit)
-    if not _positive_number(value):
-        return Unknown("the dose quantity has no positive numeric value", evidence=(raw,))
+    dose = _stated_dose(record, order)
+    if isinstance(dose, Unknown):
+        return dose
+    value, unit, raw = dose
     match = _CELL_UNIT.match(unit or "")
     if match is None:
         why = "has no unit" if not unit else f"unit {unit!r} is not a UCUM count of cells (10*6)"
@@ -104,14 +100,10 @@ def tocilizumab_request(record, order: dict) -> Fact[TocilizumabRequest]:
     """Dose in mg per administration and number of doses of a tocilizumab order. The number of doses is
     ``timing.repeat.count``, else ``dispenseRequest.numberOfRepeatsAllowed`` + 1, else None (not stated).
     A weight-based dose (mg/kg) stays unknown: the record's weight is not used to convert it."""
-    reference = record.reference_of(order)
-    quantity, element = _dose_quantity(order)
-    if quantity is None:
-        return Unknown("the order states no dose quantity")
-    value, unit = quantity.get("value"), _unit(quantity)
-    raw = Evidence(reference, element, _text(value), unit)
-    if not _positive_number(value):
-        return Unknown("the dose quantity has no positive numeric value", evidence=(raw,))
+    dose = _stated_dose(record, order)
+    if isinstance(dose, Unknown):
+        return dose
+    value, unit, raw = dose
     if unit and unit.endswith("/kg"):
         return Unknown(f"weight-based dose ({value} {unit}): mg per administration depends on body weight", evidence=(raw,))
     if unit not in _MASS_TO_MG:
@@ -120,7 +112,7 @@ def tocilizumab_request(record, order: dict) -> Fact[TocilizumabRequest]:
     evidence = [raw]
     doses, count_element = _number_of_doses(order)
     if doses is not None:
-        evidence.append(Evidence(reference, count_element, str(doses)))
+        evidence.append(Evidence(raw.reference, count_element, str(doses)))
     request = TocilizumabRequest(dose_mg_per_administration=float(value) * _MASS_TO_MG[unit], number_of_doses=doses)
     return Observed(request, tuple(evidence))
 
@@ -187,6 +179,18 @@ def _reference_string(reference: Any) -> str | None:
     if isinstance(reference, dict):
         reference = reference.get("reference")
     return reference.strip() if isinstance(reference, str) and reference.strip() else None
+
+
+def _stated_dose(record, order: dict) -> tuple[float, str | None, Evidence] | Unknown:
+    """(value, UCUM unit, evidence of the raw quantity) of the order's first dose, or why there is none."""
+    quantity, element = _dose_quantity(order)
+    if quantity is None:
+        return Unknown("the order states no dose quantity")
+    value, unit = quantity.get("value"), _unit(quantity)
+    raw = Evidence(record.reference_of(order), element, _text(value), unit)
+    if not _positive_number(value):
+        return Unknown("the dose quantity has no positive numeric value", evidence=(raw,))
+    return float(value), unit, raw
 
 
 def _dose_quantity(order: dict) -> tuple[dict | None, str]:
