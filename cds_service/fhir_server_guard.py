@@ -87,7 +87,8 @@ def check_fhir_server(
 ) -> FhirServer:
     """Return the checked server or raise ``FhirServerRefused``.
 
-    ``allowed_hosts``: host names (or IP literals) trusted by configuration (``FHIR_ALLOWED_HOSTS``).
+    ``allowed_hosts``: host names or IP literals, optionally ``host:port``, trusted by configuration
+    (``FHIR_ALLOWED_HOSTS``).
     ``client_origins``: the calling client's permitted origins; enforced when not None/empty.
     ``allow_loopback``: development setting (``ALLOW_LOOPBACK_FHIR``) admitting localhost over http.
     """
@@ -118,7 +119,8 @@ def check_fhir_server(
     client_list = {o for o in (origin_of(o) for o in client_origins or ()) if o}
     if client_origins and origin not in client_list:
         raise FhirServerRefused("not-allowed", "is not an allowed FHIR server for this client")
-    if host in {h.strip().lower().rstrip(".") for h in allowed_hosts} or origin in client_list:
+    allowed = {h.strip().lower().rstrip(".") for h in allowed_hosts}
+    if host in allowed or f"{host}:{port or DEFAULT_PORTS[scheme]}" in allowed or origin in client_list:
         return server
 
     loopback_ok = allow_loopback and _is_loopback_host(host)

@@ -284,7 +284,7 @@ def _roles_job(client: FhirClient, practitioner: str) -> _Job:
         return _Result(found.resources, {"PractitionerRole": _search_outcome(found)}, from_server=True)
 
     timeout = _Result(outcomes={"PractitionerRole": _failed("timeout")})
-    return _Job(f"PractitionerRole?practitioner", _failing_as(run, "PractitionerRole"), timeout)
+    return _Job("PractitionerRole?practitioner", _failing_as(run, "PractitionerRole"), timeout)
 
 
 def _relative(reference: object, client: FhirClient | None) -> str | None:

@@ -98,6 +98,9 @@ def test_allow_listed_host_may_be_private_and_plain_http():
     server = check_fhir_server("http://fhir.internal.example/r4", allowed_hosts=["FHIR.internal.example"], resolve=no_dns)
     assert server.origin == "http://fhir.internal.example:80"
     assert check_fhir_server("https://10.0.0.1/fhir", allowed_hosts=["10.0.0.1"], resolve=no_dns)
+    assert check_fhir_server("http://fhir.internal.example:8080/r4", allowed_hosts=["fhir.internal.example:8080"], resolve=no_dns)
+    with pytest.raises(FhirServerRefused):  # the entry names another port
+        check_fhir_server("http://fhir.internal.example:9090/r4", allowed_hosts=["fhir.internal.example:8080"], resolve=no_dns)
 
 
 def test_loopback_only_with_development_setting():
