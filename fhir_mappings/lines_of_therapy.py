@@ -27,8 +27,8 @@ Where the record is ambiguous the interval widens: the minimum merges and the ma
 may not fall within 28 days, (3) a continuation after a gap over 90 days, (4) an unmarked post-transplant
 regimen when ``consolidation_in_line``. A regimen of steroids only (dexamethasone, prednisone) is not
 counted in the minimum but is in the maximum; each undated unit adds one to the maximum only (but at
-least one line is shown when anti-myeloma therapy exists); a CAR-T history code with no dated CAR-T
-exposure adds one to the maximum. ``lines`` lists the lines of the minimum reading.
+least one line is shown when non-steroid anti-myeloma therapy exists); a generic CAR-T procedure code
+(product not stated) with no CAR-T product exposure adds one to the maximum. ``lines`` lists the lines of the minimum reading.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def lines_of_therapy(record, as_of: date, consolidation_in_line: bool) -> Fact[L
     low = _lines(timed, consolidation_in_line, merge=True)
     high = _lines(timed, consolidation_in_line, merge=False)
     extra = _undated_units(timed) + _unplaced_car_t(timed)
-    minimum = len(low) or 1
+    beyond_steroids = any(t.exposure.ingredient not in STEROIDS for t in timed)
+    minimum = len(low) or (1 if beyond_steroids else 0)  # therapy shown, even if undated: at least one line
     maximum = max(len(high) + extra, minimum)
     lines = tuple(_describe(i + 1, line) for i, line in enumerate(low))
     classes = frozenset().union(*(t.exposure.classes for t in timed))

@@ -121,7 +121,7 @@ def concurrent_requests(
     patient's active MedicationRequests/ServiceRequests, excluding ``order`` itself. A match found in a
     partial retrieval decides; no match in a partial retrieval is unknown."""
     wanted = tuple(value_sets)
-    own = ordered_product(order).reference if isinstance(order, dict) else None
+    own = ordered_product(order).reference if isinstance(order, dict) and order.get("id") else None
     found: list[Exposure] = []
     candidates = [(o, "draft") for o in draft_orders if isinstance(o, dict) and o is not order]
     for kind in ("MedicationRequest", "ServiceRequest"):
@@ -130,13 +130,14 @@ def concurrent_requests(
     for resource, origin in candidates:
         product = ordered_product(resource, _resolver(record, resource))
         if product.reference == own or product.reference in seen:
-            continue
+            continue  # the order itself, or a draft also present in the record
         if origin == "record" and resource.get("intent") in NOT_TREATMENT_INTENTS:
             continue
         identity = identify(product, wanted)
         if identity is None:
             continue
-        seen.add(product.reference)
+        if resource.get("id"):
+            seen.add(product.reference)
         start = parse_date(resource.get("authoredOn"))
         found.append(Exposure(product.reference, identity[0], identity[1], start.earliest if start else None, None))
     failed = incomplete(record, ("MedicationRequest",))

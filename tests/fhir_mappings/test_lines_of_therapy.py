@@ -176,3 +176,8 @@ def test_last_dose_from_administrations_of_the_last_regimen():
     running = statement("pom", "pomalidomide", "2026-08-01", status="active")
     fact = last_regimen_last_dose(PatientRecord.build("p1", [running, admin]), AS_OF)
     assert fact.value == date(2026, 9, 30)
+
+
+def test_steroids_alone_show_no_certain_line():
+    fact = count([statement("dex", "dexamethasone", "2025-01-01", "2025-01-05")])
+    assert (fact.value.minimum, fact.value.maximum) == (0, 1)
