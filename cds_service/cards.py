@@ -182,8 +182,7 @@ def decision_card(decision: PolicyDecision, settings: CardSettings) -> dict:
     """The card for one in-scope order (CDS Hooks 2.0 JSON, no empty values)."""
     verdict = shown_verdict(decision)
     tree = CriteriaTree(decision.criteria)
-    machine_readable = decision.as_extension()
-    machine_readable["verdict"] = verdict.value
+    machine_readable = {**_without_empty(decision.as_extension()), "verdict": verdict.value}
     card = {
         "uuid": str(uuid.uuid4()),
         "summary": card_summary(decision, verdict, tree),
@@ -217,7 +216,7 @@ def card_summary(decision: PolicyDecision, verdict: Verdict, tree: CriteriaTree)
     else:
         words = f"{policy} check incomplete -- part of the record could not be retrieved"
     room = SUMMARY_LIMIT - len(words) - 2
-    product = plain(decision.product)
+    product = plain(decision.product) or plain(decision.order)
     if len(product) > room:
         product = product.split(" (", 1)[0]
     return f"{plain(product, max(room, 1))}: {words}"
@@ -387,6 +386,17 @@ def _documentation(criterion: CriterionResult, tree: CriteriaTree) -> str:
 def _met_so_far(tree: CriteriaTree) -> str:
     met = tree.at_issue(Status.MET)
     return f"Shown on the record: {', '.join(escape(c.id) for c in met)}." if met else ""
+
+
+def _without_empty(value):
+    """``value`` without null or empty members (CDS Hooks forbids them; a decision with no criteria
+    would otherwise carry ``"criteria": []``)."""
+    if isinstance(value, dict):
+        pruned = {k: _without_empty(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
+    if isinstance(value, list):
+        return [v for v in map(_without_empty, value) if v not in (None, "", [], {})]
+    return value
 
 
 def _count(n: int, one: str, many: str) -> str:
