@@ -1,0 +1,112 @@
+"""Myeloma diagnosis with relapsed/refractory status, order indications, CNS conditions."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fhir_samples import AS_OF, ICD10CM, PATIENT, SNOMED, condition, searchset
+
+from fhir_mappings.diagnoses import conditions_in, myeloma_diagnosis
+from fhir_mappings.facts import Observed, ProgressionFinding, RetrievalOutcome, RetrievalState, Unknown
+from fhir_mappings.patient_record import PatientRecord
+
+PD = Observed(ProgressionFinding(date(2026, 10, 1), "serum M-protein 2.6 vs nadir 2.0", "serum-m-protein"))
+NO_PD = Unknown("no progressive disease shown")
+CNS_SETS = ("cns-malignancy-involvement", "epilepsy", "seizure", "stroke", "dementia", "parkinsons-disease", "psychosis")
+
+
+def diagnose(*conditions, progression=NO_PD, treated=False, order=None, **kw):
+    rec = PatientRecord.build(PATIENT, [searchset(*conditions)], **kw)
+    return myeloma_diagnosis(rec, AS_OF, progression, treated, order)
+
+
+def mm(rid, code, **kw):
+    return condition(rid, [(SNOMED, "55342001", "Neoplastic disease"), (ICD10CM, code, "Multiple myeloma")], **kw)
+
+
+def test_c90_02_is_relapsed_even_coded_without_the_dot():
+    fact = diagnose(mm("c1", "C9002"))
+    assert fact.value.relapsed_refractory is True and "C9002" in fact.value.basis
+    assert fact.evidence[0].reference == "Condition/c1"
+
+
+def test_clinical_status_relapse_on_snomed_myeloma():
+    fact = diagnose(condition("c2", [(SNOMED, "109989006", "Multiple myeloma (disorder)")], clinical="relapse"))
+    assert fact.value.relapsed_refractory is True and "relapse" in fact.value.basis
+
+
+def test_c90_00_needs_treatment_history_or_progression():
+    assert diagnose(mm("c3", "C90.00")).value.relapsed_refractory is None
+    assert diagnose(mm("c3", "C90.00"), treated=True).value.relapsed_refractory is True
+    with_pd = diagnose(mm("c3", "C90.00"), progression=PD)
+    assert with_pd.value.relapsed_refractory is True and "progressive disease" in with_pd.value.basis
+
+
+def test_remission_only_is_false_and_text_only_myeloma_is_found():
+    assert diagnose(mm("c4", "C90.01", clinical="remission")).value.relapsed_refractory is False
+    text_only = diagnose(condition("c5", text="Multiple myeloma, IgG kappa"))
+    assert text_only.value.myeloma[0].code.display == "Multiple myeloma, IgG kappa"
+    assert isinstance(diagnose(condition("c6", text="Smoldering multiple myeloma")), Unknown)
+
+
+def test_plasmacytoma_is_not_myeloma():
+    assert isinstance(diagnose(condition("c7", [(ICD10CM, "C90.30", "Solitary plasmacytoma")])), Unknown)
+
+
+def test_non_myeloma_order_indication_from_reason_code_and_reference():
+    lymphoma = condition("dlbcl", [(ICD10CM, "C83.30", "Diffuse large B-cell lymphoma")])
+    order = {
+        "resourceType": "MedicationRequest", "id": "draft1", "status": "draft", "intent": "order",
+        "reasonCode": [{"coding": [{"system": ICD10CM, "code": "C91.00"}], "text": "ALL"},
+                       {"coding": [{"system": ICD10CM, "code": "C90.02"}]}],
+        "reasonReference": [{"reference": "Condition/dlbcl"}],
+    }
+    fact = diagnose(mm("c1", "C90.02"), lymphoma, order=order)
+    others = fact.value.other_indications
+    assert [o.code.code for o in others] == ["C91.00", "C83.30"]
+    assert others[0].reference == "MedicationRequest/draft1" and others[1].reference == "Condition/dlbcl"
+
+
+def test_partial_condition_retrieval():
+    partial = {"Condition": RetrievalOutcome(RetrievalState.PARTIAL, "page-cap")}
+    assert diagnose(mm("c1", "C90.02"), retrieval=partial).value.relapsed_refractory is True
+    undecided = diagnose(mm("c1", "C90.00"), retrieval=partial)
+    assert isinstance(undecided, Unknown) and undecided.retrieval_failed
+    assert diagnose(retrieval=partial).retrieval_failed
+
+
+def test_no_myeloma_condition():
+    fact = diagnose(condition("htn", [(ICD10CM, "I10", "Essential hypertension")]))
+    assert isinstance(fact, Unknown) and not fact.retrieval_failed
+
+
+def cns(*conds, **kw):
+    return conditions_in(PatientRecord.build(PATIENT, [searchset(*conds)], **kw), CNS_SETS, AS_OF)
+
+
+def test_cns_conditions_active_and_historical_with_dates_and_status():
+    fact = cns(
+        condition("epi", [(ICD10CM, "G40.909", "Epilepsy, unspecified")], clinical="inactive", onset="2001-06"),
+        condition("cva", [(SNOMED, "230690007", "Cerebrovascular accident")], clinical="resolved", onset="2019-04-02"),
+        condition("htn", [(ICD10CM, "I10", "Essential hypertension")]),
+        condition("febrile", [(ICD10CM, "R56.00", "Simple febrile convulsions")]),
+        condition("future", [(ICD10CM, "G20.A1", "Parkinson's disease")], onset="2027-01-01"),
+    )
+    found = {f.reference: f for f in fact.value}
+    assert set(found) == {"Condition/epi", "Condition/cva"}
+    assert (found["Condition/epi"].value_set, found["Condition/epi"].clinical_status) == ("epilepsy", "inactive")
+    assert found["Condition/epi"].onset == date(2001, 6, 1)
+    assert found["Condition/cva"].value_set == "stroke"
+
+
+def test_no_cns_condition_is_an_empty_observed_unless_retrieval_failed():
+    assert cns(condition("htn", [(ICD10CM, "I10", "Hypertension")])) == Observed((), ())
+    failed = {"Condition": RetrievalOutcome(RetrievalState.FAILED, "http-5xx")}
+    assert cns(retrieval=failed).retrieval_failed
+    found = cns(condition("epi", [(ICD10CM, "G40.909", "Epilepsy")]), retrieval=failed)
+    assert isinstance(found, Observed) and found.value[0].reference == "Condition/epi"  # a contradiction stands
+
+
+def test_negated_text_does_not_count():
+    fact = cns(condition("t1", text="Rule out CNS involvement"), condition("t2", text="CNS involvement by myeloma"))
+    assert [f.reference for f in fact.value] == ["Condition/t2"]
