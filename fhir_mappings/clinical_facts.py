@@ -1,0 +1,96 @@
+"""``ClinicalFacts``: the ``facts.FactSource`` the policy engine reads, over one ``PatientRecord``.
+
+It only delegates: record-and-labs facts to ``demographics``, ``labs``, ``progression``, ``diagnoses``
+and ``coverage``; therapy-and-orders facts to ``therapy``, ``lines_of_therapy`` and ``orders``. Every
+method is pure (same record and arguments, same answer); ``as_of`` is always a parameter.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fhir_mappings import coverage as coverage_module
+from fhir_mappings import demographics, diagnoses, labs, lines_of_therapy, orders, progression, therapy
+from fhir_mappings.facts import (
+    CellDose,
+    Coded,
+    ConditionFinding,
+    CoverageFinding,
+    DiagnosisFinding,
+    Exposure,
+    Fact,
+    FreeLightChains,
+    LinesOfTherapy,
+    Measurement,
+    Observed,
+    OrderedProduct,
+    ProgressionFinding,
+    TocilizumabRequest,
+)
+from fhir_mappings.patient_record import PatientRecord
+
+
+class ClinicalFacts:
+    def __init__(self, record: PatientRecord, line_of_business_table: coverage_module.LineOfBusinessTable | None = None):
+        self.record = record
+        self.line_of_business_table = line_of_business_table
+
+    # ------------------------------------------------------------------ record and labs
+
+    def age_years(self, as_of: date) -> Fact[int]:
+        return demographics.age_years(self.record, as_of)
+
+    def age_bounds(self, as_of: date) -> Fact[demographics.AgeBounds]:
+        """Youngest/oldest possible age (for a partial birthDate); not part of ``FactSource``."""
+        return demographics.age_bounds(self.record, as_of)
+
+    def myeloma_diagnosis(self, as_of: date, order: dict | None = None) -> Fact[DiagnosisFinding]:
+        exposures = therapy.exposures(self.record, as_of)
+        treated = isinstance(exposures, Observed) and bool(exposures.value)
+        return diagnoses.myeloma_diagnosis(self.record, as_of, self.progressive_disease(as_of), treated, order)
+
+    def serum_m_protein(self, as_of: date, within_days: int) -> Fact[Measurement]:
+        return labs.serum_m_protein(self.record, as_of, within_days)
+
+    def urine_m_protein_24h(self, as_of: date, within_days: int) -> Fact[Measurement]:
+        return labs.urine_m_protein_24h(self.record, as_of, within_days)
+
+    def free_light_chains(self, as_of: date, within_days: int) -> Fact[FreeLightChains]:
+        return labs.free_light_chains(self.record, as_of, within_days)
+
+    def progressive_disease(self, as_of: date) -> Fact[ProgressionFinding]:
+        return progression.progressive_disease(self.record, as_of)
+
+    def conditions_in(self, value_sets: tuple[str, ...], as_of: date) -> Fact[tuple[ConditionFinding, ...]]:
+        return diagnoses.conditions_in(self.record, tuple(value_sets), as_of)
+
+    def coverage(self) -> Fact[CoverageFinding]:
+        return coverage_module.coverage(self.record, self.line_of_business_table)
+
+    # ------------------------------------------------------------------ therapy and orders
+
+    def last_regimen_last_dose(self, as_of: date) -> Fact[date]:
+        return therapy.last_regimen_last_dose(self.record, as_of)
+
+    def lines_of_therapy(self, as_of: date, consolidation_in_line: bool) -> Fact[LinesOfTherapy]:
+        return lines_of_therapy.lines_of_therapy(self.record, as_of, consolidation_in_line)
+
+    def prior_exposures(self, value_sets: tuple[str, ...], as_of: date) -> Fact[tuple[Exposure, ...]]:
+        return therapy.prior_exposures(self.record, value_sets, as_of)
+
+    def concurrent_requests(
+        self, value_sets: tuple[str, ...], order: dict, draft_orders: tuple[dict, ...]
+    ) -> Fact[tuple[Exposure, ...]]:
+        return therapy.concurrent_requests(self.record, value_sets, order, draft_orders)
+
+    def ordered_product(self, order: dict) -> OrderedProduct:
+        return orders.ordered_product(order, resolve=lambda ref: self.record.resolve(ref, context=order))
+
+    def cell_dose(self, order: dict) -> Fact[CellDose]:
+        return orders.cell_dose(self.record, order)
+
+    def tocilizumab_request(self, order: dict) -> Fact[TocilizumabRequest]:
+        return orders.tocilizumab_request(self.record, order)
+
+    def ordering_specialties(self, order: dict) -> Fact[tuple[Coded, ...]]:
+        return orders.ordering_specialties(self.record, order)

@@ -1,0 +1,58 @@
+"""The condition value sets: well-formed, sourced, confidence-marked, matching as EHRs send codes."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+
+from fhir_mappings.terminology import all_value_sets, value_set
+
+CONDITION_SETS = (
+    "multiple-myeloma", "myeloma-relapsed", "myeloma-in-remission", "myeloma-not-in-remission",
+    "cns-malignancy-involvement", "meningeal-involvement", "epilepsy", "seizure", "paresis", "aphasia", "stroke",
+    "severe-brain-injury", "dementia", "parkinsons-disease", "cerebellar-disease", "organic-brain-syndrome",
+    "psychosis", "cerebrovascular-ischemia", "disease-status", "disease-status-progression", "line-of-business",
+)
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+SCT = "http://snomed.info/sct"
+
+
+def raw(vs_id):
+    return json.loads((resources.files("fhir_mappings") / "value_sets" / f"{vs_id}.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("vs_id", CONDITION_SETS)
+def test_every_code_has_system_display_source_and_confidence(vs_id):
+    data = raw(vs_id)
+    assert data["id"] == vs_id and vs_id in all_value_sets()
+    for entry in data.get("codes", []) + data.get("prefixes", []):
+        assert entry["system"].startswith(("http", "urn")) and entry.get("display") and entry.get("source")
+        assert entry["confidence"] in ("C", "P")
+
+
+@pytest.mark.parametrize(
+    "vs_id, system, code, expected",
+    [
+        ("multiple-myeloma", ICD, "C90.02", True),
+        ("multiple-myeloma", ICD, "C9000", True),
+        ("multiple-myeloma", "urn:oid:2.16.840.1.113883.6.90", "C90.01", True),
+        ("multiple-myeloma", ICD, "C90.30", False),
+        ("multiple-myeloma", SCT, "109989006", True),
+        ("epilepsy", ICD, "G40.A09", True),
+        ("seizure", ICD, "R56.00", False),
+        ("paresis", ICD, "I69.351", True),
+        ("paresis", ICD, "I69.320", False),
+        ("aphasia", ICD, "I69.320", True),
+        ("severe-brain-injury", ICD, "S06.0X0A", False),
+        ("severe-brain-injury", ICD, "S06.5X0A", True),
+        ("parkinsons-disease", ICD, "G21.11", False),
+        ("psychosis", ICD, "F10.259", True),
+        ("cerebrovascular-ischemia", ICD, "G45.4", False),
+        ("cerebrovascular-ischemia", ICD, "G45.9", True),
+        ("stroke", "http://hl7.org/fhir/sid/icd-10", "I63.9", False),  # WHO ICD-10 is another system
+    ],
+)
+def test_membership(vs_id, system, code, expected):
+    assert value_set(vs_id).contains(system, code) is expected
