@@ -333,6 +333,16 @@ def _scenarios() -> tuple[Scenario, ...]:
                         I_A_4_b=UNKNOWN, I_A_4=UNKNOWN),
              given="Frank", gender="male", birth_date="1954-06-08",
              labs=spep(("2026-11-13", 0.3)) + upep(("2026-11-13", 120)) + (Flc("2026-11-13", 18.2, 12.9, "mg/dL"),)),
+        base("stable-disease-below-measurable-thresholds", abecma, "epic", "commercial",
+             "Near-complete response on EPd: SPEP 0.3 g/dL, UPEP 60 mg/24 h, normal FLC ratio, documented stable "
+             "disease",
+             fails("No measure reaches its threshold (SPEP 0.3 < 0.5, UPEP 60 < 200, ratio 1.05 normal) and the "
+                   "documented status after the last dose is stable disease, not progression.",
+                   I_A_4_a_i=NOT_MET, I_A_4_a_ii=NOT_MET, I_A_4_a_iii=NOT_MET, I_A_4_a=NOT_MET, I_A_4_b=NOT_MET,
+                   I_A_4=NOT_MET),
+             given="Louise", birth_date="1962-11-02",
+             labs=spep(("2024-09-20", 1.6), ("2025-06-09", 0.3), ("2026-11-12", 0.3)) + upep(("2026-11-12", 60))
+             + (Flc("2026-11-12", 16.8, 16.0), status("2026-11-12", "stable"))),
         base("urine-m-protein-spot-sample-only", abecma, "epic", "commercial",
              "Urine M-protein reported on a random (spot) sample in mg/dL: not convertible to mg/24 h",
              incomplete("The urine result (45 mg/dL, random urine) cannot be read as mg/24 h, so 4.a.ii is unknown; "
@@ -542,6 +552,11 @@ def _scenarios() -> tuple[Scenario, ...]:
              "Synthetic boundary case: the patient turns 18 the day after the decision date",
              fails("Born 2008-11-25: 17 years old on 2026-11-24.", I_A_3=NOT_MET),
              given="Kim", birth_date="2008-11-25"),
+        base("kite772-age-17", kite, "cerner", "medicaid",
+             "Synthetic boundary case: a 17-year-old (the policy requires age >= 18)",
+             fails("Born 2009-06-01: 17 years old on 2026-11-24.", I_A_3=NOT_MET),
+             given="Jordan", gender="male", birth_date="2009-06-01", diagnoses=MM_B, history=THREE_LINES_B,
+             labs=MEASURABLE_B),
         base("kite772-birth-date-missing", kite, "hapi", "commercial",
              "Patient resource without birthDate",
              incomplete("Age cannot be computed without a birth date.", I_A_3=UNKNOWN),
@@ -558,9 +573,9 @@ def _scenarios() -> tuple[Scenario, ...]:
         # ---- diagnosis ---------------------------------------------------------------------------
         base("non-myeloma-plasma-cell-leukemia", abecma, "epic", "medicaid",
              "Abecma requested for plasma cell leukemia (C90.10), not multiple myeloma: off-label (I.B)",
-             Expected("does-not-meet", {"I.A.1": NOT_MET},
-                      "Plasma cell leukemia is not multiple myeloma; the request is referred to the Medicaid "
-                      "off-label policy (CP.PMN.53) under I.B.",
+             Expected("does-not-meet", {"I.A.1": NOT_MET, "III.A": NOT_MET},
+                      "Plasma cell leukemia is not multiple myeloma (I.A.1) nor an FDA-approved indication (III.A); "
+                      "the request is referred to the Medicaid off-label policy (CP.PMN.53) under I.B.",
                       referral={"lineOfBusiness": "medicaid"}),
              given="Raymond", gender="male", birth_date="1962-06-06",
              diagnoses=(Dx("plasma-cell-leukemia", "2025-08-04", "active", True),),
