@@ -26,19 +26,18 @@ an approval.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from cds_service.markdown_text import escape, plain
+from cds_service.responses import CARD_TYPE_SYSTEM, Card, Coding, Link, Source
 from fhir_mappings.facts import Evidence
 from policies.decision import CriterionResult, PolicyDecision, Status, Verdict
 
 log = logging.getLogger(__name__)
 
-CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
-TOPIC = {"system": CARD_TYPE_SYSTEM, "code": "coverage-info", "display": "Coverage Information"}
+TOPIC = Coding("coverage-info", CARD_TYPE_SYSTEM, "Coverage Information")
 DECISION_EXTENSION = "cart-cds.decision"
 ASSOCIATED_RESOURCE_EXTENSION = "davinci-crd.associated-resource"
 SUMMARY_LIMIT = 139  # CDS Hooks: "< 140 characters"; Inferno rejects 140
@@ -149,14 +148,14 @@ class CardSettings:
     public page of each policy, by policy id (absolute http(s) URLs; others are ignored)."""
 
     payer_name: str
-    policy_urls: Mapping[str, str] | None = None
+    policy_links: Mapping[str, str] | None = None
 
     def __post_init__(self):
         if not plain(self.payer_name):
             raise ValueError("payer_name must be a non-empty name (card source.label)")
 
     def policy_url(self, policy_id: str) -> str | None:
-        url = (self.policy_urls or {}).get(policy_id)
+        url = (self.policy_links or {}).get(policy_id)
         if url is None:
             return None
         parts = urlsplit(url)
@@ -168,39 +167,34 @@ class CardSettings:
 
 def decision_cards(
     decisions: Iterable[PolicyDecision], settings: CardSettings, max_cards: int | None = None
-) -> list[dict]:
+) -> list[Card]:
     """One card per decision, most important first (critical, warning, info; otherwise in order).
     ``max_cards`` (the EHR's ``davinci-crd.configuration`` ``max-cards``) keeps only the most
     important ones."""
     if max_cards is not None and max_cards < 0:
         raise ValueError("max_cards must be zero or more")
-    cards = sorted((decision_card(d, settings) for d in decisions), key=lambda c: _IMPORTANCE[c["indicator"]])
+    cards = sorted((decision_card(d, settings) for d in decisions), key=lambda c: _IMPORTANCE[c.indicator])
     return cards if max_cards is None else cards[:max_cards]
 
 
-def decision_card(decision: PolicyDecision, settings: CardSettings) -> dict:
-    """The card for one in-scope order (CDS Hooks 2.0 JSON, no empty values)."""
+def decision_card(decision: PolicyDecision, settings: CardSettings) -> Card:
+    """The card for one in-scope order."""
     verdict = shown_verdict(decision)
     tree = CriteriaTree(decision.criteria)
     machine_readable = {**_without_empty(decision.as_extension()), "verdict": verdict.value}
-    card = {
-        "uuid": str(uuid.uuid4()),
-        "summary": card_summary(decision, verdict, tree),
-        "indicator": INDICATOR[verdict],
-        "detail": card_detail(decision, verdict, tree),
-        "source": {"label": plain(settings.payer_name), "topic": dict(TOPIC)},
-        "extension": {
+    url = settings.policy_url(decision.policy_id)
+    links = (Link(plain(f"{decision.policy_id} policy: {decision.policy_title}", 120), url),) if url else ()
+    return Card(
+        summary=card_summary(decision, verdict, tree),
+        indicator=INDICATOR[verdict],
+        detail=card_detail(decision, verdict, tree),
+        source=Source(plain(settings.payer_name), topic=TOPIC),
+        links=links,
+        extension={
             DECISION_EXTENSION: machine_readable,
             ASSOCIATED_RESOURCE_EXTENSION: [{"reference": decision.order}],
         },
-    }
-    url = settings.policy_url(decision.policy_id)
-    if url:
-        card["links"] = [
-            {"label": plain(f"{decision.policy_id} policy: {decision.policy_title}", 120), "url": url,
-             "type": "absolute"}
-        ]
-    return card
+    )
 
 
 def card_summary(decision: PolicyDecision, verdict: Verdict, tree: CriteriaTree) -> str:

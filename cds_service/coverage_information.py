@@ -32,6 +32,7 @@ from typing import Iterable
 
 from cds_service.cards import CriteriaTree, shown_verdict
 from cds_service.markdown_text import plain
+from cds_service.responses import SystemAction
 from policies.decision import PolicyDecision, Status, Verdict
 
 COVERAGE_INFORMATION_URL = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
@@ -84,7 +85,7 @@ for _verdict, _assertion in ASSERTIONS.items():  # every row always carries a re
 
 def coverage_information_actions(
     decisions: Iterable[PolicyDecision], draft_orders: Iterable[dict], as_of: date, enabled: bool = True
-) -> list[dict]:
+) -> list[SystemAction]:
     """The CRD coverage-information ``update`` actions for ``decisions``. ``draft_orders`` are the
     resources of ``context.draftOrders``; ``enabled`` is the EHR's ``coverage-info`` configuration."""
     if not enabled:
@@ -105,7 +106,9 @@ def coverage_information_actions(
     return actions
 
 
-def coverage_information_action(decision: PolicyDecision, draft: dict, as_of: date, assertion_id: str) -> dict:
+def coverage_information_action(
+    decision: PolicyDecision, draft: dict, as_of: date, assertion_id: str
+) -> SystemAction:
     """One ``update`` action: a deep copy of ``draft`` plus the extension (earlier assertions for the
     same Coverage removed, every other element untouched)."""
     verdict = shown_verdict(decision)
@@ -116,13 +119,8 @@ def coverage_information_action(decision: PolicyDecision, draft: dict, as_of: da
     kept = [e for e in existing if not _earlier_assertion(e, decision.coverage)]
     resource["extension"] = kept + [coverage_information_extension(decision, verdict, as_of, assertion_id)]
     covered = ASSERTIONS[verdict].covered
-    return {
-        "type": "update",
-        "description": plain(
-            f"Coverage information for {decision.product} under {decision.policy_id}: {covered}", DESCRIPTION_LIMIT
-        ),
-        "resource": resource,
-    }
+    description = f"Coverage information for {decision.product} under {decision.policy_id}: {covered}"
+    return SystemAction("update", plain(description, DESCRIPTION_LIMIT), resource=resource)
 
 
 def coverage_information_extension(decision: PolicyDecision, verdict: Verdict, as_of: date, assertion_id: str) -> dict:

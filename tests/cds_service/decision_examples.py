@@ -204,7 +204,7 @@ def medication_request(order_id: str, codings: list[dict], text: str) -> dict:
                                        "display": "Normal"}}],
         "status": "draft",
         "intent": "order",
-        "medicationCodeableConcept": {"coding": codings, "text": text},
+        "medicationCodeableConcept": {"coding": codings, "text": text} if codings else {"text": text},
         "subject": {"reference": "Patient/pat-1"},
         "requester": {"reference": "PractitionerRole/pr-7"},
         "authoredOn": "2026-11-24",

@@ -22,6 +22,14 @@ PAYER = CardSettings("Example Health Plan", {"CP.PHAR.481": "https://www.example
 CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
 
 
+def card_json(decision: PolicyDecision, settings: CardSettings) -> dict:
+    return decision_card(decision, settings).as_json()
+
+
+def cards_json(decisions, settings: CardSettings, max_cards: int | None = None) -> list[dict]:
+    return [card.as_json() for card in decision_cards(decisions, settings, max_cards)]
+
+
 def card_problems(card: dict) -> list[str]:
     """The structural rules every card must pass (CDS Hooks 2.0 + CRD; conformance.md §7, §13)."""
     problems = []
@@ -69,14 +77,14 @@ def test_summary_names_product_and_verdict_for_each_verdict():
                                            "part of the record could not be retrieved"),
     }
     for build, (indicator, summary) in expected.items():
-        card = decision_card(build(), PAYER)
+        card = card_json(build(), PAYER)
         assert (card["indicator"], card["summary"]) == (indicator, summary)
         assert card_problems(card) == []
 
 
 def test_every_card_carries_the_machine_readable_decision_and_its_order():
     decision = ex.kite_does_not_meet()
-    card = decision_card(decision, PAYER)
+    card = card_json(decision, PAYER)
     assert card["extension"]["cart-cds.decision"] == decision.as_extension()
     assert card["extension"]["davinci-crd.associated-resource"] == [{"reference": "MedicationRequest/kite-1"}]
     assert card["source"] == {"label": "Example Health Plan", "topic": {
@@ -86,7 +94,7 @@ def test_every_card_carries_the_machine_readable_decision_and_its_order():
 
 def test_does_not_meet_lists_each_not_met_criterion_with_policy_words_and_evidence_first():
     decision = ex.kite_does_not_meet()
-    detail = decision_card(decision, PAYER)["detail"]
+    detail = card_json(decision, PAYER)["detail"]
     not_met = [c for c in decision.criteria if c.status is Status.NOT_MET and c.id != "I.A"]
     assert {c.id for c in not_met} == {"I.A.4", "I.A.4.a", "I.A.4.a.i", "I.A.4.b", "I.A.9"}
     for c in not_met:
@@ -104,18 +112,18 @@ def test_does_not_meet_lists_each_not_met_criterion_with_policy_words_and_eviden
 
 
 def test_other_diagnosis_names_the_referral_policy_for_the_members_line_of_business():
-    detail = decision_card(ex.abecma_other_diagnosis("medicaid"), PAYER)["detail"]
+    detail = card_json(ex.abecma_other_diagnosis("medicaid"), PAYER)["detail"]
     assert "Medicaid: **CP.PMN.53** (off-label use policy)" in detail
     assert "CP.CPA.09" not in detail and "HIM.PA.154" not in detail
     assert escape("C83.30 Diffuse large B-cell lymphoma") in detail
-    unknown_line = decision_card(ex.abecma_other_diagnosis(None), PAYER)["detail"]
+    unknown_line = card_json(ex.abecma_other_diagnosis(None), PAYER)["detail"]
     for policy in ("CP.CPA.09", "HIM.PA.154", "CP.PMN.53"):
         assert f"**{policy}**" in unknown_line
 
 
 def test_documentation_incomplete_is_a_checklist_one_line_per_unknown_criterion():
     decision = ex.abecma_incomplete()
-    detail = decision_card(decision, PAYER)["detail"]
+    detail = card_json(decision, PAYER)["detail"]
     checklist = [line for line in detail.splitlines() if line.startswith("- [ ] ")]
     assert len(checklist) == 2
     assert checklist[0].startswith("- [ ] **I.A.4** " + escape(ex.DOCUMENTATION["I.A.4"]))
@@ -124,7 +132,7 @@ def test_documentation_incomplete_is_a_checklist_one_line_per_unknown_criterion(
 
 
 def test_indeterminate_names_what_could_not_be_retrieved_and_never_claims_missing_documentation():
-    card = decision_card(ex.kite_indeterminate(), PAYER)
+    card = card_json(ex.kite_indeterminate(), PAYER)
     detail = card["detail"]
     assert "documentation" not in detail.lower() and "missing" not in detail.lower()
     assert "documentation" not in card["summary"].lower()
@@ -138,13 +146,13 @@ def test_indeterminate_keeps_criteria_not_shown_apart_from_those_not_retrieved()
     decision = ex.kite_indeterminate()
     extra = ex.criterion("I.A.9", Status.UNKNOWN, "No current medication list")
     decision = replace(decision, criteria=tuple(extra if c.id == "I.A.9" else c for c in decision.criteria))
-    detail = decision_card(decision, PAYER)["detail"]
+    detail = card_json(decision, PAYER)["detail"]
     retrieved, still = detail.split("**Still to be assessed**")
     assert "I.A.9" not in retrieved and "**I.A.9**" in still
 
 
 def test_meets_policy_states_the_approval_terms_prior_authorization_and_evidence():
-    detail = decision_card(ex.abecma_meets(), PAYER)["detail"]
+    detail = card_json(ex.abecma_meets(), PAYER)["detail"]
     for phrase in ("3 months", "Doses: 1", "up to 4 doses, at most 800 mg per dose", "PDAC", "Prior authorization",
                    "Q2055"):
         assert phrase in detail
@@ -155,8 +163,8 @@ def test_meets_policy_states_the_approval_terms_prior_authorization_and_evidence
 
 
 def test_tocilizumab_order_gets_its_own_card():
-    within = decision_card(ex.tocilizumab(Status.MET, "800", "4"), PAYER)
-    beyond = decision_card(ex.tocilizumab(Status.NOT_MET, "1000", "4"), PAYER)
+    within = card_json(ex.tocilizumab(Status.MET, "800", "4"), PAYER)
+    beyond = card_json(ex.tocilizumab(Status.NOT_MET, "1000", "4"), PAYER)
     assert within["summary"].startswith("Tocilizumab (Actemra): meets CP.PHAR.481")
     assert beyond["summary"] == "Tocilizumab (Actemra): does not meet CP.PHAR.481 -- 1 criterion not met"
     assert beyond["indicator"] == "critical"
@@ -165,30 +173,30 @@ def test_tocilizumab_order_gets_its_own_card():
 
 
 def test_policy_link_only_when_an_absolute_url_is_configured():
-    assert decision_card(ex.abecma_meets(), PAYER)["links"] == [{
+    assert card_json(ex.abecma_meets(), PAYER)["links"] == [{
         "label": "CP.PHAR.481 policy: Idecabtagene Vicleucel (Abecma)",
         "url": "https://www.example-health.com/policies/cp-phar-481.pdf", "type": "absolute"}]
-    assert "links" not in decision_card(ex.kite_does_not_meet(), PAYER)
+    assert "links" not in card_json(ex.kite_does_not_meet(), PAYER)
     relative = CardSettings("Example Health Plan", {"CP.PHAR.481": "/policies/481.pdf"})
-    assert "links" not in decision_card(ex.abecma_meets(), relative)
+    assert "links" not in card_json(ex.abecma_meets(), relative)
 
 
 def test_missing_coverage_is_said_on_the_card():
-    card = decision_card(replace(ex.abecma_incomplete(), coverage=None), PAYER)
+    card = card_json(replace(ex.abecma_incomplete(), coverage=None), PAYER)
     paragraphs = card["detail"].split("\n\n")
     assert paragraphs[1].startswith("**Coverage not found:**")
-    assert "Coverage not found" not in decision_card(ex.abecma_incomplete(), PAYER)["detail"]
+    assert "Coverage not found" not in card_json(ex.abecma_incomplete(), PAYER)["detail"]
 
 
 def test_max_cards_keeps_the_most_important():
     decisions = [ex.abecma_meets(), ex.abecma_incomplete(), ex.kite_does_not_meet(), ex.tocilizumab(Status.MET, "800", "4")]
-    assert [c["indicator"] for c in decision_cards(decisions, PAYER)] == ["critical", "warning", "info", "info"]
-    kept = decision_cards(decisions, PAYER, max_cards=2)
+    assert [c["indicator"] for c in cards_json(decisions, PAYER)] == ["critical", "warning", "info", "info"]
+    kept = cards_json(decisions, PAYER, max_cards=2)
     assert [c["extension"]["cart-cds.decision"]["order"] for c in kept] == ["MedicationRequest/kite-1",
                                                                           "MedicationRequest/abecma-1"]
     assert [c["indicator"] for c in kept] == ["critical", "warning"]
-    assert decision_cards(decisions, PAYER, max_cards=0) == []
-    assert len({c["uuid"] for c in decision_cards(decisions, PAYER)}) == 4
+    assert cards_json(decisions, PAYER, max_cards=0) == []
+    assert len({c["uuid"] for c in cards_json(decisions, PAYER)}) == 4
 
 
 def test_text_from_the_record_renders_inert():
@@ -197,7 +205,7 @@ def test_text_from_the_record_renders_inert():
     evil_evidence = Evidence("MedicationRequest/x", "medicationCodeableConcept", hostile, "<b>", "2026-11-20")
     decision = replace(decision, criteria=tuple(
         replace(c, evidence=(evil_evidence,)) if c.id == "I.A.9" else c for c in decision.criteria))
-    card = decision_card(decision, PAYER)
+    card = card_json(decision, PAYER)
     assert "<" not in card["detail"] and ">" not in card["detail"]
     assert "](" not in card["detail"] and "[link]" not in card["detail"]
     assert escape(hostile) in card["detail"]
@@ -206,16 +214,16 @@ def test_text_from_the_record_renders_inert():
 
 def test_a_meets_claim_without_met_criteria_is_not_shown_as_met():
     claims_meets = replace(ex.abecma_incomplete(), verdict=Verdict.MEETS_POLICY)
-    card = decision_card(claims_meets, PAYER)
+    card = card_json(claims_meets, PAYER)
     assert card["indicator"] == "warning"
     assert "meets" not in card["summary"] and "meets" not in card["detail"]
     assert card["extension"]["cart-cds.decision"]["verdict"] == "documentation-incomplete"
     hollow_group = replace(ex.abecma_meets(), criteria=(
         CriterionResult("I.A", "Section I.A", Status.MET, "met", children=("I.A.1",)),
         CriterionResult("I.A.1", "Diagnosis", Status.UNKNOWN, "not shown")))
-    assert decision_card(hollow_group, PAYER)["indicator"] == "warning"
+    assert card_json(hollow_group, PAYER)["indicator"] == "warning"
     nothing_evaluated = replace(ex.abecma_meets(), criteria=())
-    assert decision_card(nothing_evaluated, PAYER)["indicator"] == "warning"
+    assert card_json(nothing_evaluated, PAYER)["indicator"] == "warning"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -257,7 +265,7 @@ def decisions(draw) -> PolicyDecision:
 @settings(max_examples=300, deadline=None)
 @given(decisions())
 def test_generated_cards_never_say_meets_unless_every_required_criterion_is_met(decision):
-    card = decision_card(decision, PAYER)
+    card = card_json(decision, PAYER)
     assert card_problems(card) == []
     tree = CriteriaTree(decision.criteria)
     required_met = bool(tree.roots) and all(r.status is Status.MET for r in tree.roots)
@@ -266,7 +274,7 @@ def test_generated_cards_never_say_meets_unless_every_required_criterion_is_met(
     assert shown_as_met == says_meets == (card["extension"]["cart-cds.decision"]["verdict"] == "meets-policy")
     if decision.verdict is not Verdict.MEETS_POLICY or not required_met:
         assert not says_meets
-    action = coverage_information_actions([decision], ex.draft_orders(), date(2026, 11, 24))
+    action = [a.as_json() for a in coverage_information_actions([decision], ex.draft_orders(), date(2026, 11, 24))]
     assert len(action) == (decision.coverage is not None)
     if action:
         assert coverage_information_problems({"systemActions": action}, ex.draft_orders()) == []

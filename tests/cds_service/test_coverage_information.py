@@ -21,13 +21,20 @@ from cds_service.coverage_information import (
     coverage_information_actions,
     invariant_violations,
 )
+from cds_service.cards import CardSettings, decision_cards
+from cds_service.responses import Response
 from policies.decision import Status, Verdict
 from tests.cds_service import decision_examples as ex
 from tests.conftest import load_json
 from tests.crd_checks import check_coverage_information, coverage_information_problems, extension_problems
+from tests.response_checks import check_response
 
 AS_OF = date(2026, 11, 24)
 ALL_ORDERS = ["MedicationRequest/abecma-1", "MedicationRequest/kite-1", "MedicationRequest/toci-1"]
+
+
+def actions_json(*args, **kwargs) -> list[dict]:
+    return [action.as_json() for action in coverage_information_actions(*args, **kwargs)]
 
 
 def sub_extensions(action: dict) -> dict[str, list]:
@@ -41,7 +48,7 @@ def sub_extensions(action: dict) -> dict[str, list]:
 
 
 def one_action(decision, drafts=None) -> dict:
-    actions = coverage_information_actions([decision], drafts or ex.draft_orders(), AS_OF)
+    actions = actions_json([decision], drafts or ex.draft_orders(), AS_OF)
     assert len(actions) == 1
     check_coverage_information({"systemActions": actions}, drafts or ex.draft_orders(), [decision.order])
     return actions[0]
@@ -103,28 +110,28 @@ def test_an_order_without_extensions_gets_just_the_coverage_extension():
 def test_assertion_ids_are_shared_per_coverage_and_distinct_across_coverages():
     decisions = [ex.abecma_meets(), ex.tocilizumab(Status.MET, "800", "4"),
                  replace(ex.kite_does_not_meet(), coverage="Coverage/cov-2")]
-    actions = coverage_information_actions(decisions, ex.draft_orders(), AS_OF)
+    actions = actions_json(decisions, ex.draft_orders(), AS_OF)
     check_coverage_information({"systemActions": actions}, ex.draft_orders(), ALL_ORDERS)
     ids = [sub_extensions(a)["coverage-assertion-id"][0] for a in actions]
     assert ids[0] == ids[1] != ids[2]
-    again = coverage_information_actions(decisions, ex.draft_orders(), AS_OF)
+    again = actions_json(decisions, ex.draft_orders(), AS_OF)
     assert sub_extensions(again[0])["coverage-assertion-id"] != ids[:1]  # new per response
 
 
 def test_no_coverage_no_action_and_coverage_info_false_suppresses_all():
     decisions = [replace(ex.abecma_meets(), coverage=None), ex.kite_does_not_meet()]
-    actions = coverage_information_actions(decisions, ex.draft_orders(), AS_OF)
+    actions = actions_json(decisions, ex.draft_orders(), AS_OF)
     assert [a["resource"]["id"] for a in actions] == ["kite-1"]
-    assert coverage_information_actions(decisions, ex.draft_orders(), AS_OF, enabled=False) == []
+    assert actions_json(decisions, ex.draft_orders(), AS_OF, enabled=False) == []
 
 
 def test_a_datetime_as_of_is_written_as_a_date():
-    actions = coverage_information_actions([ex.abecma_meets()], ex.draft_orders(), datetime(2026, 11, 24, 23, 5))
+    actions = actions_json([ex.abecma_meets()], ex.draft_orders(), datetime(2026, 11, 24, 23, 5))
     assert sub_extensions(actions[0])["date"] == ["2026-11-24"]
 
 
 def test_an_earlier_assertion_for_the_same_coverage_is_replaced_and_others_kept():
-    earlier = coverage_information_actions([ex.abecma_incomplete()], ex.draft_orders(), AS_OF)[0]["resource"]
+    earlier = actions_json([ex.abecma_incomplete()], ex.draft_orders(), AS_OF)[0]["resource"]
     other_payer = copy.deepcopy(earlier["extension"][-1])
     other_payer["extension"][0] = {"url": "coverage", "valueReference": {"reference": "Coverage/secondary"}}
     earlier["extension"].append(other_payer)
@@ -137,10 +144,10 @@ def test_an_earlier_assertion_for_the_same_coverage_is_replaced_and_others_kept(
 
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="MedicationRequest/abecma-1"):
-        coverage_information_actions([ex.abecma_meets()], ex.draft_orders()[1:], AS_OF)
+        actions_json([ex.abecma_meets()], ex.draft_orders()[1:], AS_OF)
     broken = dict(ex.draft_orders()[0], extension={"url": "x"})
     with pytest.raises(ValueError, match="extension must be an array"):
-        coverage_information_actions([ex.abecma_meets()], [broken], AS_OF)
+        actions_json([ex.abecma_meets()], [broken], AS_OF)
 
 
 def test_the_verdict_table_satisfies_the_invariants_and_the_guard_catches_broken_rows():
@@ -178,7 +185,7 @@ def test_checker_accepts_the_inferno_covered_fixture_and_flags_the_conditional_o
 
 def _mutated(mutate) -> list[str]:
     drafts = ex.draft_orders()
-    actions = coverage_information_actions([ex.abecma_meets(), ex.kite_indeterminate()], drafts, AS_OF)
+    actions = actions_json([ex.abecma_meets(), ex.kite_indeterminate()], drafts, AS_OF)
     mutate(actions)
     return coverage_information_problems({"systemActions": actions}, drafts, ALL_ORDERS[:2])
 
@@ -223,3 +230,16 @@ def test_checker_rejects_assertion_ids_shared_across_coverages_and_a_foreign_ext
         _parts(actions[1])[-1].update(valueString=_parts(actions[0])[-1]["valueString"])
     assert any("used for different coverages" in p for p in _mutated(share))
     assert extension_problems({"url": "http://example.org/other"}) == ["not an ext-coverage-information extension"]
+
+
+def test_a_response_with_every_verdict_passes_the_response_and_crd_checks():
+    decisions = [ex.abecma_meets(), ex.kite_does_not_meet(), replace(ex.tocilizumab(Status.NOT_MET, "1000", "4"),
+                                                                      coverage="Coverage/cov-2")]
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": resource} for resource in ex.draft_orders()]}
+    body = Response(
+        cards=tuple(decision_cards(decisions, CardSettings("Example Health Plan"))),
+        system_actions=tuple(coverage_information_actions(decisions, ex.draft_orders(), AS_OF)),
+    ).as_json()
+    check_response(body, draft_orders=bundle, expect_system_actions=True)
+    check_coverage_information(body, bundle, ALL_ORDERS)
