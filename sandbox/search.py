@@ -60,8 +60,6 @@ def matches(resource: dict, resource_type: str, params: dict[str, str]) -> bool:
     if resource.get("resourceType") != resource_type:
         return False
     for name, value in params.items():
-        if name not in SUPPORTED:
-            raise UnsupportedSearch(f"Unknown search parameter \"{name}\" for resource type \"{resource_type}\"")
         if name == "patient" and _patient_of(resource) != _reference_id(value):
             return False
         if name == "code" and not _has_token(resource.get("code"), _tokens(value)):
@@ -77,6 +75,9 @@ def matches(resource: dict, resource_type: str, params: dict[str, str]) -> bool:
 
 def search(resources: list[dict], resource_type: str, params: dict[str, str]) -> list[dict]:
     """The resources a FHIR server would return for ``resource_type?params``, in its order."""
+    unknown = sorted(set(params) - SUPPORTED)
+    if unknown:
+        raise UnsupportedSearch(f"Unknown search parameter \"{unknown[0]}\" for resource type \"{resource_type}\"")
     found = [r for r in resources if matches(r, resource_type, params)]
     sort = params.get("_sort")
     if sort in ("-date", "date"):
