@@ -27,6 +27,7 @@ import orjson
 # field name -> kind of value accepted
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+#=-]{0,199}$")  # ids, URLs without spaces, codes
 _UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_ROUTE = re.compile(r"^/[A-Za-z0-9/_<>.:-]{0,200}$")  # a URL rule such as /cds-services/<service_id>
 ALLOWED_FIELDS: dict[str, str] = {
     "hookInstance": "uuid",
     "service": "code",
@@ -37,7 +38,7 @@ ALLOWED_FIELDS: dict[str, str] = {
     "alg": "code",
     "reason": "code",  # a short reason code chosen by our code, e.g. "expired"
     "method": "code",
-    "route": "code",  # the URL rule (e.g. /cds-services/<service_id>), never the raw path
+    "route": "route",  # the URL rule (e.g. /cds-services/<service_id>), never the raw path
     "status": "number",
     "duration_ms": "number",
     "count": "number",
@@ -73,6 +74,8 @@ def safe_value(kind: str, value: Any) -> Any:
         return _safe_code(value, _UUIDISH)
     if kind == "code":
         return _safe_code(value)
+    if kind == "route":
+        return _safe_code(value, _ROUTE)
     if kind == "number":
         return _safe_number(value)
     if kind == "codes":

@@ -7,18 +7,22 @@ feedback, and unknown paths alike) needs a valid client JWT, checked before the 
 - the expected ``aud`` is the URL invoked, built from ``CART_CDS_PUBLIC_BASE_URL`` (proxies rewrite the
   Host header); without that setting, from the request's own host. Feedback also accepts its service URL.
 - the verified caller is left in ``flask.g.cds_client`` (a ``VerifiedClient``) for the route, the
-  fhirServer guard (``client.fhir_servers``) and the audit trail.
+  fhirServer guard and the audit trail;
+- when the client's entry lists ``fhir_servers``, a hook request naming another ``fhirServer`` is refused
+  here (400 naming ``fhirServer``), before the service could send that client's EHR token anywhere else.
 """
 
 from __future__ import annotations
 
 import logging
 
+import orjson
 from flask import Flask, Response, g, request
 
 from cds_service.auth.jwks import JwksCache
 from cds_service.auth.trusted_clients import TrustedClients
-from cds_service.auth.verifier import AuthError, ClientJwtVerifier
+from cds_service.auth.verifier import AuthError, ClientJwtVerifier, VerifiedClient
+from cds_service.errors import error_response
 from cds_service.replay_store import ReplayStoreUnavailable, replay_store_from_url
 
 log = logging.getLogger(__name__)
@@ -66,7 +70,21 @@ def install_client_auth(app: Flask, settings) -> None:
         except ReplayStoreUnavailable:
             log.error("replay store unavailable; client JWT refused", extra={"route": route})
             return Response(status=503, headers={"Retry-After": "5"})
+        return _refuse_foreign_fhir_server(g.cds_client)
+
+
+def _refuse_foreign_fhir_server(caller: VerifiedClient) -> Response | None:
+    if not caller.client.fhir_servers or request.method != "POST" or request.path.endswith("/feedback"):
         return None
+    try:
+        body = orjson.loads(request.get_data(cache=True))
+    except orjson.JSONDecodeError:
+        return None  # the route answers 400 for the body itself
+    fhir_server = body.get("fhirServer") if isinstance(body, dict) else None
+    if isinstance(fhir_server, str) and not caller.client.allows_fhir_server(fhir_server):
+        log.warning("fhirServer not allowed for client", extra={"client": caller.iss, "reason": "fhir-server"})
+        return error_response(400, "is not an allowed FHIR server for this client", "fhirServer")
+    return None
 
 
 def _protected(path: str) -> bool:

@@ -84,7 +84,7 @@ class ClientJwtVerifier:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except (jwt.DecodeError, ValueError, TypeError):
+        except (jwt.PyJWTError, ValueError, TypeError):
             raise AuthError("malformed") from None
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:
