@@ -245,12 +245,7 @@ def _does_not_meet(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
     ]
     if decision.referral is not None:
         blocks.append(_referral(decision))
-    unknown = tree.at_issue(Status.UNKNOWN)
-    if unknown:
-        blocks.append("**Also not shown in the record**\n" + "\n".join(
-            f"- **{escape(c.id)}** {escape(c.text)}: {escape(c.reason)}" for c in unknown
-        ))
-    return blocks
+    return blocks + _unknown_blocks(tree, not_shown_heading="Also not shown in the record")
 
 
 def _documentation_incomplete(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
@@ -268,23 +263,30 @@ def _documentation_incomplete(decision: PolicyDecision, tree: CriteriaTree) -> l
 
 
 def _indeterminate(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
-    unknown = tree.at_issue(Status.UNKNOWN)
-    failed = tuple(c for c in unknown if tree.retrieval_failed(c))
-    others = tuple(c for c in unknown if not tree.retrieval_failed(c))
-    blocks = [
+    return [
         f"**{escape(decision.product)}**: the {escape(decision.policy_id)} check could not be completed "
         "because part of the patient's record could not be retrieved. A clinical judgement on these "
         "criteria is pending; this is not a denial. Signing again later retries the retrieval.",
-        "**Could not be assessed (record not retrieved)**\n" + (
-            "\n".join(f"- **{escape(c.id)}** {escape(c.text)}: {_retrieval_reasons(c, tree)}" for c in failed)
-            or "- The part of the record these criteria need could not be retrieved."
-        ),
+        *_unknown_blocks(tree, not_shown_heading="Still to be assessed"),
+        _met_so_far(tree),
     ]
+
+
+def _unknown_blocks(tree: CriteriaTree, not_shown_heading: str) -> list[str]:
+    """Unknown criteria in two groups that must never be confused: those whose record part could not
+    be retrieved (with the retrieval reasons), and those the retrieved record does not show."""
+    unknown = tree.at_issue(Status.UNKNOWN)
+    failed = tuple(c for c in unknown if tree.retrieval_failed(c))
+    others = tuple(c for c in unknown if not tree.retrieval_failed(c))
+    blocks = []
+    if failed:
+        blocks.append("**Could not be assessed (record not retrieved)**\n" + "\n".join(
+            f"- **{escape(c.id)}** {escape(c.text)}: {_retrieval_reasons(c, tree)}" for c in failed
+        ))
     if others:
-        blocks.append("**Still to be assessed**\n" + "\n".join(
+        blocks.append(f"**{not_shown_heading}**\n" + "\n".join(
             f"- **{escape(c.id)}** {escape(c.text)}" for c in others
         ))
-    blocks.append(_met_so_far(tree))
     return blocks
 
 
@@ -297,12 +299,11 @@ def _retrieval_reasons(criterion: CriterionResult, tree: CriteriaTree) -> str:
 def _meets(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
     terms = decision.approval
     pdac = " and Precision Drug Action Committee (PDAC) utilization management review" if terms.pdac_review_required else ""
-    lines = [
-        f"- Duration of approval: {terms.duration_months} months",
-        f"- Doses: {terms.doses}",
-        f"- Tocilizumab: up to {terms.tocilizumab_max_doses} doses, at most "
-        f"{terms.tocilizumab_max_mg_per_dose:g} mg per dose",
-    ]
+    allowance = (f"- Tocilizumab: up to {terms.tocilizumab_max_doses} doses, at most "
+                 f"{terms.tocilizumab_max_mg_per_dose:g} mg per dose")
+    lines = [f"- Duration of approval: {terms.duration_months} months", allowance]
+    if decision.order_kind != "tocilizumab":
+        lines.insert(1, f"- Doses: {terms.doses}")
     if terms.pdac_review_required:
         lines.append("- PDAC utilization management review required")
     if terms.hcpcs:

@@ -280,3 +280,19 @@ def test_generated_cards_never_say_meets_unless_every_required_criterion_is_met(
         assert coverage_information_problems({"systemActions": action}, ex.draft_orders()) == []
         covered = next(e["valueCode"] for e in action[0]["resource"]["extension"][-1]["extension"] if e["url"] == "covered")
         assert (covered == "covered") == shown_as_met
+
+
+def test_does_not_meet_keeps_retrieval_failures_apart_from_what_the_record_does_not_show():
+    failed = ex.criterion("III.B", Status.UNKNOWN, "Condition search failed (http-5xx)", retrieval_failed=True)
+    decision = replace(ex.kite_does_not_meet(), criteria=tuple(
+        failed if c.id == "III.B" else c for c in ex.kite_does_not_meet().criteria))
+    detail = card_json(decision, PAYER)["detail"]
+    not_retrieved = detail.split("**Could not be assessed (record not retrieved)**")[1].split("**Also not shown")[0]
+    assert "**III.B**" in not_retrieved and escape("Condition search failed (http-5xx)") in not_retrieved
+    assert "**I.A.6**" in detail.split("**Also not shown in the record**")[1]
+
+
+def test_tocilizumab_approval_terms_are_the_allowance():
+    detail = card_json(ex.tocilizumab(Status.MET, "800", "4"), PAYER)["detail"]
+    assert "- Tocilizumab: up to 4 doses, at most 800 mg per dose" in detail
+    assert "Doses: 1" not in detail
