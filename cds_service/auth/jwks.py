@@ -33,12 +33,14 @@ class PublicKey:
 
 
 def keys_by_kid(jwks: object) -> dict[str, PublicKey]:
-    """The usable public keys of a JWKS, by ``kid``; keys without a kid, with private parts or of an
-    unsupported type are left out."""
+    """The usable public keys of a JWKS, by ``kid``; keys without a kid, with private parts, symmetric
+    (``oct``) or otherwise unsupported, or not for signatures are left out."""
     out: dict[str, PublicKey] = {}
     keys = jwks.get("keys") if isinstance(jwks, dict) else None
     for raw in keys if isinstance(keys, list) else ():
         if not isinstance(raw, dict) or not isinstance(raw.get("kid"), str) or "d" in raw:
+            continue
+        if raw.get("kty") not in {"EC", "RSA"}:
             continue
         if raw.get("use", "sig") != "sig":
             continue
