@@ -28,8 +28,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.logger.setLevel(settings.log_level)
 
     app.before_request(_answer_cors_preflight)
-    # Client authentication (CDS Hooks JWT, issue 9) registers its before_request hook here, after the
-    # preflight answer: e.g. ``app.before_request(authentication.require_client_jwt)``.
+    # Security and audit (client JWT, issue 9) install their before_request hooks here, after the
+    # preflight answer, with one line: ``install_security(app, settings)`` from ``cds_service.security``.
     app.after_request(_add_cors_headers)
     register_error_handlers(app)
     app.register_blueprint(routes.blueprint)

@@ -210,7 +210,7 @@ class Settings:
     """Validated service settings. Build with ``Settings.from_env()``; tests pass keyword values."""
 
     env: str = _setting("ENV", _choice("production", "development"), "production",
-                        "`production` or `development` (development relaxes nothing by itself; see the switches below).")
+                        "`production` or `development`; development-only relaxations have their own switches below.")
     payer_name: str = _setting("PAYER_NAME", _text, "Example Health Plan",
                                "Payer name shown as every card's `source.label`.")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", _integer(1), "10485760",

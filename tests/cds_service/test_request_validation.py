@@ -9,7 +9,7 @@ import json
 import pytest
 
 from cds_service.hook_request import OrderSignRequest, json_path, parse_order_sign_request
-from tests.cds_service.conftest import HOOK_URL
+from tests.cds_service.conftest import HOOK_URL, replaced
 from tests.conftest import load_json
 from tests.response_checks import check_response
 
@@ -109,15 +109,6 @@ def test_unknown_configuration_codes_of_any_type_are_ignored(client, order_sign_
     assert post(client, order_sign_request).status_code == 200
 
 
-def _set(body: dict, path: tuple, value) -> dict:
-    body = copy.deepcopy(body)
-    target = body
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return body
-
-
 def _drop(body: dict, path: tuple) -> dict:
     body = copy.deepcopy(body)
     target = body
@@ -139,56 +130,56 @@ MALFORMED = [
     ("body is an array", [], "application/json", 400, None),
     ("body is a string", "order-sign", "application/json", 400, None),
     ("hook missing", _drop(VALID, ("hook",)), "application/json", 400, "hook"),
-    ("hook not order-sign", _set(VALID, ("hook",), "patient-view"), "application/json", 400, "hook"),
-    ("hook not a string", _set(VALID, ("hook",), 7), "application/json", 400, "hook"),
+    ("hook not order-sign", replaced(VALID, ("hook",), "patient-view"), "application/json", 400, "hook"),
+    ("hook not a string", replaced(VALID, ("hook",), 7), "application/json", 400, "hook"),
     ("hookInstance missing", _drop(VALID, ("hookInstance",)), "application/json", 400, "hookInstance"),
-    ("hookInstance not a UUID", _set(VALID, ("hookInstance",), "abc"), "application/json", 400, "hookInstance"),
-    ("fhirServer not a URL", _set(VALID, ("fhirServer",), "ftp://x"), "application/json", 400, "fhirServer"),
+    ("hookInstance not a UUID", replaced(VALID, ("hookInstance",), "abc"), "application/json", 400, "hookInstance"),
+    ("fhirServer not a URL", replaced(VALID, ("fhirServer",), "ftp://x"), "application/json", 400, "fhirServer"),
     ("fhirAuthorization without fhirServer", _drop(VALID, ("fhirServer",)), "application/json", 400, "fhirServer"),
-    ("fhirAuthorization not an object", _set(VALID, ("fhirAuthorization",), "token"), "application/json", 400,
+    ("fhirAuthorization not an object", replaced(VALID, ("fhirAuthorization",), "token"), "application/json", 400,
      "fhirAuthorization"),
     ("access_token missing", _drop(VALID, ("fhirAuthorization", "access_token")), "application/json", 400,
      "fhirAuthorization.access_token"),
-    ("token_type not Bearer", _set(VALID, ("fhirAuthorization", "token_type"), "MAC"), "application/json", 400,
+    ("token_type not Bearer", replaced(VALID, ("fhirAuthorization", "token_type"), "MAC"), "application/json", 400,
      "fhirAuthorization.token_type"),
-    ("expires_in not an integer", _set(VALID, ("fhirAuthorization", "expires_in"), "300"), "application/json",
+    ("expires_in not an integer", replaced(VALID, ("fhirAuthorization", "expires_in"), "300"), "application/json",
      400, "fhirAuthorization.expires_in"),
     ("context missing", _drop(VALID, ("context",)), "application/json", 400, "context"),
-    ("context not an object", _set(VALID, ("context",), []), "application/json", 400, "context"),
+    ("context not an object", replaced(VALID, ("context",), []), "application/json", 400, "context"),
     ("userId missing", _drop(VALID, ("context", "userId")), "application/json", 400, "context.userId"),
-    ("userId not a reference", _set(VALID, ("context", "userId"), "ABC"), "application/json", 400,
+    ("userId not a reference", replaced(VALID, ("context", "userId"), "ABC"), "application/json", 400,
      "context.userId"),
     ("patientId missing", _drop(VALID, ("context", "patientId")), "application/json", 400, "context.patientId"),
-    ("patientId with a slash", _set(VALID, ("context", "patientId"), "../admin"), "application/json", 400,
+    ("patientId with a slash", replaced(VALID, ("context", "patientId"), "../admin"), "application/json", 400,
      "context.patientId"),
-    ("encounterId not a string", _set(VALID, ("context", "encounterId"), 987), "application/json", 400,
+    ("encounterId not a string", replaced(VALID, ("context", "encounterId"), 987), "application/json", 400,
      "context.encounterId"),
     ("draftOrders missing", _drop(VALID, ("context", "draftOrders")), "application/json", 400,
      "context.draftOrders"),
-    ("draftOrders a list", _set(VALID, ("context", "draftOrders"), []), "application/json", 400,
+    ("draftOrders a list", replaced(VALID, ("context", "draftOrders"), []), "application/json", 400,
      "context.draftOrders"),
-    ("draftOrders not a Bundle", _set(VALID, ("context", "draftOrders"), {"resourceType": "MedicationRequest"}),
+    ("draftOrders not a Bundle", replaced(VALID, ("context", "draftOrders"), {"resourceType": "MedicationRequest"}),
      "application/json", 400, "context.draftOrders.resourceType"),
-    ("draftOrders entry not an array", _set(VALID, ("context", "draftOrders", "entry"), {}), "application/json",
+    ("draftOrders entry not an array", replaced(VALID, ("context", "draftOrders", "entry"), {}), "application/json",
      400, "context.draftOrders.entry"),
-    ("draftOrders entry without resource", _set(VALID, ("context", "draftOrders", "entry"), [{"fullUrl": "x"}]),
+    ("draftOrders entry without resource", replaced(VALID, ("context", "draftOrders", "entry"), [{"fullUrl": "x"}]),
      "application/json", 400, "context.draftOrders.entry[0].resource"),
     ("draft resource without resourceType",
-     _set(VALID, ("context", "draftOrders", "entry"), [{"resource": {"id": "1"}}]), "application/json", 400,
+     replaced(VALID, ("context", "draftOrders", "entry"), [{"resource": {"id": "1"}}]), "application/json", 400,
      "context.draftOrders.entry[0].resource.resourceType"),
-    ("prefetch not an object", _set(VALID, ("prefetch",), [1]), "application/json", 400, "prefetch"),
-    ("prefetch value not a resource", _set(VALID, ("prefetch", "patient"), "Patient/1"), "application/json", 400,
+    ("prefetch not an object", replaced(VALID, ("prefetch",), [1]), "application/json", 400, "prefetch"),
+    ("prefetch value not a resource", replaced(VALID, ("prefetch", "patient"), "Patient/1"), "application/json", 400,
      "prefetch.patient"),
-    ("extension not an object", _set(VALID, ("extension",), [1]), "application/json", 400, "extension"),
-    ("configuration not an object", _set(VALID, CONFIG, [1]), "application/json", 400,
+    ("extension not an object", replaced(VALID, ("extension",), [1]), "application/json", 400, "extension"),
+    ("configuration not an object", replaced(VALID, CONFIG, [1]), "application/json", 400,
      'extension["davinci-crd.configuration"]'),
-    ("coverage-info not a boolean", _set(VALID, CONFIG + ("coverage-info",), "false"), "application/json", 400,
+    ("coverage-info not a boolean", replaced(VALID, CONFIG + ("coverage-info",), "false"), "application/json", 400,
      'extension["davinci-crd.configuration"]["coverage-info"]'),
-    ("max-cards not an integer", _set(VALID, CONFIG + ("max-cards",), 2.5), "application/json", 400,
+    ("max-cards not an integer", replaced(VALID, CONFIG + ("max-cards",), 2.5), "application/json", 400,
      'extension["davinci-crd.configuration"]["max-cards"]'),
-    ("max-cards negative", _set(VALID, CONFIG + ("max-cards",), -1), "application/json", 400,
+    ("max-cards negative", replaced(VALID, CONFIG + ("max-cards",), -1), "application/json", 400,
      'extension["davinci-crd.configuration"]["max-cards"]'),
-    ("requestedVersion not declared", _set(VALID, ("extension", "davinci-crd.requestedVersion"), "2.0"),
+    ("requestedVersion not declared", replaced(VALID, ("extension", "davinci-crd.requestedVersion"), "2.0"),
      "application/json", 422, 'extension["davinci-crd.requestedVersion"]'),
     ("form-encoded body", b"hook=order-sign", "application/x-www-form-urlencoded", 415, None),
     ("plain text body", json.dumps(VALID), "text/plain", 415, None),
@@ -213,8 +204,8 @@ def test_malformed_request_gets_operation_outcome_naming_the_path(client, case, 
 
 def test_error_text_does_not_echo_the_value_sent(client):
     secret = "Jane Q Patient 1959-03-02"
-    body = _set(VALID, ("context", "patientId"), secret)
-    body = _set(body, ("fhirAuthorization", "access_token"), 12345)
+    body = replaced(VALID, ("context", "patientId"), secret)
+    body = replaced(body, ("fhirAuthorization", "access_token"), 12345)
 
     text = post(client, body).get_data(as_text=True)
 

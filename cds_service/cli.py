@@ -1,0 +1,82 @@
+"""The ``cart-cds`` command line.
+
+    cart-cds serve [--dev] [--bind HOST:PORT] [--workers N]   run the service (gunicorn; --dev: Flask reloader)
+    cart-cds discovery                                       print the discovery document
+
+Settings come from ``CART_CDS_*`` variables; an invalid one stops the command with a message naming it
+(exit status 1). Other modules add their command groups with one ``main.add_command(...)`` line at the
+end of this file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import click
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from cds_service.app import create_app
+from cds_service.discovery import discovery_document
+from cds_service.settings import Settings, SettingsError
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class GunicornApp(BaseApplication):
+    """Gunicorn serving an already-built app, configured from our settings rather than its own CLI."""
+
+    def __init__(self, app: Flask, options: dict):
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+@click.group(name="cart-cds", context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """cart-cds: CDS Hooks 2.0 order-sign service with Da Vinci CRD coverage information."""
+
+
+@main.command()
+@click.option("--dev", is_flag=True, help="Development server with Flask's reloader and debugger (never in production).")
+@click.option("--bind", help="HOST:PORT to listen on [default: CART_CDS_BIND].")
+@click.option("--workers", type=click.IntRange(min=1), help="Gunicorn worker processes [default: CART_CDS_WORKERS].")
+def serve(dev: bool, bind: str | None, workers: int | None) -> None:
+    """Run the service."""
+    settings = _load_settings()
+    bind = bind or settings.bind
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    if dev:
+        host, _, port = bind.rpartition(":")
+        app.run(host=host.strip("[]"), port=int(port), debug=True, use_reloader=True)
+        return
+    GunicornApp(app, {
+        "bind": bind,
+        "workers": workers or settings.workers,
+        "threads": settings.threads,
+        "worker_class": "gthread",
+        # A hook call may take the whole budget; never let gunicorn kill it first.
+        "timeout": int(settings.hook_budget_seconds * 2) + 10,
+        "accesslog": "-",
+        "loglevel": settings.log_level.lower(),
+    }).run()
+
+
+@main.command()
+def discovery() -> None:
+    """Print the discovery document (GET /cds-services) as JSON."""
+    click.echo(json.dumps(discovery_document(), indent=2))
