@@ -15,6 +15,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir_mappings.data_requirements import data_requirements
 from sandbox import build, recorded
 from sandbox.catalog import SANDBOX_TAG
+from sandbox.expectations import scenario_of_hook
 
 SANDBOX = Path(build.__file__).parent
 PATIENTS = sorted((SANDBOX / "patients").glob("*.json"))
@@ -30,10 +31,6 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def scenario_of(hook_path: Path) -> str:
-    return re.sub(r"-(no-|partial-|paginated-)?prefetch$", "", hook_path.stem)
-
-
 def test_committed_files_are_up_to_date_with_the_generator():
     assert build.stale_files() == [], "run: python -m sandbox.build"
 
@@ -41,7 +38,7 @@ def test_committed_files_are_up_to_date_with_the_generator():
 def test_there_are_at_least_24_scenarios_each_with_its_files():
     names = {p.stem for p in PATIENTS}
     assert len(names) >= 24
-    assert names == {p.stem for p in EXPECTED} == {scenario_of(h) for h in HOOKS}
+    assert names == {p.stem for p in EXPECTED} == {scenario_of_hook(h) for h in HOOKS}
     for name in names:
         assert (SANDBOX / "hooks" / f"{name}-prefetch.json").is_file()
         assert (SANDBOX / "hooks" / f"{name}-no-prefetch.json").is_file()
@@ -135,7 +132,7 @@ def test_prefetch_holds_only_the_patients_resources_matching_the_query(path):
 @pytest.mark.parametrize("path", [h for h in HOOKS if h.stem.endswith("-no-prefetch")], ids=lambda p: p.stem)
 def test_every_fallback_query_of_a_no_prefetch_hook_is_recorded(path):
     hook = load(path)
-    data = recorded.load(SANDBOX / "recorded" / "replay" / f"{scenario_of(path)}.json")
+    data = recorded.load(SANDBOX / "recorded" / "replay" / f"{scenario_of_hook(path)}.json")
     context = {k: hook["context"].get(k) for k in ("patientId", "userId", "encounterId")}
     for requirement in data_requirements():
         rel, params = requirement.query(context)
