@@ -1,35 +1,40 @@
 """The application factory and the cross-cutting HTTP policy (CORS, body limit, error bodies).
 
-``create_app(settings=None)`` builds a new Flask app; nothing is created or read at import time. When
+``create_app(settings=None, *, as_of=None)`` builds a new Flask app; nothing is created or read at import time. When
 ``settings`` is None they are read from the ``CART_CDS_*`` environment (and a bad value raises
 ``SettingsError`` naming the variable). Tests pass a ``Settings`` object.
 
 Order of ``before_request`` hooks matters: the CORS preflight answer is registered first, so a preflight
-``OPTIONS`` is answered before (and without) client authentication, as browsers send no credentials on it.
+``OPTIONS`` is answered before (and without) client authentication, as browsers send no credentials on it;
+then ``cds_service.security`` installs the audit trail, client JWT checks and input limits.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 from flask import Flask, Response, current_app, request
 
 from cds_service import routes
 from cds_service.errors import register_error_handlers
 from cds_service.feedback import FEEDBACK_LOG_KEY, FeedbackLog
+from cds_service.security import install_security
 from cds_service.settings import CONFIG_KEY, Settings, current_settings
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type"
 CORS_ALLOWED_METHODS = "GET, POST, OPTIONS"
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, as_of: date | None = None) -> Flask:
+    """``as_of`` fixes the decision date of every hook call (tests, sandbox replays); None means the
+    current date at each call."""
     settings = settings if settings is not None else Settings.from_env()
     app = Flask("cds_service")
-    app.config.update({"MAX_CONTENT_LENGTH": settings.max_body_bytes, CONFIG_KEY: settings})
+    app.config.update({"MAX_CONTENT_LENGTH": settings.max_body_bytes, CONFIG_KEY: settings,
+                       routes.AS_OF_CONFIG_KEY: as_of})
     app.extensions[FEEDBACK_LOG_KEY] = FeedbackLog()
-    app.logger.setLevel(settings.log_level)
 
     app.before_request(_answer_cors_preflight)
-    # Security and audit (client JWT, issue 9) install their before_request hooks here, after the
-    # preflight answer, with one line: ``install_security(app, settings)`` from ``cds_service.security``.
+    install_security(app, settings)  # audit, client JWT, input limits: after the preflight answer
     app.after_request(_add_cors_headers)
     register_error_handlers(app)
     app.register_blueprint(routes.blueprint)

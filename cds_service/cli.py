@@ -4,14 +4,13 @@
     cart-cds discovery                                       print the discovery document
 
 Settings come from ``CART_CDS_*`` variables; an invalid one stops the command with a message naming it
-(exit status 1). Other modules add their command groups with one ``main.add_command(...)`` line at the
+(exit status 1); so does any other start-up configuration error. Other modules add their command groups with one ``main.add_command(...)`` line at the
 end of this file.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 
 import click
 from flask import Flask
@@ -19,13 +18,16 @@ from gunicorn.app.base import BaseApplication
 
 from cds_service.app import create_app
 from cds_service.discovery import discovery_document
-from cds_service.settings import Settings, SettingsError
+from cds_service.settings import Settings
 
 
-def _load_settings() -> Settings:
+def _load_app() -> tuple[Flask, Settings]:
+    """Settings and app, or a clean exit: configuration errors found at start-up (bad variables, a
+    missing trusted-clients file, ...) are ``ValueError``s whose messages name what to fix."""
     try:
-        return Settings.from_env()
-    except SettingsError as exc:
+        settings = Settings.from_env()
+        return create_app(settings), settings
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -56,10 +58,8 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), help="Gunicorn worker processes [default: CART_CDS_WORKERS].")
 def serve(dev: bool, bind: str | None, workers: int | None) -> None:
     """Run the service."""
-    settings = _load_settings()
+    app, settings = _load_app()
     bind = bind or settings.bind
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
     if dev:
         host, _, port = bind.rpartition(":")
         app.run(host=host.strip("[]"), port=int(port), debug=True, use_reloader=True)

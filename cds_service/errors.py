@@ -12,7 +12,7 @@ Exception tree (every class carries an HTTP status and, where one applies, the J
 
 Werkzeug's own HTTP errors (404 unrouted path, 405 wrong method, 413 body over the limit) get the same
 OperationOutcome shape. Anything else is a bug on our side: a generic 500 OperationOutcome, with no
-exception text or stack in the body; the log names only the exception type and where it was raised.
+exception text or stack in the body; the log names only the exception type and the route.
 Later modules add their own ``RequestError`` subclasses (e.g. 412 when no record data can be obtained).
 
 Error text is written by us, never copied from the request: a message names the path and what was
@@ -22,10 +22,9 @@ expected, not the value that was sent (it may be patient data or a token).
 from __future__ import annotations
 
 import logging
-import traceback
 
 import orjson
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -97,9 +96,9 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _unexpected_error(exc: Exception) -> Response:
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "unknown"
-    log.error("unhandled %s at %s", type(exc).__name__, where)
+    # A constant message plus allow-listed fields (see log_safety): no exception text, no request data.
+    rule = request.url_rule.rule if request.url_rule else None
+    log.error("unhandled exception", extra={"reason": type(exc).__name__, "route": rule})
     return error_response(500, "internal error; the request was not processed")
 
 

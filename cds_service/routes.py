@@ -19,6 +19,7 @@ from cds_service.order_sign import handle_order_sign
 from cds_service.settings import current_settings
 
 blueprint = Blueprint("cds_services", __name__)
+AS_OF_CONFIG_KEY = "CART_CDS_AS_OF"  # app.config: a fixed decision date, or None for "today"
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -47,7 +48,9 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     _known_service(service_id)
     hook_request = parse_order_sign_request(_json_body())
-    return _json(handle_order_sign(hook_request, settings=current_settings()).as_json())
+    response = handle_order_sign(hook_request, settings=current_settings(),
+                                 as_of=current_app.config[AS_OF_CONFIG_KEY])
+    return _json(response.as_json())
 
 
 @blueprint.post("/cds-services/<service_id>/feedback")

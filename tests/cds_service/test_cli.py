@@ -99,3 +99,11 @@ def test_cart_cds_serve_answers_discovery_over_http():
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_missing_trusted_clients_file_stops_serve_with_a_message():
+    result = CliRunner().invoke(cli.main, ["serve"], env={"CART_CDS_AUTH_DISABLED": "false",
+                                                          "CART_CDS_DATABASE_URL": "sqlite://"})
+
+    assert result.exit_code == 1
+    assert "CART_CDS_TRUSTED_CLIENTS_FILE" in result.output and "Traceback" not in result.output

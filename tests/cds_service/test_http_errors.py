@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 
 import pytest
 
 from cds_service import create_app
+from cds_service.responses import Response
 from tests.cds_service.conftest import HOOK_URL, TEST_ENVIRONMENT, protocol_settings
 
 
@@ -68,7 +70,9 @@ def test_unexpected_exception_is_a_generic_500_without_internals(settings, monke
     text = response.get_data(as_text=True)
     assert "secret" not in text and "RuntimeError" not in text and "Traceback" not in text
     assert "internal error" in body["issue"][0]["diagnostics"]
-    assert "RuntimeError" in caplog.text and "secret detail" not in caplog.text
+    (record,) = [r for r in caplog.records if r.name == "cds_service.errors"]
+    assert record.reason == "RuntimeError" and record.route == "/cds-services/<service_id>"
+    assert "secret" not in caplog.text
 
 
 def test_healthz(client):
@@ -81,3 +85,14 @@ def test_create_app_reads_settings_from_environment(monkeypatch):
         monkeypatch.setenv(name, value)
     app = create_app()
     assert app.config["MAX_CONTENT_LENGTH"] == 2048
+
+
+def test_create_app_passes_a_fixed_decision_date_to_the_use_case(settings, monkeypatch, order_sign_request):
+    seen = []
+    monkeypatch.setattr("cds_service.routes.handle_order_sign",
+                        lambda request, settings, as_of: seen.append(as_of) or Response())
+    client = create_app(settings, as_of=date(2026, 11, 24)).test_client()
+
+    client.post(HOOK_URL, data=json.dumps(order_sign_request), content_type="application/json")
+
+    assert seen == [date(2026, 11, 24)]

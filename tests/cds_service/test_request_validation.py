@@ -128,7 +128,7 @@ MALFORMED = [
     ("invalid UTF-8", b'{"hook": "\xff"}', "application/json", 400, None),
     ("empty body", b"", "application/json", 400, None),
     ("body is an array", [], "application/json", 400, None),
-    ("body is a string", "order-sign", "application/json", 400, None),
+    ("body is a string", b'"order-sign"', "application/json", 400, None),
     ("hook missing", _drop(VALID, ("hook",)), "application/json", 400, "hook"),
     ("hook not order-sign", replaced(VALID, ("hook",), "patient-view"), "application/json", 400, "hook"),
     ("hook not a string", replaced(VALID, ("hook",), 7), "application/json", 400, "hook"),
