@@ -4,8 +4,8 @@
     cart-cds discovery                                       print the discovery document
 
 Settings come from ``CART_CDS_*`` variables; an invalid one stops the command with a message naming it
-(exit status 1); so does any other start-up configuration error. Other modules add their command groups with one ``main.add_command(...)`` line at the
-end of this file.
+(exit status 1); so does any other start-up configuration error. Other modules add their command
+groups with one ``main.add_command(...)`` line at the end of this file (``cart-cds audit ...``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from cds_service.app import create_app
+from cds_service.audit.cli import audit
 from cds_service.discovery import discovery_document
 from cds_service.settings import Settings
 
@@ -80,3 +81,7 @@ def serve(dev: bool, bind: str | None, workers: int | None) -> None:
 def discovery() -> None:
     """Print the discovery document (GET /cds-services) as JSON."""
     click.echo(json.dumps(discovery_document(), indent=2))
+
+
+# Command groups of other modules: one line each.
+main.add_command(audit)
