@@ -235,7 +235,7 @@ class Settings:
     auth_disabled: bool = _setting("AUTH_DISABLED", _boolean, "false",
                                    "Development: accept calls without a client JWT.")
     trusted_clients_file: Path | None = _setting("TRUSTED_CLIENTS_FILE", _existing_file, "",
-                                                 "JSON file of trusted CDS clients (issuers, JWKS) for JWT checks.")
+                                                 "YAML (or JSON) file of trusted CDS clients (iss, jku or JWKS) for JWT checks; see docs/security.md.")
     public_base_url: str | None = _setting("PUBLIC_BASE_URL", _url(("https", "http")), "",
                                            "Public base URL of the service (the JWT `aud` is built from it).")
     jwt_leeway_seconds: int = _setting("JWT_LEEWAY_SECONDS", _integer(0), "60",
