@@ -18,6 +18,7 @@ from flask import Flask, Response, current_app, request
 from cds_service import routes
 from cds_service.errors import register_error_handlers
 from cds_service.feedback import FEEDBACK_LOG_KEY, FeedbackLog
+from cds_service.order_sign import SERVICE_KEY, OrderSignService
 from cds_service.security import install_security
 from cds_service.settings import CONFIG_KEY, Settings, current_settings
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type"
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, *, as_of: date | None = None) -
     app.config.update({"MAX_CONTENT_LENGTH": settings.max_body_bytes, CONFIG_KEY: settings,
                        routes.AS_OF_CONFIG_KEY: as_of})
     app.extensions[FEEDBACK_LOG_KEY] = FeedbackLog()
+    app.extensions[SERVICE_KEY] = OrderSignService.from_settings(settings)  # policies validated here, once
 
     app.before_request(_answer_cors_preflight)
     install_security(app, settings)  # audit, client JWT, input limits: after the preflight answer

@@ -51,6 +51,7 @@ ALLOWED_FIELDS: dict[str, str] = {
     "policyVersion": "code",
     "auditId": "number",
     "failures": "number",
+    "fact": "code",  # the name of a fact that could not be read (never its data)
 }
 SCRUBBED = "[scrubbed]"
 _MAX_ITEMS = 100

@@ -15,8 +15,7 @@ from cds_service.discovery import SERVICE_ID, discovery_document
 from cds_service.errors import UnknownServiceError, UnsupportedMediaTypeError
 from cds_service.feedback import FEEDBACK_LOG_KEY, parse_feedback
 from cds_service.hook_request import parse_order_sign_request
-from cds_service.order_sign import handle_order_sign
-from cds_service.settings import current_settings
+from cds_service.order_sign import SERVICE_KEY, handle_order_sign
 
 blueprint = Blueprint("cds_services", __name__)
 AS_OF_CONFIG_KEY = "CART_CDS_AS_OF"  # app.config: a fixed decision date, or None for "today"
@@ -48,7 +47,7 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     _known_service(service_id)
     hook_request = parse_order_sign_request(_json_body())
-    response = handle_order_sign(hook_request, settings=current_settings(),
+    response = handle_order_sign(hook_request, service=current_app.extensions[SERVICE_KEY],
                                  as_of=current_app.config[AS_OF_CONFIG_KEY])
     return _json(response.as_json())
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fhir_mappings.facts import CoverageFinding, Evidence, Fact, Observed, Unknown
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.terminology import canonical_system
+from fhir_mappings.terminology import canonical_system, codings_of
 
 LINES_OF_BUSINESS = frozenset({"commercial", "marketplace", "ichra", "medicaid"})
 
@@ -93,13 +93,13 @@ def default_line_of_business_table() -> LineOfBusinessTable:
 def _codings(coverage: dict, table: LineOfBusinessTable):
     """(element path, system, code) of every coding that may name the line of business."""
     concept = coverage.get("type")
-    for coding in (concept.get("coding") or ()) if isinstance(concept, dict) else ():
+    for coding in codings_of(concept):
         if isinstance(coding, dict):
             yield "Coverage.type", coding.get("system"), coding.get("code")
     for entry in coverage.get("class") or ():
         if not isinstance(entry, dict) or not isinstance(entry.get("type"), dict):
             continue
-        for coding in entry["type"].get("coding") or ():
+        for coding in codings_of(entry["type"]):
             if not isinstance(coding, dict):
                 continue
             yield "Coverage.class.type", coding.get("system"), coding.get("code")

@@ -28,7 +28,7 @@ from fhir_mappings.facts import (
 )
 from fhir_mappings.parsing import parse_date
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.terminology import affirmative_match, value_set
+from fhir_mappings.terminology import affirmative_match, codings_of, value_set
 
 MYELOMA = "multiple-myeloma"
 NOT_MYELOMA = "not-multiple-myeloma"
@@ -38,7 +38,7 @@ REMISSION_STATUSES = frozenset({"remission"})
 
 def _clinical_status(condition: dict) -> str | None:
     concept = condition.get("clinicalStatus")
-    for coding in (concept.get("coding") or ()) if isinstance(concept, dict) else ():
+    for coding in codings_of(concept):
         if isinstance(coding, dict) and isinstance(coding.get("code"), str):
             return coding["code"]
     return None
@@ -121,7 +121,7 @@ def order_indications(record: PatientRecord, order: dict | None) -> tuple[Condit
 
 def _first_coding(concept) -> Coded:
     concept = concept if isinstance(concept, dict) else {}
-    for coding in concept.get("coding") or ():
+    for coding in codings_of(concept):
         if isinstance(coding, dict) and coding.get("code"):
             return Coded(coding.get("system"), coding.get("code"), coding.get("display") or concept.get("text"))
     return Coded(None, None, concept.get("text") if isinstance(concept.get("text"), str) else None)

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from fhir_mappings.facts import Evidence, Fact, FreeLightChains, Measurement, Observed, Unknown
 from fhir_mappings.parsing import DateSpan, effective_span
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.terminology import value_set
+from fhir_mappings.terminology import codings_of, value_set
 from fhir_mappings.units import (
     FLC_RATIO,
     FREE_LIGHT_CHAIN,
@@ -190,7 +190,7 @@ def flc_assays(record: PatientRecord) -> list[FlcAssay]:
 def _interpretation_direction(obs: dict) -> str | None:
     """``high``/``low``/``abnormal``/``normal`` from Observation.interpretation codes, else None."""
     for concept in obs.get("interpretation") or ():
-        for coding in (concept.get("coding") or ()) if isinstance(concept, dict) else ():
+        for coding in codings_of(concept):
             code = coding.get("code") if isinstance(coding, dict) else None
             if code in INTERPRETATION_HIGH:
                 return "high"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
+from fhir_mappings.terminology import codings_of
 from fhir_mappings.facts import (
     CellDose,
     Coded,
@@ -65,7 +66,7 @@ def ordered_product(order: dict, resolve: Resolver | None = None) -> OrderedProd
         if not isinstance(concept, dict):
             continue
         names.append(concept.get("text"))
-        for coding in concept.get("coding") or ():
+        for coding in codings_of(concept):
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 system = coding.get("system") if isinstance(coding.get("system"), str) else None
                 display = coding.get("display") if isinstance(coding.get("display"), str) else None
@@ -234,7 +235,7 @@ def _collect_codes(concept: Any, reference: str, element: str, codes: list[Coded
     if not isinstance(concept, dict):
         return
     found = False
-    for coding in _list(concept.get("coding")):
+    for coding in codings_of(concept):
         if isinstance(coding.get("code"), str):
             codes.append(Coded(coding.get("system"), coding["code"].strip(), coding.get("display")))
             evidence.append(Evidence(reference, element, coding["code"].strip(), date=None))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping
 
+from fhir_mappings.terminology import codings_of
 from fhir_mappings.facts import COMPLETE, RecordIssue, RetrievalOutcome
 from fhir_mappings.parsing import Entry, MalformedResource, flatten, validate
 
@@ -107,8 +108,14 @@ class PatientRecord:
     def _admit(self, entry: Entry, patient_urls: frozenset[str]) -> None:
         resource = entry.resource
         kind = resource["resourceType"]
+        if not isinstance(resource.get("id", ""), str) or not isinstance(resource.get("status", ""), str):
+            self.issues.append(RecordIssue(entry.full_url, "malformed", f"{kind}.id or .status is not a string"))
+            return
         ref = f"{kind}/{resource['id']}" if resource.get("id") else entry.full_url
-        reason = self._exclusion(resource, patient_urls)
+        try:
+            reason = self._exclusion(resource, patient_urls)
+        except (TypeError, AttributeError, ValueError):  # an element of the wrong JSON type
+            reason = ("malformed", f"{kind} has an element of the wrong type")
         if reason is not None:
             self.issues.append(RecordIssue(ref, reason[0], reason[1]))
             return
@@ -209,7 +216,7 @@ class PatientRecord:
 def _codes(concept: Any) -> set[str]:
     if not isinstance(concept, dict):
         return set()
-    return {c.get("code") for c in concept.get("coding") or () if isinstance(c, dict) and c.get("code")}
+    return {c.get("code") for c in codings_of(concept) if isinstance(c, dict) and c.get("code")}
 
 
 def _newer(candidate: dict, current: dict) -> bool:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Iterable
+from typing import Any, Iterable
 
 from fhir_mappings.facts import Coded
 
@@ -40,6 +40,13 @@ def canonical_system(system: str) -> str:
     """The FHIR URI of a code system sent as a known OID (or with stray whitespace); else unchanged."""
     system = system.strip()
     return SYSTEM_ALIASES.get(system, system)
+
+
+def codings_of(concept: Any) -> list[dict]:
+    """The codings of a CodeableConcept as EHRs actually send it: only the JSON objects of a list, so a
+    malformed ``coding`` (a string, ``true``, a list of junk) yields nothing instead of an exception."""
+    coding = concept.get("coding") if isinstance(concept, dict) else None
+    return [c for c in coding if isinstance(c, dict)] if isinstance(coding, list) else []
 
 
 def _normalise(system: str, code: str) -> str:
@@ -71,8 +78,8 @@ class ValueSet:
         matches, a text-only match on ``text_terms`` (returned with system and code None)."""
         if not isinstance(codeable_concept, dict):
             return None
-        for coding in codeable_concept.get("coding") or ():
-            if isinstance(coding, dict) and self.contains(coding.get("system"), coding.get("code")):
+        for coding in codings_of(codeable_concept):
+            if self.contains(coding.get("system"), coding.get("code")):
                 return Coded(coding.get("system"), coding.get("code"), coding.get("display"))
         return self.match_text(codeable_concept.get("text"))
 

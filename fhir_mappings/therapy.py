@@ -31,7 +31,7 @@ from fhir_mappings.facts import Evidence, Exposure, Fact, Observed, OrderedProdu
 from fhir_mappings.orders import ordered_product
 from fhir_mappings.parsing import DateSpan, parse_date
 from fhir_mappings.patient_record import parse_reference
-from fhir_mappings.terminology import value_set
+from fhir_mappings.terminology import codings_of, value_set
 
 MEDICATION_TYPES = ("MedicationStatement", "MedicationAdministration", "MedicationRequest")
 EXPOSURE_TYPES = MEDICATION_TYPES + ("Procedure",)
@@ -343,7 +343,7 @@ def _marker(resource: dict) -> str | None:
     for concept in concepts:
         if isinstance(concept, dict):
             texts.append(concept.get("text") or "")
-            texts.extend(c.get("display") or "" for c in concept.get("coding") or () if isinstance(c, dict))
+            texts.extend(c.get("display") or "" for c in codings_of(concept) if isinstance(c, dict))
     lowered = " ".join(t for t in texts if isinstance(t, str)).lower()
     return next((m for m in MARKERS if m in lowered), None)
 

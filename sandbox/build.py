@@ -186,7 +186,18 @@ def recorded_responses(built: Built, base: str = REPLAY_BASE) -> dict:
         responses[recorded.request_key("GET", path, params)] = {"status": status, "body": body}
         for key, page in extra:
             responses[key] = {"status": 200, "body": page}
+    for params in _requester_role_searches(built):
+        matched = search(built.chart.resources, "PractitionerRole", params)
+        body = searchset(base, matched, url(base, "PractitionerRole", params))
+        responses[recorded.request_key("GET", "PractitionerRole", params)] = {"status": 200, "body": body}
     return recorded.recording("replay", base, built.scenario.name, responses)
+
+
+def _requester_role_searches(built: Built) -> list[dict[str, str]]:
+    """The service looks up the roles (specialty) of each ordering Practitioner the record does not
+    already describe: ``PractitionerRole?practitioner=<id>``."""
+    requesters = {o.get("requester", {}).get("reference", "") for o in built.orders}
+    return [{"practitioner": r.split("/", 1)[1]} for r in sorted(requesters) if r.startswith("Practitioner/")]
 
 
 def hook_variants(sc: Scenario) -> tuple[str, ...]:

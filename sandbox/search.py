@@ -12,7 +12,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 PAGING = ("_count", "_getpagesoffset")
-SUPPORTED = {"patient", "code", "status", "_tag", "_sort", *PAGING}
+SUPPORTED = {"patient", "practitioner", "code", "status", "_tag", "_sort", *PAGING}
 
 
 class UnsupportedSearch(ValueError):
@@ -61,6 +61,8 @@ def matches(resource: dict, resource_type: str, params: dict[str, str]) -> bool:
         return False
     for name, value in params.items():
         if name == "patient" and _patient_of(resource) != _reference_id(value):
+            return False
+        if name == "practitioner" and _reference_id((resource.get("practitioner") or {}).get("reference")) != _reference_id(value):
             return False
         if name == "code" and not _has_token(resource.get("code"), _tokens(value)):
             return False
