@@ -5,12 +5,15 @@
 
 Settings come from ``CART_CDS_*`` variables; an invalid one stops the command with a message naming it
 (exit status 1); so does any other start-up configuration error. Other modules add their command
-groups with one ``main.add_command(...)`` line at the end of this file (``cart-cds audit ...``).
+groups with one ``main.add_command(...)`` line at the end of this file (``cart-cds audit ...``); packages
+outside ``cds_service`` (the sandbox: ``cart-cds sandbox ...``, ``cart-cds demo``) declare theirs as
+entry points in the ``cart_cds.commands`` group, so nothing here imports them.
 """
 
 from __future__ import annotations
 
 import json
+from importlib.metadata import entry_points
 
 import click
 from flask import Flask
@@ -85,3 +88,31 @@ def discovery() -> None:
 
 # Command groups of other modules: one line each.
 main.add_command(audit)
+
+
+PLUGIN_GROUP = "cart_cds.commands"
+
+
+def add_plugin_commands(group: click.Group, plugins=None) -> None:
+    """Add the commands installed packages declare in the ``cart_cds.commands`` entry-point group.
+
+    A plugin that fails to load, is not a click command or would shadow a built-in command is reported
+    on stderr and skipped: an optional tool must never stop ``cart-cds serve``.
+    """
+    for plugin in entry_points(group=PLUGIN_GROUP) if plugins is None else plugins:
+        try:
+            command = plugin.load()
+        except Exception as exc:  # third-party code run at import time: anything can go wrong
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            if not isinstance(command, click.Command):
+                problem = "not a click command"
+            elif plugin.name in group.commands:
+                problem = "a built-in command has that name"
+            else:
+                group.add_command(command, plugin.name)
+                continue
+        click.echo(f"warning: command plugin {plugin.name!r} ({plugin.value}) skipped: {problem}", err=True)
+
+
+add_plugin_commands(main)
