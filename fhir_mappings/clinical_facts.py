@@ -92,6 +92,10 @@ class ClinicalFacts:
         return progression.progressive_disease(self.record, as_of)
 
     @_tolerant
+    def latest_disease_assessment(self, as_of: date) -> Fact[ProgressionFinding]:
+        return progression.latest_disease_assessment(self.record, as_of)
+
+    @_tolerant
     def conditions_in(self, value_sets: tuple[str, ...], as_of: date) -> Fact[tuple[ConditionFinding, ...]]:
         return diagnoses.conditions_in(self.record, tuple(value_sets), as_of)
 

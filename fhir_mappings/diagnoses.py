@@ -3,8 +3,9 @@ value sets (CNS involvement and pathologies, active or historical), and non-myel
 
 Relapsed/refractory (ICD-10-CM has no "refractory" code, so it needs clinical evidence):
 - C90.02 "multiple myeloma in relapse", or a myeloma Condition with clinicalStatus relapse/recurrence;
-- C90.00 "not having achieved remission" (incl. failed remission) together with prior anti-myeloma
-  therapy (``treated``);
+- C90.00 "not having achieved remission" (incl. failed remission), or any other myeloma Condition
+  with clinicalStatus active (e.g. SNOMED 109989006), together with prior anti-myeloma therapy
+  (``treated``): active disease after therapy is relapsed or refractory;
 - any myeloma diagnosis (other than one coded only as in remission) with progressive disease.
 Only remission (C90.01 or clinicalStatus remission) and nothing of the above is ``False``; otherwise
 ``None`` (present but status not shown).
@@ -144,6 +145,11 @@ def relapsed_refractory(
         for f in myeloma:
             if _in("myeloma-not-in-remission", f):
                 return True, f"{f.code.code} not having achieved remission after anti-myeloma therapy ({f.reference})"
+            if f.clinical_status == "active" and not _in("myeloma-in-remission", f):
+                # An active myeloma (e.g. SNOMED 109989006) after anti-myeloma therapy is what C90.00
+                # "not having achieved remission" codes: relapsed or refractory.
+                name = f.code.code or f.code.display
+                return True, f"{name} clinicalStatus active after anti-myeloma therapy ({f.reference})"
     if progression is not None:
         for f in myeloma:
             if not _in("myeloma-in-remission", f):

@@ -127,12 +127,15 @@ class FreeLightChains:
 
 @dataclass(frozen=True)
 class ProgressionFinding:
-    """Progressive disease per IMWG (policy Appendix D) or as documented disease status."""
+    """Progressive disease per IMWG (policy Appendix D) or as documented disease status. ``progressive``
+    is False only for a documented disease status that says the disease is not progressing (stable,
+    improved), which ``latest_disease_assessment`` may return."""
 
     assessed: date
     basis: str  # human-readable, e.g. "serum M-protein 2.6 g/dL vs nadir 2.0 g/dL (+0.6, +30%)"
     marker: str  # serum-m-protein | urine-m-protein | dflc | bone-marrow-plasma-cells | disease-status
     confirmed: bool = False
+    progressive: bool = True
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,8 @@ class FactSource(Protocol):
     def free_light_chains(self, as_of: date, within_days: int) -> Fact[FreeLightChains]: ...
 
     def progressive_disease(self, as_of: date) -> Fact[ProgressionFinding]: ...
+
+    def latest_disease_assessment(self, as_of: date) -> Fact[ProgressionFinding]: ...
 
     def last_regimen_last_dose(self, as_of: date) -> Fact[date]: ...
 

@@ -134,25 +134,46 @@ def _dflc_series(readings: list[FlcReading]) -> list[Point]:
     return points
 
 
-def _documented_status(record: PatientRecord, as_of: date) -> list[tuple[ProgressionFinding, Evidence]]:
+def _documented_status(
+    record: PatientRecord, as_of: date, value_set_id: str = "disease-status-progression"
+) -> list[tuple[ProgressionFinding, Evidence]]:
+    """Disease-status Observations whose value is in ``value_set_id``: progression
+    (``disease-status-progression``) or its absence (``disease-status-not-progressing``)."""
     found = []
     status_codes = value_set("disease-status")
+    progressive = value_set_id == "disease-status-progression"
     for obs in record.of_type("Observation"):
         if status_codes.match(obs.get("code")) is None:
             continue
-        hit = affirmative_match("disease-status-progression", obs.get("valueCodeableConcept"))
+        hit = affirmative_match(value_set_id, obs.get("valueCodeableConcept"))
         span = effective_span(obs)
         if hit is None or span is None or span.latest > as_of or record.validated(obs) is None:
             continue
         shown = hit.code or hit.display
         reference = record.reference_of(obs)
+        basis = f"documented disease status: {hit.display or shown}"
         found.append(
             (
-                ProgressionFinding(span.latest, f"documented disease status: {hit.display or shown}", "disease-status"),
+                ProgressionFinding(span.latest, basis, "disease-status", progressive=progressive),
                 Evidence(reference, "Observation.valueCodeableConcept", shown, None, span.latest.isoformat()),
             )
         )
     return found
+
+
+def latest_disease_assessment(record: PatientRecord, as_of: date) -> Fact[ProgressionFinding]:
+    """The most recent assessment on or before ``as_of``: a progression event (as in
+    ``progressive_disease``) or a documented status saying the disease is not progressing, whichever
+    is later (a progression wins a tie). Lets a policy tell "not progressing, as documented after the
+    last regimen" (a contradiction) from "no assessment on the record" (unknown)."""
+    progression = progressive_disease(record, as_of)
+    stable = _documented_status(record, as_of, "disease-status-not-progressing")
+    if not stable:
+        return progression
+    finding, evidence = max(stable, key=lambda c: c[0].assessed)
+    if isinstance(progression, Observed) and progression.value.assessed >= finding.assessed:
+        return progression
+    return Observed(finding, (evidence,))
 
 
 def progressive_disease(record: PatientRecord, as_of: date, since: date | None = None) -> Fact[ProgressionFinding]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Mapping
 
-from fhir_mappings.facts import Evidence, FactSource, Measurement, Unknown
+from fhir_mappings.facts import Evidence, FactSource, Measurement, Observed, Unknown
 from policies.checks.registry import DAYS, NON_NEGATIVE, LeafResult, OrderContext, check, unknown_fact
 from policies.decision import Status
 
@@ -31,7 +31,7 @@ def _indication_evidence(finding) -> tuple[Evidence, ...]:
 def myeloma_relapsed_refractory(
     facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext
 ) -> LeafResult:
-    fact = facts.myeloma_diagnosis(as_of)
+    fact = facts.myeloma_diagnosis(as_of, ctx.order)
     if isinstance(fact, Unknown):
         return unknown_fact(fact, "Multiple myeloma diagnosis")
     finding = fact.value
@@ -62,7 +62,7 @@ def indication_is_multiple_myeloma(
 ) -> LeafResult:
     """Section III.A: the request is for the FDA-approved indication (multiple myeloma). Not met when
     the order names another indication and the record shows no myeloma; the engine then refers (I.B)."""
-    fact = facts.myeloma_diagnosis(as_of)
+    fact = facts.myeloma_diagnosis(as_of, ctx.order)
     if isinstance(fact, Unknown):
         return unknown_fact(fact, "Indication")
     finding = fact.value
@@ -154,13 +154,28 @@ def progressive_disease_after_last_regimen(
 ) -> LeafResult:
     """IMWG progressive disease assessed within N days following the last dose of the last regimen.
 
-    A progression outside that window does not contradict the criterion (another assessment may exist
-    that the record does not hold), so it is unknown, never not-met."""
+    Not met when the most recent assessment on the record, made after that last dose, documents that
+    the disease is not progressing (stable, improved): the record then contradicts progression. A
+    progression outside the window does not contradict the criterion (another assessment may exist that
+    the record does not hold), so it is unknown."""
     days = params["within_days"]
     pd = facts.progressive_disease(as_of)
+    last = facts.last_regimen_last_dose(as_of)
+    if isinstance(pd, Observed) and isinstance(last, Observed):
+        gap = (pd.value.assessed - last.value).days
+        shown = f"Progressive disease ({pd.value.basis}) on {pd.value.assessed}, last dose {last.value}"
+        if 0 <= gap <= days and pd.value.assessed <= as_of:
+            return LeafResult(Status.MET, f"{shown}: {gap} days after the last dose", pd.evidence + last.evidence)
+    latest = facts.latest_disease_assessment(as_of)
+    if (isinstance(latest, Observed) and not latest.value.progressive and isinstance(last, Observed)
+            and latest.value.assessed > last.value):
+        return LeafResult(
+            Status.NOT_MET,
+            f"No progression: {latest.value.basis} on {latest.value.assessed}, after the last dose on {last.value}",
+            latest.evidence + last.evidence,
+        )
     if isinstance(pd, Unknown):
         return unknown_fact(pd, "Progressive disease")
-    last = facts.last_regimen_last_dose(as_of)
     if isinstance(last, Unknown):
         return LeafResult(
             Status.UNKNOWN,
@@ -169,10 +184,7 @@ def progressive_disease_after_last_regimen(
             pd.evidence + last.evidence,
             last.retrieval_failed,
         )
-    evidence = pd.evidence + last.evidence
-    gap = (pd.value.assessed - last.value).days
     shown = f"Progressive disease ({pd.value.basis}) on {pd.value.assessed}, last dose {last.value}"
-    if 0 <= gap <= days and pd.value.assessed <= as_of:
-        return LeafResult(Status.MET, f"{shown}: {gap} days after the last dose", evidence)
-    return LeafResult(Status.UNKNOWN, f"{shown}: not within {days} days following the last dose", evidence)
+    return LeafResult(Status.UNKNOWN, f"{shown}: not within {days} days following the last dose",
+                      pd.evidence + last.evidence)
 

@@ -47,8 +47,12 @@ def prior_lines_at_least(facts: FactSource, params: Mapping[str, Any], as_of: da
 @check("prior_class_received", params={"drug_class": {"type": "string"}, "label": LABEL, **LINE_PARAMS},
        value_set_params=("drug_class",))
 def prior_class_received(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
-    """A drug class among the prior lines. Its absence is missing documentation (therapy given
-    elsewhere is often not on the record), so it is unknown, never not-met."""
+    """A drug class among the prior lines. The lines fact is observed only when the medication and
+    procedure history was retrieved in full and documents therapy; such a history is taken as
+    authoritative about what was given, exactly as for the line count (not met when even the maximum
+    falls short) and the exclusions (met when the full history shows none). So a documented history
+    without the class contradicts the criterion: not met, citing the lines reviewed. With no therapy
+    documented at all, or an incomplete retrieval, the fact is unknown and so is this criterion."""
     fact = facts.lines_of_therapy(as_of, params["consolidation_in_line"])
     if isinstance(fact, Unknown):
         return unknown_fact(fact, "Prior lines of therapy")
@@ -57,7 +61,12 @@ def prior_class_received(facts: FactSource, params: Mapping[str, Any], as_of: da
         drugs = sorted({i for line in fact.value.lines if drug_class in line.classes for i in line.ingredients})
         return LeafResult(Status.MET, f"Prior {label}: {', '.join(drugs) or 'recorded'}",
                           _line_evidence(fact.value, drug_class))
-    return LeafResult(Status.UNKNOWN, f"No {label} among the prior lines on the record")
+    return LeafResult(Status.NOT_MET, f"No {label} in the {_count_lines(fact.value)} on the record "
+                      "(medication history retrieved in full)", _line_evidence(fact.value))
+
+
+def _count_lines(lines: LinesOfTherapy) -> str:
+    return "1 prior line" if len(lines.lines) == 1 else f"{len(lines.lines)} prior lines"
 
 
 def _exposure_evidence(exposures: tuple[Exposure, ...]) -> tuple[Evidence, ...]:

@@ -42,6 +42,15 @@ def test_c90_00_needs_treatment_history_or_progression():
     assert with_pd.value.relapsed_refractory is True and "progressive disease" in with_pd.value.basis
 
 
+def test_active_snomed_myeloma_after_therapy_is_relapsed_or_refractory():
+    active = condition("c5", [(SNOMED, "109989006", "Multiple myeloma (disorder)")], clinical="active")
+    assert diagnose(active).value.relapsed_refractory is None  # untreated: status not shown
+    treated = diagnose(active, treated=True)
+    assert treated.value.relapsed_refractory is True and "active after anti-myeloma therapy" in treated.value.basis
+    in_remission = condition("c6", [(SNOMED, "109989006", "Multiple myeloma (disorder)")], clinical="remission")
+    assert diagnose(in_remission, treated=True).value.relapsed_refractory is False
+
+
 def test_remission_only_is_false_and_text_only_myeloma_is_found():
     assert diagnose(mm("c4", "C90.01", clinical="remission")).value.relapsed_refractory is False
     text_only = diagnose(condition("c5", text="Multiple myeloma, IgG kappa"))

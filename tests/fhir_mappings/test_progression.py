@@ -7,7 +7,7 @@ from fhir_samples import AS_OF, BMPC, KAPPA, LAMBDA, LOINC, PATIENT, RATIO, SERU
 
 from fhir_mappings.facts import Observed, RetrievalOutcome, RetrievalState, Unknown
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.progression import progressive_disease
+from fhir_mappings.progression import latest_disease_assessment, progressive_disease
 
 DATES = ["2026-03-02", "2026-05-04", "2026-07-06", "2026-09-07", "2026-11-02"]
 
@@ -109,6 +109,24 @@ def test_documented_disease_status():
     assert isinstance(pd(status("ds3", {"text": "No evidence of progression"})), Unknown)
     stable = {"coding": [{"system": SNOMED, "code": "359746009", "display": "Patient's condition stable"}]}
     assert isinstance(pd(status("ds4", stable)), Unknown)
+
+
+STABLE = {"coding": [{"system": SNOMED, "code": "359746009", "display": "Patient's condition stable"}]}
+
+
+def test_latest_assessment_is_a_documented_stable_status_after_the_last_progression():
+    rec = PatientRecord.build(PATIENT, [searchset(*serum_series(2.0, 2.6), status("ds", STABLE, when="2026-11-09"))])
+    latest = latest_disease_assessment(rec, AS_OF)
+    assert latest.value.progressive is False and latest.value.assessed.isoformat() == "2026-11-09"
+    assert latest.evidence[0].reference == "Observation/ds"
+    assert progressive_disease(rec, AS_OF).value.progressive is True  # the earlier progression still stands
+
+
+def test_latest_assessment_is_the_progression_when_it_is_later_or_nothing_else_is_documented():
+    later_pd = [status("ds", STABLE, when="2026-08-01"), status("pd", {"text": "Progressive disease"})]
+    rec = PatientRecord.build(PATIENT, [searchset(*later_pd)])
+    assert latest_disease_assessment(rec, AS_OF).value.progressive is True
+    assert isinstance(latest_disease_assessment(PatientRecord.build(PATIENT, [searchset()]), AS_OF), Unknown)
 
 
 def test_latest_event_is_returned():

@@ -101,6 +101,7 @@ class FakeFacts:
     urine: object = NOT_SHOWN
     light_chains: object = NOT_SHOWN
     progression: object = NOT_SHOWN
+    assessment: object = None  # latest disease assessment; None: same as progression
     last_dose: object = NOT_SHOWN
     lines_plain: object = field(default_factory=lambda: lines(4))
     lines_consolidated: object = None  # None: same as lines_plain
@@ -115,7 +116,7 @@ class FakeFacts:
     def age_years(self, as_of):
         return self.age
 
-    def myeloma_diagnosis(self, as_of):
+    def myeloma_diagnosis(self, as_of, order=None):
         return self.diagnosis
 
     def serum_m_protein(self, as_of, within_days):
@@ -129,6 +130,9 @@ class FakeFacts:
 
     def progressive_disease(self, as_of):
         return self.progression
+
+    def latest_disease_assessment(self, as_of):
+        return self.progression if self.assessment is None else self.assessment
 
     def last_regimen_last_dose(self, as_of):
         return self.last_dose

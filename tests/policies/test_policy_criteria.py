@@ -12,7 +12,7 @@ from policy_fakes import (
     flc, lines, measurement, myeloma, not_myeloma,
 )
 
-from fhir_mappings.facts import CellDose, Coded, ConditionFinding, Observed, ProgressionFinding, TocilizumabRequest
+from fhir_mappings.facts import CellDose, Coded, ConditionFinding, Evidence, Observed, ProgressionFinding, TocilizumabRequest
 from policies.decision import Status
 from policies.engine import evaluate, evaluate_tocilizumab
 from policies.loader import shipped_policies
@@ -119,6 +119,11 @@ def pd(assessed: date) -> Observed:
     return Observed(ProgressionFinding(assessed, "serum M-protein 2.6 vs nadir 2.0 g/dL", "serum-m-protein"))
 
 
+def stable(assessed: date) -> Observed:
+    finding = ProgressionFinding(assessed, "documented disease status: stable", "disease-status", progressive=False)
+    return Observed(finding, (Evidence("Observation/ds1", "Observation.valueCodeableConcept", "359746009"),))
+
+
 LAST_DOSE = Observed(date(2026, 9, 1))
 
 
@@ -129,9 +134,16 @@ LAST_DOSE = Observed(date(2026, 9, 1))
     (BOTH, "before-last-dose", {"progression": pd(date(2026, 8, 1)), "last_dose": LAST_DOSE}, UNKNOWN),
     (BOTH, "last-dose-not-shown", {"progression": pd(date(2026, 10, 1))}, UNKNOWN),
     (BOTH, "no-progression", {"last_dose": LAST_DOSE}, UNKNOWN),
+    (BOTH, "stable-documented-after-last-dose", {"assessment": stable(date(2026, 10, 1)), "last_dose": LAST_DOSE},
+     NOT_MET),
+    (BOTH, "stable-after-an-old-progression", {"progression": pd(date(2026, 8, 1)),
+                                               "assessment": stable(date(2026, 10, 1)), "last_dose": LAST_DOSE}, NOT_MET),
+    (BOTH, "stable-before-last-dose", {"assessment": stable(date(2026, 8, 15)), "last_dose": LAST_DOSE}, UNKNOWN),
+    (BOTH, "stable-but-last-dose-not-shown", {"assessment": stable(date(2026, 10, 1))}, UNKNOWN),
 ))
 def test_I_A_4_b_progressive_disease_after_last_regimen(policy, facts, expected):
-    """Never not-met from the record: a progression outside the window leaves the criterion unshown."""
+    """A progression outside the window leaves the criterion unshown; a documented non-progressing status
+    after the last dose (and no progression in the window) contradicts it."""
     run(policy, "I.A.4.b", facts, expected)
 
 
@@ -171,9 +183,11 @@ def test_I_A_5_a_b_c_drug_classes(policy, criterion, drug_class):
     others = tuple(c for c in ("imid", "proteasome-inhibitor", "anti-cd38") if c != drug_class)
     assert result(policy, criterion).status is MET
     missing = result(policy, criterion, lines_plain=lines(4, classes=others))
-    assert missing.status is UNKNOWN, "absence from the record is missing documentation, not a contradiction"
+    assert missing.status is NOT_MET, "a history retrieved in full without the class contradicts it"
+    assert missing.evidence, "the lines reviewed are cited"
+    assert result(policy, criterion, lines_plain=NOT_SHOWN).status is UNKNOWN, "no therapy documented at all"
     assert result(policy, criterion, lines_plain=RETRIEVAL_FAILED).retrieval_failed
-    assert result(policy, "I.A.5", lines_plain=lines(4, classes=others)).status is UNKNOWN
+    assert result(policy, "I.A.5", lines_plain=lines(4, classes=others)).status is NOT_MET
 
 
 @pytest.mark.parametrize("policy, facts, expected", cases(

@@ -75,6 +75,8 @@ FACT_STRATEGIES = {
     "urine": st.one_of(unknown(), st.builds(measurement, numbers, st.just("mg/24 h"), dates)),
     "light_chains": st.one_of(unknown(), st.builds(flc, st.none() | numbers, st.sampled_from([True, False, None]), dates)),
     "progression": observed(st.builds(ProgressionFinding, dates, st.just("basis"), st.just("serum-m-protein"))),
+    "assessment": observed(st.builds(ProgressionFinding, dates, st.just("basis"), st.just("disease-status"),
+                                     progressive=st.booleans())),
     "last_dose": observed(dates),
     "lines_plain": st.one_of(unknown(), st.builds(lambda lo, extra: lines(lo, lo + extra),
                                                   st.integers(0, 6), st.integers(0, 3))),
