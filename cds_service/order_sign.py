@@ -15,8 +15,10 @@ everything about one call lives in local variables, so no state leaks between ho
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import Callable
 
 import requests
 
@@ -103,8 +105,16 @@ class OrderSignService:
         )
 
 
-def handle_order_sign(request: OrderSignRequest, *, service: OrderSignService, as_of: date | None = None) -> Response:
-    """Answer one order-sign call. ``as_of`` is the decision date (the request's UTC date when None)."""
+# report(retrieval=..., timings=...): where the caller wants what the response cannot show (the audit trail)
+Report = Callable[..., None]
+
+
+def handle_order_sign(
+    request: OrderSignRequest, *, service: OrderSignService, as_of: date | None = None, report: Report | None = None
+) -> Response:
+    """Answer one order-sign call. ``as_of`` is the decision date (the request's UTC date when None).
+    ``report`` receives the retrieval outcome per resource type and the stage timings (ms)."""
+    started = time.perf_counter()
     as_of = as_of or datetime.now(timezone.utc).date()
     deadline = Deadline(service.limits.deadline_seconds)  # one budget for every FHIR read of this call
     bundle_resources = request.context.draft_order_resources()
@@ -127,9 +137,14 @@ def handle_order_sign(request: OrderSignRequest, *, service: OrderSignService, a
         )
     except RecordUnavailable as exc:
         raise RecordUnavailableError(str(exc), "prefetch") from None
+    retrieved_at = time.perf_counter()
     record = PatientRecord.build(request.context.patient_id, (*retrieved.resources, *known), retrieved.outcomes)
     facts = ClinicalFacts(record, service.line_of_business_table)
     decisions = [_decide(s, facts, draft_orders, as_of) for s in scoped]
+    if report is not None:
+        evaluated_at = time.perf_counter()
+        report(retrieval=retrieved.outcomes, timings={
+            "retrieval_ms": (retrieved_at - started) * 1000, "evaluation_ms": (evaluated_at - retrieved_at) * 1000})
 
     configuration = request.configuration
     return Response(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from cds_service import audit
 from cds_service.discovery import SERVICE_ID, discovery_document
 from cds_service.errors import UnknownServiceError, UnsupportedMediaTypeError
 from cds_service.feedback import FEEDBACK_LOG_KEY, parse_feedback
@@ -48,7 +49,7 @@ def call_service(service_id: str) -> Response:
     _known_service(service_id)
     hook_request = parse_order_sign_request(_json_body())
     response = handle_order_sign(hook_request, service=current_app.extensions[SERVICE_KEY],
-                                 as_of=current_app.config[AS_OF_CONFIG_KEY])
+                                 as_of=current_app.config[AS_OF_CONFIG_KEY], report=audit.note)
     return _json(response.as_json())
 
 

@@ -70,3 +70,17 @@ def test_scenario_decision_matches_expected(hook_file, client, recorded, http_mo
     assert unplanned == [], f"requests with no recorded response: {unplanned}"
     problems = mismatches(expected_for(scenario_of_hook(hook_file)), body)
     assert problems == [], "\n".join(problems)
+
+
+def test_audit_row_keeps_retrieval_outcomes_and_stage_timings(recorded, http_mock):
+    """CRD found-37: the audit trail holds what the response cannot show, for disputes."""
+    app = create_app(protocol_settings(allow_loopback_fhir=True), as_of=AS_OF)
+    _replay(http_mock, recorded, [])
+    hook = json.loads((HOOKS[0].parent / "fhir-server-failure-no-prefetch.json").read_text(encoding="utf-8"))
+
+    assert app.test_client().post(HOOK_URL, json=hook).status_code == 200
+
+    [row] = app.extensions["cart_cds.audit"].show(hook["hookInstance"])
+    assert row["retrieval"]["Observation"]["state"] == "failed"
+    assert row["retrieval"]["Condition"] == {"state": "complete"}
+    assert set(row["timings"]) >= {"retrieval_ms", "evaluation_ms"}
