@@ -51,7 +51,6 @@ SERVICE_PATH = "/cds-services/car-t-coverage"
 SCENARIO_DATE = date(2026, 11, 24)  # the date the scenarios and their expected decisions are written for
 DEMO_ISSUER = "https://ehr.cart-cds-demo.invalid"
 REQUEST_TIMEOUT = (5, 60)  # connect, read (s): the service itself answers within its hook budget
-LISTEN_BACKLOG = 64
 VARIANT_ORDER = ("prefetch", "no-prefetch", "partial-prefetch", "paginated-prefetch")
 
 
@@ -325,9 +324,6 @@ def running_demo(as_of: date) -> Iterator[Callable[[Path], Reply]]:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cart-cds-demo-")))
         stack.enter_context(_loopback_without_proxy())
         replay = replay_server.make_server("127.0.0.1", 0)
-        # ThreadingHTTPServer listens with a backlog of 5: the service's parallel fallback queries overflow
-        # it, and each dropped connection is retried by the kernel a whole second later.
-        replay.socket.listen(LISTEN_BACKLOG)
         stack.enter_context(_serving(replay))
         replay_base = replay_server.base_url(replay)
         signer = EhrSigner.generate(DEMO_ISSUER, alg="ES384")

@@ -134,12 +134,19 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _ReplayHTTPServer(ThreadingHTTPServer):
+    """The service sends up to FHIR_MAX_WORKERS fallback queries at once; the default listen backlog of
+    5 drops some, and the kernel retries them only after a second."""
+
+    request_queue_size = 64
+    daemon_threads = True
+
+
 def make_server(host: str = "127.0.0.1", port: int = 8090, **store_dirs) -> ThreadingHTTPServer:
     """A threaded server on ``host:port`` (port 0 picks a free port); refuses non-loopback hosts."""
     if host not in LOOPBACK:
         raise ValueError("the replay server is test tooling and binds to the loopback interface only")
-    server = ThreadingHTTPServer((host, port), _Handler)
-    server.daemon_threads = True
+    server = _ReplayHTTPServer((host, port), _Handler)
     bound_port = server.server_address[1]
     handler = type("ReplayHandler", (_Handler,), {
         "store": ReplayStore(f"http://{host}:{bound_port}/fhir", **store_dirs),
