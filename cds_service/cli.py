@@ -22,6 +22,7 @@ from gunicorn.app.base import BaseApplication
 from cds_service.app import create_app
 from cds_service.audit.cli import audit
 from cds_service.discovery import discovery_document
+from cds_service.offline_evaluation import evaluate
 from cds_service.settings import Settings
 
 
@@ -88,6 +89,7 @@ def discovery() -> None:
 
 # Command groups of other modules: one line each.
 main.add_command(audit)
+main.add_command(evaluate)
 
 
 PLUGIN_GROUP = "cart_cds.commands"
