@@ -22,6 +22,7 @@ from gunicorn.app.base import BaseApplication
 from cds_service.app import create_app
 from cds_service.audit.cli import audit
 from cds_service.discovery import discovery_document
+from cds_service.gunicorn_conf import production_options
 from cds_service.offline_evaluation import evaluate
 from cds_service.settings import Settings
 
@@ -69,16 +70,8 @@ def serve(dev: bool, bind: str | None, workers: int | None) -> None:
         host, _, port = bind.rpartition(":")
         app.run(host=host.strip("[]"), port=int(port), debug=True, use_reloader=True)
         return
-    GunicornApp(app, {
-        "bind": bind,
-        "workers": workers or settings.workers,
-        "threads": settings.threads,
-        "worker_class": "gthread",
-        # A hook call may take the whole budget; never let gunicorn kill it first.
-        "timeout": int(settings.hook_budget_seconds * 2) + 10,
-        "accesslog": "-",
-        "loglevel": settings.log_level.lower(),
-    }).run()
+    # Production settings (workers, threads, timeouts, keep-alive, limits, access log): gunicorn_conf.
+    GunicornApp(app, production_options(settings, bind=bind, workers=workers)).run()
 
 
 @main.command()

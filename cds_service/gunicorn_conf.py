@@ -1,0 +1,72 @@
+"""Production gunicorn settings for ``cart-cds serve`` (and the benchmark's served runs).
+
+Why these values:
+- ``gthread`` workers (processes = ``CART_CDS_WORKERS``, threads = ``CART_CDS_THREADS``): a hook is
+  CPU-bound when the record is prefetched, but waits on the EHR's FHIR server when it is not; threads let a
+  worker keep computing other hooks while one waits, processes use the cores. Two workers with four
+  threads each suits a 2-core host; give one worker per core elsewhere.
+- ``timeout`` is twice the hook budget plus a margin: gunicorn must never kill a worker that is still
+  inside a hook's budget (the FHIR deadline already bounds every call), only one that is truly stuck.
+- ``graceful_timeout``: on SIGTERM (a deploy, a scale-in) in-flight hooks get their whole budget to finish
+  before the worker exits, so no EHR sees a reset connection for a call it already sent.
+- ``keepalive``: EHRs send hooks over long-lived connections; keeping them 30 s avoids a TCP (and TLS at
+  the proxy) handshake per signature. In ``gthread`` idle keep-alive connections wait in the poller, not
+  in a thread.
+- request limits: request line and header sizes are gunicorn's (a JWT fits in 8 KB); the body limit is
+  ``CART_CDS_MAX_BODY_BYTES``, enforced by the app (413) since gunicorn has none.
+- the access log holds the method, the *path without query string* (``%(U)s``), status, size and time:
+  a query string may carry patient ids, and no header (user agent, referer, token) is logged.
+- the app is built once in the master (policies validated, discovery built) and forked: each worker then
+  drops the database connections it inherited (``post_fork``), as SQLAlchemy requires after ``fork``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from cds_service.audit.capture import EXTENSION_KEY
+from cds_service.settings import Settings
+
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+KEEPALIVE_SECONDS = 30
+MAX_REQUEST_LINE = 4094
+MAX_HEADER_FIELDS = 100
+MAX_HEADER_FIELD_BYTES = 8190
+
+
+def production_options(settings: Settings, *, bind: str | None = None, workers: int | None = None) -> dict[str, Any]:
+    """gunicorn settings (names as in gunicorn's ``Config``) for serving the app in production."""
+    budget = settings.hook_budget_seconds
+    return {
+        "bind": bind or settings.bind,
+        "workers": workers or settings.workers,
+        "threads": settings.threads,
+        "worker_class": "gthread",
+        "timeout": int(budget * 2) + 10,
+        "graceful_timeout": int(budget) + 5,
+        "keepalive": KEEPALIVE_SECONDS,
+        "limit_request_line": MAX_REQUEST_LINE,
+        "limit_request_fields": MAX_HEADER_FIELDS,
+        "limit_request_field_size": MAX_HEADER_FIELD_BYTES,
+        "accesslog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "cart-cds",
+        "post_fork": _drop_inherited_connections,
+    }
+
+
+def _drop_inherited_connections(server, worker) -> None:
+    """gunicorn ``post_fork`` hook: the worker must not share the master's pooled DB connections."""
+    app = server.app.wsgi()
+    if isinstance(app, Flask):
+        after_fork(app)
+
+
+def after_fork(app: Flask) -> None:
+    store = app.extensions.get(EXTENSION_KEY)
+    if store is not None:
+        store.engine.dispose(close=False)  # forget, without closing, the connections the parent holds

@@ -1,0 +1,126 @@
+"""cart-cds benchmark suite: ``python -m sandbox.bench [--quick] [--out DIR] [--only SECTIONS]``.
+
+Runs every measurement of issue 10 on this machine, prints the results table and writes
+``RESULTS.md`` (with CPU count and versions) and ``profile-typical.txt`` (cProfile of the typical case)
+into ``--out`` (default: this folder). ``--quick`` is a smoke run with tiny counts (its figures are not
+results). Sections: inprocess, profile, served, fallback, hanging (all by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sandbox.bench import report
+from sandbox.bench.config import FULL, QUICK, SECTIONS, Config
+from sandbox.bench.records import cases, no_prefetch_hook, resource_count
+from sandbox.bench import inprocess, served
+from sandbox.bench.fhir_fakes import delayed_replay, hanging
+
+HERE = Path(__file__).resolve().parent
+
+
+def run(config: Config, out: Path, sections: tuple[str, ...] = SECTIONS, echo=print) -> Path:
+    """Run the chosen sections; write RESULTS.md (and the profile) into ``out``; return RESULTS.md."""
+    logging.disable(logging.WARNING)  # the service's own warnings (auth disabled, ...) are not results
+    try:
+        return _run(config, out, sections, echo)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _run(config: Config, out: Path, sections: tuple[str, ...], echo) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    bodies = cases()
+    results = report.Results(config=config, sections=sections)
+    results.cases = {name: (len(body), resource_count(body)) for name, body in bodies.items()}
+    if "inprocess" in sections or "profile" in sections:
+        client = inprocess.bench_app().test_client()
+        if "inprocess" in sections:
+            for name, body in bodies.items():
+                calls = config.large_calls if name == "large" else config.calls
+                echo(f"in-process {name}: {calls} calls")
+                results.inprocess[name] = inprocess.time_calls(client, body, calls)
+        if "profile" in sections:
+            echo(f"profile typical: {config.profile_calls} calls")
+            profile = inprocess.profile_calls(client, bodies["typical"], config.profile_calls)
+            (out / "profile-typical.txt").write_text(profile, encoding="utf-8")
+            results.profile_head = profile
+    if "served" in sections:
+        _served(config, bodies["typical"], results, echo)
+    if "fallback" in sections:
+        echo(f"fallback retrieval: {config.fallback_calls} calls, {config.fhir_delay_seconds * 1000:.0f} ms per query")
+        client = inprocess.bench_app(fhir_deadline_seconds=config.fhir_deadline_seconds).test_client()
+        with delayed_replay(config.fhir_delay_seconds) as (base, counter):
+            body = no_prefetch_hook(base)
+            before = counter.count
+            results.fallback = inprocess.time_calls(client, body, config.fallback_calls, warmup=1)
+            results.fallback_queries = (counter.count - before) / (config.fallback_calls + 1)
+    if "hanging" in sections:
+        echo(f"hanging FHIR server: {config.hanging_calls} calls, deadline {config.fhir_deadline_seconds} s")
+        client = inprocess.bench_app(fhir_deadline_seconds=config.fhir_deadline_seconds).test_client()
+        with hanging() as base:
+            results.hanging = inprocess.time_calls(client, no_prefetch_hook(base), config.hanging_calls, warmup=0,
+                                                      accept=(200, 412))
+    results.elapsed_seconds = time.monotonic() - started
+    text = report.render(results)
+    echo(text)
+    target = out / "RESULTS.md"
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def _served(config: Config, body: bytes, results: report.Results, echo) -> None:
+    with tempfile.TemporaryDirectory(prefix="cart-cds-bench-") as scratch:
+        scratch_dir = Path(scratch)
+        port = served.free_port()
+        env = served.server_environment(scratch_dir / "audit.db", port)
+        with served.serving(served.service_command(), env, port, scratch_dir / "service.log") as process:
+            hook_path = inprocess.HOOK_URL
+            first, last = config.memory_hooks
+            echo(f"served: warm-up to {first} hooks")
+            sent = served.load(port, hook_path, body, concurrency=4, requests=first, max_seconds=600).requests
+            results.rss_first = {pid: served.rss_mb(pid) for pid in served.worker_pids(process.pid)}
+            for concurrency in config.concurrencies:
+                echo(f"served hooks: concurrency {concurrency}")
+                run_ = served.load(port, hook_path, body, concurrency=concurrency,
+                                   requests=config.served_requests, max_seconds=config.served_seconds)
+                results.served[concurrency] = run_
+                sent += run_.requests
+            if last > sent:
+                echo(f"served: up to {last} hooks for the memory figure")
+                sent += served.load(port, hook_path, body, concurrency=4, requests=last - sent, max_seconds=900).requests
+            results.hooks_sent = sent
+            results.rss_last = {pid: served.rss_mb(pid) for pid in served.worker_pids(process.pid)}
+        echo_port = served.free_port()
+        with served.serving(served.echo_command(echo_port), env, echo_port, scratch_dir / "echo.log"):
+            for concurrency in config.concurrencies:
+                echo(f"served echo: concurrency {concurrency}")
+                results.echo[concurrency] = served.load(
+                    echo_port, "/echo", body, concurrency=concurrency,
+                    requests=config.echo_requests, max_seconds=config.served_seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run with tiny counts (figures are not results)")
+    parser.add_argument("--out", type=Path, default=HERE, help="folder for RESULTS.md and the profile")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
+    args = parser.parse_args(argv)
+    sections = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))} (choose from {', '.join(SECTIONS)})")
+    path = run(QUICK if args.quick else FULL, args.out, sections, echo=lambda line: print(line, flush=True))
+    print(f"written: {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""How much the benchmark runs: the full suite (issue 10's counts, under 10 minutes on 2 cores) and
+the quick smoke configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SECTIONS = ("inprocess", "profile", "served", "fallback", "hanging")
+
+
+@dataclass(frozen=True)
+class Config:
+    calls: int  # timed in-process calls per case (typical, five-orders)
+    large_calls: int  # timed in-process calls of the large record
+    profile_calls: int
+    concurrencies: tuple[int, ...]  # served load-generator threads
+    served_requests: int  # hook requests per concurrency (bounded also by served_seconds)
+    echo_requests: int
+    served_seconds: float
+    memory_hooks: tuple[int, int]  # RSS is read after this many served hooks (first, last)
+    fallback_calls: int
+    hanging_calls: int
+    fhir_delay_seconds: float = 0.2
+    fhir_deadline_seconds: float = 3.0  # the CART_CDS_FHIR_DEADLINE_SECONDS default
+    quick: bool = False
+
+
+FULL = Config(calls=2000, large_calls=2000, profile_calls=300, concurrencies=(1, 2, 4, 8, 16),
+              served_requests=1500, echo_requests=3000, served_seconds=20.0, memory_hooks=(1000, 10000),
+              fallback_calls=30, hanging_calls=3)
+QUICK = Config(calls=20, large_calls=3, profile_calls=5, concurrencies=(1, 4), served_requests=40,
+               echo_requests=40, served_seconds=10.0, memory_hooks=(20, 120), fallback_calls=2, hanging_calls=1,
+               fhir_deadline_seconds=1.0, quick=True)

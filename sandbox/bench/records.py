@@ -1,0 +1,204 @@
+"""Benchmark hook requests of three sizes, built from a sandbox patient (synthetic data only).
+
+The base is the ``abecma-meets-all-criteria`` scenario: its patient Bundle supplies every prefetch Bundle
+(complete, no ``next`` links, so an in-process call needs no FHIR I/O), and filler is added the way a long
+oncology chart grows: routine labs, supportive-care medications, doses repeated on days already on the
+record, comorbidities and minor procedures. Filler carries only *local* EHR codes and text (system
+``https://ehr.example.org/fhir/CodeSystem/...``), so it asserts no standard code and cannot change which
+criteria are met; the bench reports each case's verdict so a change would be visible.
+
+- ``typical``: ~300 resources (~150 Observations, ~100 medication resources, ~20 Conditions, procedures,
+  Coverage, Patient);
+- ``large``: 5,000 Observations and 500 medication resources (~3 MB of JSON);
+- ``five-orders``: the typical record with 5 draft orders (the CAR-T order, a co-signed tocilizumab order
+  and three supportive-care orders).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import orjson
+
+SANDBOX = Path(__file__).resolve().parents[1]
+SCENARIO = "abecma-meets-all-criteria"
+TOCILIZUMAB_SCENARIO = "tocilizumab-within-allowance"
+AS_OF = date(2026, 11, 24)
+LOCAL = "https://ehr.example.org/fhir/CodeSystem/"
+SANDBOX_TAG = {"system": "https://cart-cds.example.org/fhir/CodeSystem/sandbox", "code": "cart-cds-sandbox"}
+
+ROUTINE_LABS = (("HGB", "Hemoglobin", "g/dL", 11.2), ("WBC", "White blood cell count", "10*3/uL", 5.4),
+                ("PLT", "Platelet count", "10*3/uL", 182.0), ("CREAT", "Creatinine", "mg/dL", 1.1),
+                ("CA", "Calcium", "mg/dL", 9.4), ("ALB", "Albumin", "g/dL", 3.8),
+                ("ALT", "Alanine aminotransferase", "U/L", 24.0), ("LDH", "Lactate dehydrogenase", "U/L", 190.0))
+SUPPORTIVE_MEDS = ("acyclovir 400 mg tablet", "ondansetron 8 mg tablet", "allopurinol 300 mg tablet",
+                   "pantoprazole 40 mg tablet", "zoledronic acid 4 mg/100 mL infusion",
+                   "sulfamethoxazole-trimethoprim 800-160 mg tablet", "filgrastim 480 mcg/0.8 mL injection")
+COMORBIDITIES = ("Essential hypertension", "Hyperlipidemia", "Type 2 diabetes mellitus without complication",
+                 "Gastro-esophageal reflux disease", "Osteoporosis", "Chronic kidney disease stage 3",
+                 "Peripheral neuropathy due to chemotherapy", "Anemia in neoplastic disease",
+                 "Obstructive sleep apnea", "Benign prostatic hyperplasia")
+MINOR_PROCEDURES = ("Bone marrow aspiration and biopsy", "Central venous catheter placement",
+                    "Skeletal survey", "PET-CT whole body")
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _searchset(resources: list[dict]) -> dict:
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+            "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                      for r in resources]}
+
+
+def _day(offset: int) -> str:
+    return (AS_OF - timedelta(days=offset)).isoformat()
+
+
+class _Filler:
+    """Synthetic resources for one patient, numbered so ids never collide."""
+
+    def __init__(self, patient_id: str):
+        self.subject = {"reference": f"Patient/{patient_id}"}
+        self.serial = 0
+
+    def _id(self, kind: str) -> str:
+        self.serial += 1
+        return f"bench-{kind}-{self.serial}"
+
+    def lab(self, n: int) -> dict:
+        code, name, unit, value = ROUTINE_LABS[n % len(ROUTINE_LABS)]
+        day = _day(7 * (n // len(ROUTINE_LABS)) + 1)
+        return {"resourceType": "Observation", "id": self._id("obs"), "status": "final", "meta": {"tag": [SANDBOX_TAG]},
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                          "code": "laboratory", "display": "Laboratory"}]}],
+                "code": {"coding": [{"system": LOCAL + "lab-component", "code": code, "display": name}], "text": name},
+                "subject": self.subject, "effectiveDateTime": f"{day}T13:30:00Z", "issued": f"{day}T18:05:00Z",
+                "valueQuantity": {"value": value + (n % 5) / 10, "unit": unit}}
+
+    def supportive_medication(self, n: int, kind: str) -> dict:
+        text = SUPPORTIVE_MEDS[n % len(SUPPORTIVE_MEDS)]
+        concept = {"coding": [{"system": LOCAL + "medication", "code": text.split()[0].upper(), "display": text}],
+                   "text": text}
+        day = _day(10 * n % 1500 + 1)
+        resource = {"resourceType": kind, "id": self._id(kind.lower()), "meta": {"tag": [SANDBOX_TAG]},
+                    "subject": self.subject, "medicationCodeableConcept": concept}
+        if kind == "MedicationRequest":
+            resource.update(status="completed", intent="order", authoredOn=f"{day}T15:00:00Z",
+                            dosageInstruction=[{"text": "as directed"}])
+        else:
+            resource.update(status="completed", effectiveDateTime=f"{day}T15:00:00Z")
+        return resource
+
+    def repeated_dose(self, given: dict) -> dict:
+        """Another dose of a recorded anti-myeloma administration on the same day (same regimen)."""
+        dose = copy.deepcopy(given)
+        dose["id"] = self._id("dose")
+        return dose
+
+    def condition(self, n: int) -> dict:
+        text = COMORBIDITIES[n % len(COMORBIDITIES)]
+        return {"resourceType": "Condition", "id": self._id("cond"), "meta": {"tag": [SANDBOX_TAG]},
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                               "code": "active"}]},
+                "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                                                   "code": "confirmed"}]},
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                                          "code": "problem-list-item"}]}],
+                "code": {"coding": [{"system": LOCAL + "problem", "code": f"P{n % len(COMORBIDITIES):03d}",
+                                     "display": text}], "text": text},
+                "subject": self.subject, "onsetDateTime": _day(400 + 90 * n)}
+
+    def procedure(self, n: int) -> dict:
+        text = MINOR_PROCEDURES[n % len(MINOR_PROCEDURES)]
+        return {"resourceType": "Procedure", "id": self._id("proc"), "status": "completed",
+                "meta": {"tag": [SANDBOX_TAG]}, "subject": self.subject,
+                "code": {"coding": [{"system": LOCAL + "procedure", "code": f"PR{n % len(MINOR_PROCEDURES)}",
+                                     "display": text}], "text": text},
+                "performedDateTime": f"{_day(200 + 120 * n)}T10:00:00Z"}
+
+
+def _base() -> tuple[dict, dict[str, list[dict]]]:
+    """The scenario's prefetch hook and its patient's resources by type."""
+    hook = _load(SANDBOX / "hooks" / f"{SCENARIO}-prefetch.json")
+    by_type: dict[str, list[dict]] = {}
+    for entry in _load(SANDBOX / "patients" / f"{SCENARIO}.json")["entry"]:
+        by_type.setdefault(entry["resource"]["resourceType"], []).append(entry["resource"])
+    return hook, by_type
+
+
+def build_hook(observations: int, medications: int, conditions: int = 20, procedures: int = 5,
+               extra_orders: bool = False) -> dict:
+    """A complete-prefetch order-sign request whose record holds about the given resource counts."""
+    hook, by_type = _base()
+    patient_id = hook["context"]["patientId"]
+    filler = _Filler(patient_id)
+    obs = list(by_type.get("Observation", []))
+    obs += [filler.lab(n) for n in range(max(0, observations - len(obs)))]
+    administrations = list(by_type.get("MedicationAdministration", []))
+    requests = list(by_type.get("MedicationRequest", []))
+    statements = list(by_type.get("MedicationStatement", []))
+    given = [a for a in administrations if a.get("status") == "completed"]
+    missing = max(0, medications - len(administrations) - len(requests) - len(statements))
+    repeats = [filler.repeated_dose(given[n % len(given)]) for n in range(missing * 2 // 5)] if given else []
+    administrations += repeats
+    kinds = ("MedicationAdministration", "MedicationRequest", "MedicationStatement")
+    for n in range(missing - len(repeats)):
+        target = (administrations, requests, statements)[n % 3]
+        target.append(filler.supportive_medication(n, kinds[n % 3]))
+    conds = list(by_type.get("Condition", []))
+    conds += [filler.condition(n) for n in range(max(0, conditions - len(conds)))]
+    procs = list(by_type.get("Procedure", []))
+    procs += [filler.procedure(n) for n in range(max(0, procedures - len(procs)))]
+    prefetch = hook["prefetch"]
+    prefetch.update(observations=_searchset(obs), medicationAdministrations=_searchset(administrations),
+                    medicationRequests=_searchset(requests), medicationStatements=_searchset(statements),
+                    conditions=_searchset(conds), procedures=_searchset(procs),
+                    coverage=_searchset(by_type.get("Coverage", [])))
+    if extra_orders:
+        _add_orders(hook, filler)
+    return hook
+
+
+def _add_orders(hook: dict, filler: _Filler) -> None:
+    """Tocilizumab co-signed with the CAR-T order, plus three supportive-care draft orders: 5 in all."""
+    entries = hook["context"]["draftOrders"]["entry"]
+    subject = entries[0]["resource"]["subject"]
+    toci_hook = _load(SANDBOX / "hooks" / f"{TOCILIZUMAB_SCENARIO}-prefetch.json")
+    toci = copy.deepcopy(next(e["resource"] for e in toci_hook["context"]["draftOrders"]["entry"]
+                              if "tocilizumab" in json.dumps(e["resource"].get("medicationCodeableConcept")).lower()))
+    toci.update(id="bench-order-toci", subject=subject)
+    toci["requester"] = entries[0]["resource"].get("requester")
+    orders = [toci]
+    for n in range(3):
+        order = filler.supportive_medication(n, "MedicationRequest")
+        order.update(id=f"bench-order-{n}", status="draft", authoredOn=f"{AS_OF.isoformat()}T20:30:00Z")
+        orders.append(order)
+    entries.extend({"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{n}", "resource": r}
+                   for n, r in enumerate(orders))
+
+
+def cases() -> dict[str, bytes]:
+    """The benchmark requests as JSON bodies: typical, large, five-orders."""
+    return {
+        "typical": orjson.dumps(build_hook(observations=150, medications=100)),
+        "large": orjson.dumps(build_hook(observations=5000, medications=500, conditions=40, procedures=10)),
+        "five-orders": orjson.dumps(build_hook(observations=150, medications=100, extra_orders=True)),
+    }
+
+
+def resource_count(body: bytes) -> int:
+    hook = orjson.loads(body)
+    return sum(len(v.get("entry", ())) if v.get("resourceType") == "Bundle" else 1
+               for v in hook.get("prefetch", {}).values() if isinstance(v, dict))
+
+
+def no_prefetch_hook(fhir_base: str) -> bytes:
+    """The scenario's no-prefetch request pointed at ``fhir_base`` (every fact needs a fallback query)."""
+    hook = _load(SANDBOX / "hooks" / f"{SCENARIO}-no-prefetch.json")
+    text = json.dumps(hook).replace(hook["fhirServer"], fhir_base)
+    return text.encode("utf-8")
