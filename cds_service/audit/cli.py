@@ -7,6 +7,7 @@ The database comes from ``CART_CDS_DATABASE_URL`` (or ``--database-url``), the d
 from __future__ import annotations
 
 import sys
+from contextlib import closing
 
 import click
 import orjson
@@ -31,7 +32,11 @@ def audit() -> None:
 @_database_option
 def migrate_command(database_url: str) -> None:
     """Create or upgrade the audit tables to the newest migration."""
-    run_migrations(make_engine(database_url))
+    engine = make_engine(database_url)
+    try:
+        run_migrations(engine)
+    finally:
+        engine.dispose()
     click.echo("audit database is at the newest migration")
 
 
@@ -40,7 +45,8 @@ def migrate_command(database_url: str) -> None:
 @_database_option
 def show_command(hook_instance: str, database_url: str) -> None:
     """Print the stored record(s) of HOOK_INSTANCE as JSON, with the feedback on its cards."""
-    records = AuditStore.from_url(database_url).show(hook_instance)
+    with closing(AuditStore.from_url(database_url)) as store:
+        records = store.show(hook_instance)
     if not records:
         click.echo(f"no audit record for hookInstance {hook_instance}", err=True)
         sys.exit(1)
@@ -53,5 +59,6 @@ def show_command(hook_instance: str, database_url: str) -> None:
 @_database_option
 def purge_command(days: int, database_url: str) -> None:
     """Delete hook calls and feedback older than the retention period."""
-    deleted = AuditStore.from_url(database_url).purge(days)
+    with closing(AuditStore.from_url(database_url)) as store:
+        deleted = store.purge(days)
     click.echo(f"deleted {deleted} hook call record(s) older than {days} days")

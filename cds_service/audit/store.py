@@ -94,6 +94,10 @@ class AuditStore:
             migrate(engine)
         return cls(engine)
 
+    def close(self) -> None:
+        """Release the database connections (CLI commands and tests; the service keeps its store)."""
+        self.engine.dispose()
+
     def count_failure(self, what: str) -> None:
         """A write that did not happen: logged (reason code only) and counted, never raised."""
         with self._lock:
