@@ -186,8 +186,8 @@ def _read(path: Path, limit: int) -> bytes:
 @click.command("evaluate")
 @click.argument("hook_file", metavar="HOOK.json",
                 type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
-@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="Decision date YYYY-MM-DD [default: today (UTC)].")
+@click.option("--as-of", metavar="YYYY-MM-DD", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Decision date [default: today (UTC)].")
 @click.option("--fhir-server", metavar="URL", help="Query this FHIR base URL instead of the request's fhirServer.")
 @click.option("--format", "output_format", type=click.Choice(["json", "text"]), default="json", show_default=True)
 @click.option("--compact", is_flag=True, help="JSON on one line instead of indented.")

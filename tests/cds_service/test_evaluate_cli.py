@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -276,3 +277,21 @@ def test_client_authentication_settings_do_not_matter_offline(tmp_path):
                  env={**LOOPBACK, "CART_CDS_AUTH_DISABLED": "false"})
 
     assert result.exit_code == 0, result.output
+
+
+def test_the_documented_example_still_gives_the_documented_decisions(tmp_path):
+    """docs/example.md shows a request and the response ``evaluate`` printed for it: the request must
+    still be valid and still give those verdicts and criterion statuses (texts may be reworded)."""
+    page = (Path(__file__).parents[2] / "docs" / "example.md").read_text(encoding="utf-8")
+    request, documented = (json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", page, re.S)[:2])
+
+    result = run(hook_file(tmp_path, request), "--as-of", AS_OF, env=LOOPBACK)
+
+    assert result.exit_code == 0, result.output
+
+    def decisions(response):
+        return [(d["order"], d["verdict"], [(c["id"], c["status"]) for c in d["criteria"]])
+                for d in (card["extension"]["cart-cds.decision"] for card in response["cards"])]
+
+    assert decisions(json.loads(result.stdout)) == decisions(documented)
+    check_coverage_information(documented, request["context"]["draftOrders"])
