@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from cds_service import cli, create_app
 from cds_service.offline_evaluation import text_summary
+from sandbox.replay_server import running
 from tests.cds_service.conftest import HOOK_URL, TEST_ENVIRONMENT, protocol_settings
 from tests.crd_checks import check_coverage_information
 from tests.response_checks import check_response
@@ -184,6 +185,25 @@ def test_a_failing_fhir_server_gives_an_indeterminate_decision(tmp_path, http_mo
 
     assert result.exit_code == 0, result.output
     assert "Verdict:  indeterminate" in result.stdout and "(retrieval failed)" in result.stdout
+
+
+@pytest.mark.loopback_http
+def test_against_the_running_sandbox_replay_server(tmp_path):
+    """The documented workflow: ``cart-cds sandbox fhir-server`` + ``evaluate --fhir-server`` on a
+    no-prefetch hook gives the decision the same hook gets with its prefetch."""
+    with running() as base:
+        live = run(hook_file(tmp_path, sandbox_hook("kite772-birth-date-missing-no-prefetch")),
+                   "--as-of", AS_OF, "--fhir-server", base)
+    prefetched = run(hook_file(tmp_path, sandbox_hook("kite772-birth-date-missing-prefetch")), "--as-of", AS_OF, env=LOOPBACK)
+
+    assert live.exit_code == 0, live.output
+
+    def criteria(result):
+        (card,) = json.loads(result.stdout)["cards"]
+        return card["extension"]["cart-cds.decision"]["verdict"], card["extension"]["cart-cds.decision"]["criteria"]
+
+    assert criteria(live) == criteria(prefetched)
+    assert criteria(live)[0] == "documentation-incomplete"
 
 
 # --------------------------------------------------------------------------------------------------
