@@ -11,7 +11,7 @@ hard response-time budget. So every call
 
 Nothing is cached between hooks: the token lives on the client instance (one per hook), never on the
 ``requests.Session``, which may be shared by a worker for connection reuse. Logs and error messages name
-the resource type and the reason only, never a URL (it holds patient ids), a body, or the token.
+the resource type, status and reason only (allow-listed ``extra`` fields), never a URL (it holds patient ids), a body, or the token.
 """
 
 from __future__ import annotations
@@ -230,7 +230,8 @@ class FhirClient:
         while next_url:
             url = urljoin(self.base_url + "/", next_url)
             if origin_of(url) != self.origin:
-                log.warning("FHIR %s search: next link leaves the fhirServer origin; not followed", resource_type)
+                log.warning("FHIR search next link leaves the fhirServer origin; not followed",
+                            extra={"resourceType": resource_type, "reason": "next-off-origin"})
                 return SearchResult(tuple(resources), False, "next-off-origin")
             if pages >= self.max_pages:
                 return SearchResult(tuple(resources), False, "page-cap")
@@ -269,7 +270,8 @@ class FhirClient:
                         continue
                     error = error_for_status(response.status_code)
                     if error is not None:
-                        log.info("FHIR %s: HTTP %s", resource_type, response.status_code)
+                        log.info("FHIR request answered with an error status",
+                                 extra={"resourceType": resource_type, "status": response.status_code})
                         raise error(resource_type)
                     body = self._read_body(response, resource_type)
                     content_type = response.headers.get("content-type", "")
@@ -277,9 +279,9 @@ class FhirClient:
                 raise FhirTimeout(resource_type) from None
             except requests.RequestException:
                 raise FhirConnectionError(resource_type) from None
-            log.debug(
-                "FHIR %s: %d bytes in %.0f ms", resource_type, len(body), (time.monotonic() - started) * 1000
-            )
+            log.debug("FHIR response read", extra={
+                "resourceType": resource_type, "bytes": len(body),
+                "duration_ms": round((time.monotonic() - started) * 1000, 1)})
             return _parse(body, content_type, resource_type)
         raise OffOrigin(resource_type)  # too many redirects, even on the same origin
 

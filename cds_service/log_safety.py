@@ -52,6 +52,9 @@ ALLOWED_FIELDS: dict[str, str] = {
     "auditId": "number",
     "failures": "number",
     "fact": "code",  # the name of a fact that could not be read (never its data)
+    "resourceType": "code",  # a FHIR resource type name (never an id or a URL)
+    "bytes": "number",
+    "remaining_ms": "number",
 }
 SCRUBBED = "[scrubbed]"
 _MAX_ITEMS = 100

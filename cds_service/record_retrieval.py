@@ -140,12 +140,11 @@ def retrieve_record(
             "all-queries-failed", f"No patient record data: every FHIR query failed ({', '.join(reasons)})."
         )
     record = _assemble(results + failures + job_results, queried=tuple(k for k, i in items.items() if i.needs_query))
-    log.info(
-        "record retrieval: %d resources, %s, %.0f ms left",
-        len(record.resources),
-        ", ".join(f"{t}={o.state.value}{'(' + o.reason + ')' if o.reason else ''}" for t, o in sorted(record.outcomes.items())),
-        deadline.remaining() * 1000,
-    )
+    states: dict[str, int] = {}
+    for outcome in record.outcomes.values():
+        states[outcome.state.value] = states.get(outcome.state.value, 0) + 1
+    log.info("record retrieval done", extra={
+        "count": len(record.resources), "counts": states, "remaining_ms": round(deadline.remaining() * 1000)})
     return record
 
 
@@ -331,10 +330,12 @@ def _run(jobs: list[_Job], deadline: Deadline, max_workers: int) -> list[_Result
     results = []
     for job, future in zip(jobs, futures):
         if future not in done:
-            log.warning("FHIR %s: abandoned at the deadline", job.name.split("/", 1)[0])
+            log.warning("FHIR query abandoned at the deadline",
+                        extra={"resourceType": job.name.split("/", 1)[0], "reason": "deadline"})
             results.append(job.on_timeout)
         elif future.exception() is not None:  # a defect, not a FHIR failure: keep the hook answering
-            log.error("FHIR %s: unexpected %s", job.name.split("/", 1)[0], type(future.exception()).__name__)
+            log.error("FHIR query failed unexpectedly",
+                      extra={"resourceType": job.name.split("/", 1)[0], "reason": type(future.exception()).__name__})
             results.append(_Result(outcomes={k: _failed("error") for k in job.on_timeout.outcomes}))
         else:
             results.append(future.result())

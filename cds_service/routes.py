@@ -48,6 +48,7 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     _known_service(service_id)
     hook_request = parse_order_sign_request(_json_body())
+    audit.note(hook_instance=hook_request.hook_instance)  # spares the trail a second parse of the body
     response = handle_order_sign(hook_request, service=current_app.extensions[SERVICE_KEY],
                                  as_of=current_app.config[AS_OF_CONFIG_KEY], report=audit.note)
     return _json(response.as_json())

@@ -54,7 +54,12 @@ class LabResult:
 
 def lab_results(record: PatientRecord, value_set_id: str) -> list[LabResult]:
     """Observations whose code is in the value set and whose date is known to the day, oldest first.
-    A result dated only to the month or year cannot be placed in a lookback window or a time series."""
+    A result dated only to the month or year cannot be placed in a lookback window or a time series.
+    Selected once per record and value set (the engine asks for the same labs many times per hook)."""
+    return list(record.memo(("labs.results", value_set_id), lambda: tuple(_select(record, value_set_id))))
+
+
+def _select(record: PatientRecord, value_set_id: str) -> list[LabResult]:
     vs = value_set(value_set_id)
     out = []
     for obs in record.of_type("Observation"):

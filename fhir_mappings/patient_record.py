@@ -19,7 +19,7 @@ Location) are kept for reference resolution. Nothing is validated up front; ``va
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from fhir_mappings.terminology import codings_of
 from fhir_mappings.facts import COMPLETE, RecordIssue, RetrievalOutcome
@@ -75,6 +75,7 @@ class PatientRecord:
         self._full_url_of: dict[int, str] = {}
         self._models: dict[int, Any] = {}
         self._malformed: set[int] = set()
+        self._memo: dict[Any, Any] = {}
         patient_urls = self._patient_full_urls(entries)
         for entry in entries:
             self._admit(entry, patient_urls)
@@ -193,6 +194,16 @@ class PatientRecord:
             return self._by_full_url[ref]
         key = parse_reference(ref)
         return self._by_key.get(key) if key else None
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, computed once per record for ``key``: fact modules keep derived values here
+        (a medication's identity, the exposure list) that the policy engine asks for many times per
+        hook. It lives and dies with this record, so nothing is shared between hooks or patients."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
 
     def validated(self, resource: dict):
         """The ``fhir.resources`` R4B model of ``resource``, built once and cached; None (and one

@@ -219,19 +219,40 @@ def timed_exposures(record, as_of: date) -> tuple[TimedExposure, ...]:
 
 
 def _collect(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[TimedExposure, ...]:
+    """Memoised per record: the engine asks for the same exposures many times per hook."""
+    return record.memo(("therapy.collect", as_of, wanted, kinds), lambda: _collect_now(record, as_of, wanted, kinds))
+
+
+def _collect_now(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[TimedExposure, ...]:
     out: list[TimedExposure] = []
     for kind in kinds:
         for resource in record.of_type(kind):
             if not _usable(resource):
                 continue
-            product = ordered_product(resource, _resolver(record, resource))
-            identity = identify(product, wanted)
+            identity = _identify_resource(record, resource, wanted)
             if identity is None or record.validated(resource) is None:
                 continue
             timed = _timed(record, resource, identity, as_of)
             if timed is not None:
                 out.append(timed)
     return tuple(out)
+
+
+def _identify_resource(record, resource: dict, wanted: tuple[str, ...]) -> tuple[str, frozenset[str]] | None:
+    """``identify`` of the resource's product, memoised on the record: the product per resource, and the
+    value-set memberships and ingredient per distinct drug (codings and names), since a chart repeats the
+    same few drugs over many administrations and requests."""
+    product = record.memo(("therapy.product", id(resource)), lambda: ordered_product(resource, _resolver(record, resource)))
+    drug = (product.codings, product.names)
+    member = record.memo(("therapy.memberships", drug), dict)
+    asked = tuple(dict.fromkeys(wanted + CLASS_IDS))
+    for vs in asked:
+        if vs not in member:
+            member[vs] = _belongs(vs, product)
+    classes = frozenset(vs for vs in asked if member[vs])
+    if not classes & set(wanted):
+        return None
+    return record.memo(("therapy.ingredient", drug), lambda: _ingredient(product)), classes
 
 
 def _usable(resource: dict) -> bool:

@@ -25,9 +25,14 @@ _PREFIX = "/cds-services/"
 _NOT_AUDITED = {401, 503}  # refused before the service saw the request (unauthenticated, auth store down)
 
 
-def note(*, retrieval: Mapping[str, Any] | None = None, timings: Mapping[str, float] | None = None) -> None:
+def note(*, retrieval: Mapping[str, Any] | None = None, timings: Mapping[str, float] | None = None,
+         hook_instance: str | None = None) -> None:
     """Hand the audit trail what the response cannot show: retrieval outcome per resource type
-    (``RetrievalOutcome`` or a dict) and stage timings in milliseconds. Call inside a request."""
+    (``RetrievalOutcome`` or a dict) and stage timings in milliseconds; and the ``hookInstance`` of a
+    request the route already parsed (so the trail need not parse a large body a second time). Call
+    inside a request."""
+    if hook_instance is not None:
+        g.audit_hook_instance = hook_instance
     if retrieval is not None:
         g.audit_retrieval = {str(k): _outcome_json(v) for k, v in retrieval.items()}
     if timings is not None:
@@ -82,15 +87,26 @@ def _request_json() -> Any:
         return None
 
 
+def _response_json(response: Response) -> Any:
+    if not response.is_json or response.is_streamed:
+        return None
+    try:
+        return orjson.loads(response.get_data())
+    except orjson.JSONDecodeError:
+        return None
+
+
 def _client_iss() -> str | None:
     client = g.get("cds_client")
     return client.iss if client is not None else None
 
 
 def record_from_exchange(service: str, response: Response, duration_ms: float) -> HookCallRecord:
-    body = _request_json()
-    hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
-    answer = response.get_json(silent=True) if response.is_json and not response.is_streamed else None
+    hook_instance = g.get("audit_hook_instance")
+    if hook_instance is None:  # a request the route refused before parsing it
+        body = _request_json()
+        hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
+    answer = _response_json(response)
     decisions, policies, uuids = decisions_from_response(answer)
     return HookCallRecord(
         hook_instance=hook_instance[:64] if isinstance(hook_instance, str) else None,
