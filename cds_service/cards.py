@@ -37,7 +37,9 @@ from policies.decision import CriterionResult, PolicyDecision, Status, Verdict
 
 log = logging.getLogger(__name__)
 
-TOPIC = Coding("coverage-info", CARD_TYPE_SYSTEM, "Coverage Information")
+# CRD keeps coverage information for the system action (resp-25); the card explains a payer policy's
+# criteria, a "guideline" card, which the EHR can switch off with the matching configuration option.
+TOPIC = Coding("guideline", CARD_TYPE_SYSTEM, "Guideline")
 DECISION_EXTENSION = "cart-cds.decision"
 ASSOCIATED_RESOURCE_EXTENSION = "davinci-crd.associated-resource"
 SUMMARY_LIMIT = 139  # CDS Hooks: "< 140 characters"; Inferno rejects 140

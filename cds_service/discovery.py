@@ -49,6 +49,11 @@ CONFIGURATION_OPTIONS = (
         "in-scope order as a coverage-information system action. Set to false to receive cards only.",
         True),
     ConfigurationOption(
+        "guideline", "boolean", "Policy criteria cards",
+        "Return a card per in-scope order explaining, criterion by criterion, how it compares with the payer's "
+        "medical-necessity policy and what documentation is missing. Set to false for coverage actions only.",
+        True),
+    ConfigurationOption(
         "max-cards", "integer", "Maximum cards",
         "The largest number of cards returned for one call; the most important cards are kept.",
         10),

@@ -146,13 +146,10 @@ def handle_order_sign(
         report(retrieval=retrieved.outcomes, timings={
             "retrieval_ms": (retrieved_at - started) * 1000, "evaluation_ms": (evaluated_at - retrieved_at) * 1000})
 
-    configuration = request.configuration
-    return Response(
-        cards=tuple(decision_cards(decisions, service.card_settings, max_cards=configuration.get("max-cards"))),
-        system_actions=tuple(
-            coverage_information_actions(decisions, draft_orders, as_of, enabled=bool(configuration.get("coverage-info", True)))
-        ),
-    )
+    configuration = request.configuration  # every declared option, defaults filled in
+    cards = decision_cards(decisions, service.card_settings, configuration["max-cards"]) if configuration["guideline"] else []
+    actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"])
+    return Response(cards=tuple(cards), system_actions=tuple(actions))
 
 
 def _decide(scoped: ScopedOrder, facts: ClinicalFacts, draft_orders: tuple[dict, ...], as_of: date) -> PolicyDecision:

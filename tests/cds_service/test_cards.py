@@ -88,7 +88,7 @@ def test_every_card_carries_the_machine_readable_decision_and_its_order():
     assert card["extension"]["cart-cds.decision"] == decision.as_extension()
     assert card["extension"]["davinci-crd.associated-resource"] == [{"reference": "MedicationRequest/kite-1"}]
     assert card["source"] == {"label": "Example Health Plan", "topic": {
-        "system": CARD_TYPE_SYSTEM, "code": "coverage-info", "display": "Coverage Information"}}
+        "system": CARD_TYPE_SYSTEM, "code": "guideline", "display": "Guideline"}}
     json.dumps(card)  # plain JSON
 
 

@@ -87,7 +87,7 @@ def test_request_is_parsed_into_frozen_typed_values(order_sign_request):
     assert request.prefetch["medication"] is None  # a null prefetch value means "no data"
     assert request.requested_version == "2.2"
     # max-cards 5 from the request, coverage-info defaulted, unknown codes (cost, claim, ...) dropped
-    assert dict(request.configuration) == {"coverage-info": True, "max-cards": 5}
+    assert dict(request.configuration) == {"coverage-info": True, "guideline": True, "max-cards": 5}
     with pytest.raises(AttributeError):
         request.hook = "other"  # frozen
 
@@ -96,7 +96,7 @@ def test_configuration_defaults_when_absent():
     body = load_json("examples/inferno-order-sign-request.json")
     request = parse_order_sign_request(json.dumps(body).encode())
 
-    assert dict(request.configuration) == {"coverage-info": True, "max-cards": 10}
+    assert dict(request.configuration) == {"coverage-info": True, "guideline": True, "max-cards": 10}
     assert request.prefetch is None and request.extension == {}
 
 
@@ -105,7 +105,7 @@ def test_unknown_configuration_codes_of_any_type_are_ignored(client, order_sign_
 
     request = parse_order_sign_request(json.dumps(order_sign_request).encode())
 
-    assert dict(request.configuration) == {"coverage-info": False, "max-cards": 10}
+    assert dict(request.configuration) == {"coverage-info": False, "guideline": True, "max-cards": 10}
     assert post(client, order_sign_request).status_code == 200
 
 
