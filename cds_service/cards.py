@@ -308,7 +308,7 @@ def _meets(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
         lines.insert(1, f"- Doses: {terms.doses}")
     if terms.pdac_review_required:
         lines.append("- PDAC utilization management review required")
-    if terms.hcpcs:
+    if terms.hcpcs and decision.order_kind != "tocilizumab":  # the policy's codes bill its own product
         lines.append(f"- Billing code (HCPCS): {', '.join(escape(code) for code in terms.hcpcs)}")
     met = tree.at_issue(Status.MET)
     return [

@@ -1,7 +1,8 @@
 """The member's Coverage and its line of business (commercial, marketplace, ichra, medicaid).
 
-The line of business is read from ``Coverage.type`` codings, and from ``Coverage.class`` entries whose
-``type`` is coded in a table system (then ``class.value`` is the code), through a code table: exact
+The line of business is read from ``Coverage.type`` codings, from ``Coverage.class`` entries whose
+``type`` is coded in a table system (then ``class.value`` is the code), and from a ``class.value`` that is
+one of our line-of-business codes (``ichra`` on a plan class), through a code table: exact
 codes and code prefixes (SOPT ``2`` covers ``21``, ``211``...), each naming its line of business. The
 default table is ``value_sets/line-of-business.json``; a deployment replaces it with
 ``load_line_of_business_table(path)`` (setting ``CART_CDS_LINE_OF_BUSINESS_TABLE``). When nothing in the
@@ -84,6 +85,9 @@ def load_line_of_business_table(path: str | Path) -> LineOfBusinessTable:
     return parse_line_of_business_table(data, str(path))
 
 
+LINE_OF_BUSINESS_SYSTEM = "https://cart-cds.example.org/fhir/CodeSystem/line-of-business"
+
+
 @cache
 def default_line_of_business_table() -> LineOfBusinessTable:
     text = (resources.files("fhir_mappings") / "value_sets" / "line-of-business.json").read_text(encoding="utf-8")
@@ -106,6 +110,9 @@ def _codings(coverage: dict, table: LineOfBusinessTable):
             system = coding.get("system")
             if isinstance(system, str) and canonical_system(system) in table.systems:
                 yield "Coverage.class.value", system, entry.get("value")
+        # A plan class (coverage-class#plan, or any class) whose value is one of our line-of-business
+        # codes names it directly, as EHRs without a coded plan type send it.
+        yield "Coverage.class.value", LINE_OF_BUSINESS_SYSTEM, entry.get("value")
 
 
 def _payer(record: PatientRecord, coverage: dict) -> str | None:

@@ -132,8 +132,9 @@ def patient_bundle(built: Built) -> dict:
     }
 
 
-def _query_answer(built: Built, key: str, base: str) -> tuple[int, dict, list[tuple[str, dict]]]:
-    """(status, body, extra pages) of the fallback query for ``key``; extra pages are (key, body)."""
+def _query_answer(built: Built, key: str, base: str, paginate: bool) -> tuple[int, dict, list[tuple[str, dict]]]:
+    """(status, body, extra pages) of the fallback query for ``key``; extra pages are (key, body).
+    ``paginate``: answer the Observation search in HAPI-style pages (first page + ``next``)."""
     requirement = next(r for r in data_requirements() if r.key == key)
     path, params = requirement.query(built.context)
     if key in built.scenario.failures:
@@ -148,7 +149,7 @@ def _query_answer(built: Built, key: str, base: str) -> tuple[int, dict, list[tu
         return 200, found[0], []
     matched = search(stored, path, params)
     self_url = url(base, path, params)
-    if key == "observations" and "paginated" in built.scenario.variants and len(matched) > PAGE_SIZE:
+    if key == "observations" and paginate and len(matched) > PAGE_SIZE:
         return 200, *_hapi_pages(built, base, self_url, matched)
     return 200, searchset(base, matched, self_url), []
 
@@ -182,7 +183,8 @@ def recorded_responses(built: Built, base: str = REPLAY_BASE) -> dict:
     responses: dict[str, dict] = {}
     for requirement in data_requirements():
         path, params = requirement.query(built.context)
-        status, body, extra = _query_answer(built, requirement.key, base)
+        paginate = "paginated" in built.scenario.variants  # the server pages our own queries too
+        status, body, extra = _query_answer(built, requirement.key, base, paginate)
         responses[recorded.request_key("GET", path, params)] = {"status": status, "body": body}
         for key, page in extra:
             responses[key] = {"status": 200, "body": page}
@@ -230,7 +232,7 @@ def hook_request(built: Built, variant: str, base: str = REPLAY_BASE) -> dict:
         key = requirement.key
         if variant == "partial-prefetch" and key not in PARTIAL_KEYS:
             continue
-        status, body, _ = _query_answer(built, key, base)
+        status, body, _ = _query_answer(built, key, base, paginate=variant == "paginated-prefetch")
         # A query the EHR could not run arrives as an OperationOutcome in place of the data (CDS Hooks 2.0).
         prefetch[key] = body if status == 200 else operation_outcome("exception", "prefetch query failed")
     request["prefetch"] = prefetch

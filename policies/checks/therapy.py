@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any, Mapping
 
 from fhir_mappings.facts import Evidence, Exposure, FactSource, LinesOfTherapy, Unknown
+from fhir_mappings.terminology import value_set
 from policies.checks.registry import VALUE_SET_LIST, LeafResult, OrderContext, check, unknown_fact
 from policies.decision import Status
 
@@ -58,7 +59,9 @@ def prior_class_received(facts: FactSource, params: Mapping[str, Any], as_of: da
         return unknown_fact(fact, "Prior lines of therapy")
     drug_class, label = params["drug_class"], params["label"]
     if drug_class in fact.value.classes_received:
-        drugs = sorted({i for line in fact.value.lines if drug_class in line.classes for i in line.ingredients})
+        in_class = value_set(drug_class)
+        drugs = sorted({i for line in fact.value.lines if drug_class in line.classes for i in line.ingredients
+                        if in_class.match_text(i) is not None})
         return LeafResult(Status.MET, f"Prior {label}: {', '.join(drugs) or 'recorded'}",
                           _line_evidence(fact.value, drug_class))
     return LeafResult(Status.NOT_MET, f"No {label} in the {_count_lines(fact.value)} on the record "

@@ -296,3 +296,4 @@ def test_tocilizumab_approval_terms_are_the_allowance():
     detail = card_json(ex.tocilizumab(Status.MET, "800", "4"), PAYER)["detail"]
     assert "- Tocilizumab: up to 4 doses, at most 800 mg per dose" in detail
     assert "Doses: 1" not in detail
+    assert "Q2055" not in detail, "the CAR-T product's billing code does not bill tocilizumab"

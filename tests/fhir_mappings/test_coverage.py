@@ -47,6 +47,14 @@ def test_own_code_system_on_class_value():
     assert line(cov("c2", classes=[plan, klass])).value.line_of_business == "marketplace"
 
 
+def test_line_of_business_code_as_the_value_of_a_plan_class():
+    plan = {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},
+            "value": "ichra", "name": "Individual coverage HRA"}
+    fact = line(cov("c5", classes=[plan]))
+    assert fact.value.line_of_business == "ichra"
+    assert fact.evidence[0].element == "Coverage.class.value" and fact.evidence[0].value == "ichra"
+
+
 def test_primary_coverage_by_order_and_other_patients_coverage_ignored():
     fact = line(cov("sec", [(SOPT, "5")], order=2), cov("pri", [(LOB, "ichra")], order=1),
                 cov("other", [(SOPT, "2")], order=0, beneficiary="p2"))

@@ -12,7 +12,10 @@ from policy_fakes import (
     flc, lines, measurement, myeloma, not_myeloma,
 )
 
-from fhir_mappings.facts import CellDose, Coded, ConditionFinding, Evidence, Observed, ProgressionFinding, TocilizumabRequest
+from fhir_mappings.facts import (
+    CellDose, Coded, ConditionFinding, Evidence, LineOfTherapy, LinesOfTherapy, Observed, ProgressionFinding,
+    TocilizumabRequest,
+)
 from policies.decision import Status
 from policies.engine import evaluate, evaluate_tocilizumab
 from policies.loader import shipped_policies
@@ -188,6 +191,14 @@ def test_I_A_5_a_b_c_drug_classes(policy, criterion, drug_class):
     assert result(policy, criterion, lines_plain=NOT_SHOWN).status is UNKNOWN, "no therapy documented at all"
     assert result(policy, criterion, lines_plain=RETRIEVAL_FAILED).retrieval_failed
     assert result(policy, "I.A.5", lines_plain=lines(4, classes=others)).status is NOT_MET
+
+
+def test_I_A_5_a_reason_names_only_the_agents_of_the_class():
+    vrd = LineOfTherapy(1, date(2021, 1, 1), date(2021, 6, 1), ("bortezomib", "dexamethasone", "lenalidomide"),
+                        frozenset({"imid", "proteasome-inhibitor"}), ("induction",), ("MedicationStatement/vrd",))
+    facts = {"lines_plain": Observed(LinesOfTherapy(1, 1, (vrd,), vrd.classes))}
+    assert result("481", "I.A.5.a", **facts).reason == "Prior immunomodulatory agent: lenalidomide"
+    assert result("481", "I.A.5.b", **facts).reason == "Prior proteasome inhibitor: bortezomib"
 
 
 @pytest.mark.parametrize("policy, facts, expected", cases(
