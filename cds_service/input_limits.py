@@ -36,9 +36,10 @@ class InputLimitError(RequestError):
         self.status = status
 
 
-def check_limits(body: object, limits: InputLimits = InputLimits()) -> None:
-    """Raise ``InputLimitError`` for the first limit ``body`` (parsed JSON) breaks."""
-    _check_tree(body, limits)
+def check_limits(body: object, limits: InputLimits = InputLimits(), body_bytes: int | None = None) -> None:
+    """Raise ``InputLimitError`` for the first limit ``body`` (parsed JSON) breaks; ``body_bytes`` is the
+    size of the raw body, when known."""
+    _check_tree(body, limits, body_bytes)
     if not isinstance(body, dict):
         return
     context = body.get("context")
@@ -55,28 +56,34 @@ def check_limits(body: object, limits: InputLimits = InputLimits()) -> None:
             raise InputLimitError(413, f"more than {limits.max_prefetch_entries} Bundle entries in prefetch", "prefetch")
 
 
-def _check_tree(body: object, limits: InputLimits) -> None:
-    # Iterative walk: the check must not itself recurse on a hostile depth. Paths are built only on failure.
-    stack: list[tuple[object, int, tuple]] = [(body, 1, ())]
+def _check_tree(body: object, limits: InputLimits, body_bytes: int | None = None) -> None:
+    # Iterative walk over containers only (the check must not itself recurse on a hostile depth); paths
+    # are linked tuples, joined only on failure. When the whole body is shorter than the string limit,
+    # no string in it can break that limit, so strings are not even looked at.
+    check_strings = body_bytes is None or body_bytes > limits.max_string_length
+    if check_strings and isinstance(body, str) and len(body) > limits.max_string_length:
+        raise InputLimitError(413, f"string longer than {limits.max_string_length} characters", "$")
+    if not isinstance(body, (dict, list)):
+        return
+    stack: list[tuple[dict | list, int, tuple]] = [(body, 1, ())]
     while stack:
         value, depth, path = stack.pop()
-        if isinstance(value, str):
-            if len(value) > limits.max_string_length:
-                raise InputLimitError(413, f"string longer than {limits.max_string_length} characters", _path(path))
-            continue
-        if not isinstance(value, (dict, list)):
-            continue
         if depth > limits.max_depth:
             raise InputLimitError(400, f"nested deeper than {limits.max_depth} levels", _path(path))
         if isinstance(value, list):
             if len(value) > limits.max_array_items:
                 raise InputLimitError(413, f"array longer than {limits.max_array_items} items", _path(path))
-            stack.extend((item, depth + 1, (path, i)) for i, item in enumerate(value))
+            children = enumerate(value)
         else:
-            for key, item in value.items():
-                if len(key) > limits.max_string_length:
-                    raise InputLimitError(413, "object key too long", _path(path))
+            children = value.items()
+        for key, item in children:
+            if check_strings and isinstance(key, str) and len(key) > limits.max_string_length:
+                raise InputLimitError(413, "object key too long", _path(path))
+            if isinstance(item, (dict, list)):
                 stack.append((item, depth + 1, (path, key)))
+            elif check_strings and isinstance(item, str) and len(item) > limits.max_string_length:
+                raise InputLimitError(413, f"string longer than {limits.max_string_length} characters",
+                                      _path((path, key)))
 
 
 def _path(linked: tuple) -> str:
@@ -108,5 +115,5 @@ def install_input_limits(app: Flask, limits: InputLimits = InputLimits()) -> Non
             if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
                 raise InputLimitError(400, f"nested deeper than {limits.max_depth} levels") from None
             return None
-        check_limits(body, limits)
+        check_limits(body, limits, len(raw))
         return None

@@ -23,7 +23,6 @@ still show such a URL as a link to itself; no other scheme is ever linked.
 from __future__ import annotations
 
 import re
-import unicodedata
 
 _HTML_REFERENCES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # Inline-construct punctuation of CommonMark/GFM; CommonMark allows a backslash before any ASCII punctuation.
@@ -32,6 +31,14 @@ _BLOCK_MARKERS = frozenset("#-+=")  # meaningful only at the start of a line
 # Explicit directional formatting characters: they can make displayed text differ from its content.
 _BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
 _WHITESPACE_RUN = re.compile(r"\s+")
+# Removed outright: control characters (Unicode category Cc) that are not whitespace, and bidi controls.
+_REMOVED = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in (*range(0x20), *range(0x7F, 0xA0)) if not chr(c).isspace())
+    + "".join(sorted(_BIDI_CONTROLS)) + "]"
+)
+# Escaped: HTML-significant characters, inline Markdown punctuation, and the dot of "www." (autolinks).
+_ESCAPED = re.compile("[" + re.escape("".join(sorted({*_HTML_REFERENCES, *_MARKDOWN_PUNCTUATION}))) + "]"
+                      + r"|(?<=[Ww][Ww][Ww])\.")
 ELLIPSIS = "\u2026"
 
 
@@ -40,12 +47,7 @@ def plain(text: object, limit: int | None = None) -> str:
     (an ellipsis marks a cut). ``None`` gives ``""``."""
     if text is None:
         return ""
-    cleaned = "".join(
-        " " if ch.isspace() else ch
-        for ch in str(text)
-        if ch.isspace() or (unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS)
-    )
-    cleaned = _WHITESPACE_RUN.sub(" ", cleaned).strip()
+    cleaned = _WHITESPACE_RUN.sub(" ", _REMOVED.sub("", str(text))).strip()
     if limit is not None and len(cleaned) > limit:
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -57,16 +59,5 @@ def escape(text: object, limit: int | None = None) -> str:
     """``plain(text, limit)`` escaped so that Markdown and HTML render every character literally.
     ``limit`` counts the characters shown, not the escapes added."""
     text = plain(text, limit)
-    out = []
-    for index, ch in enumerate(text):
-        if ch in _HTML_REFERENCES:
-            out.append(_HTML_REFERENCES[ch])
-        elif (
-            ch in _MARKDOWN_PUNCTUATION
-            or (index == 0 and ch in _BLOCK_MARKERS)
-            or (ch == "." and text[max(index - 3, 0):index].lower() == "www")
-        ):
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
+    escaped = _ESCAPED.sub(lambda m: _HTML_REFERENCES.get(m.group(), "\\" + m.group()), text)
+    return "\\" + escaped if text[:1] in _BLOCK_MARKERS else escaped

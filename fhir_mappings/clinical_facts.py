@@ -41,14 +41,29 @@ log = logging.getLogger(__name__)
 MALFORMED = "part of the record behind this fact is malformed FHIR and could not be read"
 
 
+def _key(value):
+    """A hashable stand-in for a fact argument: resources (dicts) by identity, sequences item by item."""
+    if isinstance(value, dict):
+        return id(value)
+    if isinstance(value, (tuple, list)):
+        return tuple(_key(v) for v in value)
+    return value
+
+
 def _tolerant(fact_method):
+    """Read a fact once per ``ClinicalFacts`` (the engine asks for the same fact from several criteria;
+    the instance lives for one hook, so nothing is kept across hooks), and fail safe to unknown."""
+
     @functools.wraps(fact_method)
-    def read(self, *args, **kwargs):
-        try:
-            return fact_method(self, *args, **kwargs)
-        except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
-            log.warning("malformed record data", extra={"fact": fact_method.__name__, "reason": type(exc).__name__})
-            return Unknown(MALFORMED)
+    def read(self, *args):
+        key = (fact_method.__name__, _key(args))
+        if key not in self._read:
+            try:
+                self._read[key] = fact_method(self, *args)
+            except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
+                log.warning("malformed record data", extra={"fact": fact_method.__name__, "reason": type(exc).__name__})
+                self._read[key] = Unknown(MALFORMED)
+        return self._read[key]
 
     return read
 
@@ -57,6 +72,7 @@ class ClinicalFacts:
     def __init__(self, record: PatientRecord, line_of_business_table: coverage_module.LineOfBusinessTable | None = None):
         self.record = record
         self.line_of_business_table = line_of_business_table
+        self._read: dict = {}  # facts already read for this hook (see _tolerant)
 
     # ------------------------------------------------------------------ record and labs
 

@@ -85,3 +85,12 @@ def test_non_object_bodies_only_get_the_tree_checks():
     check_limits([1, 2, 3], LIMITS)
     check_limits("short", LIMITS)
     assert refusal("x" * 101).path == "$"
+
+
+def test_a_long_key_is_refused_whatever_its_value_and_a_short_body_skips_string_checks():
+    long_key = "k" * (LIMITS.max_string_length + 1)
+    for value in ({"nested": 1}, [1], "x", 1):
+        assert refusal({"context": {long_key: value}}).status == 413
+    body = {"context": {"a": "x" * (LIMITS.max_string_length + 1)}}
+    with pytest.raises(InputLimitError):  # the raw size is unknown or large: strings are checked
+        check_limits(body, LIMITS, body_bytes=LIMITS.max_string_length + 100)
