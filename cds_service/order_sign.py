@@ -15,6 +15,7 @@ everything about one call lives in local variables, so no state leaks between ho
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -117,10 +118,11 @@ def handle_order_sign(
     started = time.perf_counter()
     as_of = as_of or datetime.now(timezone.utc).date()
     deadline = Deadline(service.limits.deadline_seconds)  # one budget for every FHIR read of this call
+    fhir_access = functools.cache(functools.partial(_fhir_access, request, service, deadline))
     bundle_resources = request.context.draft_order_resources()
     draft_orders = tuple(r for r in bundle_resources if r.get("resourceType") in ORDER_TYPES)
 
-    referenced = _referenced_products(draft_orders, bundle_resources, request, service, deadline)
+    referenced = _referenced_products(draft_orders, bundle_resources, request, fhir_access)
     known = (*bundle_resources, *referenced)
     scoped = in_scope_orders(draft_orders, service.policies, _resolver(known), service.extra_codes)
     if not scoped:
@@ -133,7 +135,7 @@ def handle_order_sign(
             user_id=request.context.user_id,
             encounter_id=request.context.encounter_id,
             draft_orders=known,
-            **_fhir_access(request, service, deadline),
+            **fhir_access(),
         )
     except RecordUnavailable as exc:
         raise RecordUnavailableError(str(exc), "prefetch") from None
@@ -159,8 +161,8 @@ def _decide(scoped: ScopedOrder, facts: ClinicalFacts, draft_orders: tuple[dict,
 
 def _fhir_access(request: OrderSignRequest, service: OrderSignService, deadline: Deadline) -> dict:
     """How this call may reach the EHR's FHIR server: the guarded base URL (or None), the token, the
-    limits and the shared deadline. Called only once the call needs the server, so a request with
-    nothing in scope never triggers the guard's DNS lookup."""
+    limits and the shared deadline. Computed at most once per call, and only once the call needs the
+    server, so a request with nothing in scope never triggers the guard's DNS lookup."""
     return dict(
         fhir_server=_checked_fhir_server(request, service.settings),
         access_token=request.fhir_authorization.access_token if request.fhir_authorization else None,
@@ -184,7 +186,7 @@ def _checked_fhir_server(request: OrderSignRequest, settings: Settings) -> str |
     return server.base_url
 
 
-def _referenced_products(draft_orders, bundle_resources, request, service, deadline) -> tuple[dict, ...]:
+def _referenced_products(draft_orders, bundle_resources, request, fhir_access) -> tuple[dict, ...]:
     """Medications that draft orders name only by a reference outside the request: read them first,
     since applicability needs the product. Orders with an inline or contained product cost no I/O."""
     in_bundle = {f"{r.get('resourceType')}/{r.get('id')}" for r in bundle_resources}
@@ -195,8 +197,7 @@ def _referenced_products(draft_orders, bundle_resources, request, service, deadl
     if not pending:
         return ()
     resolved = resolve_order_references(
-        pending, prefetch=request.prefetch, patient_id=request.context.patient_id,
-        **_fhir_access(request, service, deadline),
+        pending, prefetch=request.prefetch, patient_id=request.context.patient_id, **fhir_access()
     )
     return tuple(r for r in resolved.resources if r.get("resourceType") == "Medication")
 
