@@ -117,10 +117,3 @@ def data_requirements() -> tuple[DataRequirement, ...]:
 def prefetch_templates() -> dict[str, str]:
     """Discovery ``prefetch``: key -> template, in declaration order."""
     return {req.key: req.prefetch_template() for req in data_requirements()}
-
-
-def requirement(key: str) -> DataRequirement:
-    for req in data_requirements():
-        if req.key == key:
-            return req
-    raise KeyError(key)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 from fhir_mappings.facts import Coded
 
@@ -121,15 +121,6 @@ def value_set(value_set_id: str) -> ValueSet:
         return all_value_sets()[value_set_id]
     except KeyError:
         raise KeyError(f"unknown value set {value_set_id!r}") from None
-
-
-def first_match(value_set_ids: Iterable[str], codeable_concept: dict | None) -> tuple[str, Coded] | None:
-    """(value-set id, coding) of the first of ``value_set_ids`` that the concept belongs to."""
-    for vs_id in value_set_ids:
-        hit = value_set(vs_id).match(codeable_concept)
-        if hit is not None:
-            return vs_id, hit
-    return None
 
 
 _NEGATION = re.compile(
