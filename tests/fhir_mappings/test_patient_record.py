@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from fhir_samples import PATIENT, SERUM_M, condition, lab, patient, searchset
 
 from fhir_mappings.facts import RetrievalOutcome, RetrievalState
-from fhir_mappings.parsing import flatten, parse_date
+from fhir_mappings.parsing import MalformedResource, flatten, parse_date, validate
 from fhir_mappings.patient_record import PatientRecord
 
 
@@ -100,6 +101,21 @@ def test_malformed_entries_are_skipped_and_reported_without_values():
     assert len(malformed) == 4
     bad_issue = next(i for i in malformed if i.reference == "Observation/bad")
     assert "valueQuantity.value" in bad_issue.detail and "1.2 g/dL" not in bad_issue.detail
+
+
+def test_only_the_elements_facts_read_are_validated():
+    # A malformed note or narrative does not cost the result; a malformed value (which labs read) does.
+    odd_note = lab("odd-note", SERUM_M, 1.2, "g/dL")
+    odd_note["note"] = "see chart"  # Annotation[] sent as a bare string
+    odd_note["meta"] = {"lastUpdated": "yesterday"}
+    bad_value = lab("bad-value", SERUM_M, 1.2, "g/dL")
+    bad_value["valueQuantity"]["value"] = "1.2 g/dL"
+    missing_status = lab("no-status", SERUM_M, 1.2, "g/dL")
+    record = PatientRecord.build(PATIENT, [searchset(odd_note, bad_value)])
+    assert record.validated(odd_note) is not None
+    assert record.validated(bad_value) is None
+    del missing_status["status"]  # required by R4: a resource without it stays malformed
+    assert pytest.raises(MalformedResource, validate, missing_status).value.paths == ("status",)
 
 
 def test_validation_is_lazy_for_large_records():
