@@ -224,13 +224,15 @@ def _collect(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...
 
 
 def _collect_now(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[TimedExposure, ...]:
+    asked = CLASS_IDS + tuple(vs for vs in dict.fromkeys(wanted) if vs not in CLASS_IDS)  # one memo key per drug
+    wanted_set = frozenset(wanted)
     out: list[TimedExposure] = []
     for kind in kinds:
         for resource in record.of_type(kind):
             if not _usable(resource):
                 continue
-            identity = _identify_resource(record, resource, wanted)
-            if identity is None or record.validated(resource) is None:
+            identity = _identify_resource(record, resource, asked)
+            if not identity[1] & wanted_set or record.validated(resource) is None:
                 continue
             timed = _timed(record, resource, identity, as_of)
             if timed is not None:
@@ -238,20 +240,21 @@ def _collect_now(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str,
     return tuple(out)
 
 
-def _identify_resource(record, resource: dict, wanted: tuple[str, ...]) -> tuple[str, frozenset[str]] | None:
-    """``identify`` of the resource's product, memoised on the record: the product per resource, and the
-    value-set memberships and ingredient per distinct drug (codings and names), since a chart repeats the
-    same few drugs over many administrations and requests."""
-    product = record.memo(("therapy.product", id(resource)), lambda: ordered_product(resource, _resolver(record, resource)))
+def _identify_resource(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
+    """(ingredient, the classes of ``asked`` it belongs to) of the resource's product, memoised on the
+    record per resource and per distinct drug (codings and names): a chart repeats the same few drugs over
+    many administrations and requests, and the engine collects exposures for several value sets."""
+    return record.memo(("therapy.identity", id(resource), asked), lambda: _identify_drug(record, resource, asked))
+
+
+def _identify_drug(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
+    product = ordered_product(resource, _resolver(record, resource))
     drug = (product.codings, product.names)
     member = record.memo(("therapy.memberships", drug), dict)
-    asked = tuple(dict.fromkeys(wanted + CLASS_IDS))
     for vs in asked:
         if vs not in member:
             member[vs] = _belongs(vs, product)
     classes = frozenset(vs for vs in asked if member[vs])
-    if not classes & set(wanted):
-        return None
     return record.memo(("therapy.ingredient", drug), lambda: _ingredient(product)), classes
 
 
@@ -263,9 +266,28 @@ def _usable(resource: dict) -> bool:
 
 
 def _timed(record, resource: dict, identity: tuple[str, frozenset[str]], as_of: date) -> TimedExposure | None:
+    timing = record.memo(("therapy.timing", id(resource), as_of), lambda: _timing(record, resource, as_of))
+    if timing is None:
+        return None
+    start, start_latest, end_day, last_dose, ongoing, group, marker = timing
+    exposure = Exposure(
+        reference=record.reference_of(resource),
+        ingredient=identity[0],
+        classes=identity[1],
+        start=start,
+        end=end_day,
+        group=group,
+    )
+    return TimedExposure(exposure, start_latest, last_dose, ongoing, marker)
+
+
+def _timing(record, resource: dict, as_of: date) -> tuple | None:
+    """When and how the resource's exposure happened, whatever drug classes are asked: (start, latest
+    possible start, end, last dose day, ongoing, regimen key, phase marker); None when it starts after
+    ``as_of`` (e.g. a future-dated active order)."""
     start, end = _period(resource)
     if start is not None and start.earliest > as_of:
-        return None  # not yet started on the decision date (e.g. a future-dated active order)
+        return None
     end_day = min(end.latest, as_of) if end is not None else None
     kind = resource["resourceType"]
     status = resource.get("status")
@@ -273,15 +295,8 @@ def _timed(record, resource: dict, identity: tuple[str, frozenset[str]], as_of: 
     last_dose = end_day if end_day else (start.latest if start and given else None)
     ongoing = status in ("active", "in-progress") and end is None and kind != "Procedure"
     group, marker = _grouping(record, resource)
-    exposure = Exposure(
-        reference=record.reference_of(resource),
-        ingredient=identity[0],
-        classes=identity[1],
-        start=start.earliest if start else None,
-        end=end_day,
-        group=group,
-    )
-    return TimedExposure(exposure, start.latest if start else None, last_dose, ongoing, marker)
+    return (start.earliest if start else None, start.latest if start else None, end_day, last_dose, ongoing,
+            group, marker)
 
 
 def _period(resource: dict) -> tuple[DateSpan | None, DateSpan | None]:
