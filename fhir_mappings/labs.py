@@ -19,7 +19,8 @@ from datetime import date, timedelta
 from fhir_mappings.facts import Evidence, Fact, FreeLightChains, Measurement, Observed, Unknown
 from fhir_mappings.parsing import DateSpan, effective_span
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.terminology import codings_of, value_set
+from fhir_mappings.code_index import coded_in
+from fhir_mappings.terminology import codings_of
 from fhir_mappings.units import (
     FLC_RATIO,
     FREE_LIGHT_CHAIN,
@@ -60,11 +61,8 @@ def lab_results(record: PatientRecord, value_set_id: str) -> list[LabResult]:
 
 
 def _select(record: PatientRecord, value_set_id: str) -> list[LabResult]:
-    vs = value_set(value_set_id)
     out = []
-    for obs in record.of_type("Observation"):
-        if vs.match(obs.get("code")) is None:
-            continue
+    for obs, _ in coded_in(record, "Observation", "code", value_set_id):
         span = effective_span(obs)
         if span is None or not span.exact:
             continue

@@ -41,7 +41,8 @@ from fhir_mappings.labs import (
 )
 from fhir_mappings.parsing import effective_span
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.terminology import affirmative_match, value_set
+from fhir_mappings.code_index import coded_in
+from fhir_mappings.terminology import affirmative_match
 from fhir_mappings.units import PERCENT, SERUM_M_PROTEIN, URINE_M_PROTEIN_24H
 
 MIN_RELATIVE_RISE = 0.25
@@ -140,11 +141,8 @@ def _documented_status(
     """Disease-status Observations whose value is in ``value_set_id``: progression
     (``disease-status-progression``) or its absence (``disease-status-not-progressing``)."""
     found = []
-    status_codes = value_set("disease-status")
     progressive = value_set_id == "disease-status-progression"
-    for obs in record.of_type("Observation"):
-        if status_codes.match(obs.get("code")) is None:
-            continue
+    for obs, _ in coded_in(record, "Observation", "code", "disease-status"):
         hit = affirmative_match(value_set_id, obs.get("valueCodeableConcept"))
         span = effective_span(obs)
         if hit is None or span is None or span.latest > as_of or record.validated(obs) is None:
