@@ -63,11 +63,16 @@ class ValueSet:
     codes: frozenset[tuple[str, str]]  # (system, normalised code)
     prefixes: frozenset[tuple[str, str]]  # (system, normalised code prefix)
     text_terms: tuple[str, ...]  # lower-case names that identify a concept carried as text only
+    # derived from the above (see ``_load``): the code systems named, and one search for all text terms
+    systems: frozenset[str] = frozenset()
+    text_pattern: re.Pattern | None = None
 
     def contains(self, system: str | None, code: str | None) -> bool:
         if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
             return False
         system = canonical_system(system)
+        if system not in self.systems:
+            return False  # most codings on a chart are of other systems (local codes, LOINC vs RxNorm)
         norm = _normalise(system, code)
         if (system, norm) in self.codes:
             return True
@@ -84,10 +89,9 @@ class ValueSet:
         return self.match_text(codeable_concept.get("text"))
 
     def match_text(self, text: str | None) -> Coded | None:
-        if not isinstance(text, str) or not self.text_terms:
+        if not isinstance(text, str) or self.text_pattern is None:
             return None
-        lowered = text.lower()
-        if any(term in lowered for term in self.text_terms):
+        if self.text_pattern.search(text.lower()):  # any term as a substring, in one pass over the text
             return Coded(None, None, text)
         return None
 
@@ -99,7 +103,11 @@ def _load(data: dict) -> ValueSet:
     codes = frozenset((c["system"], _normalise(c["system"], c["code"])) for c in data.get("codes", ()))
     prefixes = frozenset((p["system"], _normalise(p["system"], p["prefix"])) for p in data.get("prefixes", ()))
     terms = tuple(t.lower() for t in data.get("text_terms", ()))
-    return ValueSet(id=data["id"], title=data["title"], codes=codes, prefixes=prefixes, text_terms=terms)
+    return ValueSet(
+        id=data["id"], title=data["title"], codes=codes, prefixes=prefixes, text_terms=terms,
+        systems=frozenset(s for s, _ in codes | prefixes),
+        text_pattern=re.compile("|".join(map(re.escape, terms))) if terms else None,
+    )
 
 
 @cache
