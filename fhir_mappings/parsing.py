@@ -16,7 +16,7 @@ import calendar
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
@@ -41,41 +41,42 @@ def flatten(sources: Iterable[Any]) -> tuple[list[Entry], list[RecordIssue]]:
     entries: list[Entry] = []
     issues: list[RecordIssue] = []
     for position, source in enumerate(sources):
-        for item in _walk(source, None, f"source[{position}]", 0):
-            (entries if isinstance(item, Entry) else issues).append(item)
+        _walk(source, None, f"source[{position}]", 0, entries, issues)
     return entries, issues
 
 
-def _walk(resource: Any, full_url: str | None, where: str, depth: int) -> Iterator[Entry | RecordIssue]:
+def _walk(resource: Any, full_url: str | None, where: str, depth: int, entries: list[Entry],
+          issues: list[RecordIssue]) -> None:
+    """Append the resources of ``resource`` to ``entries`` and what is wrong with it to ``issues``."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-        yield RecordIssue(full_url, "malformed", f"{where} is not a FHIR resource (no resourceType)")
+        issues.append(RecordIssue(full_url, "malformed", f"{where} is not a FHIR resource (no resourceType)"))
         return
     rid = resource.get("id")
     if rid is not None and not isinstance(rid, str):
-        yield RecordIssue(full_url, "malformed", f"{where}: id is not a string")
+        issues.append(RecordIssue(full_url, "malformed", f"{where}: id is not a string"))
         return
     kind = resource["resourceType"]
     if kind == "OperationOutcome":
         return
     if kind != "Bundle":
-        yield Entry(resource, full_url if isinstance(full_url, str) else None)
+        entries.append(Entry(resource, full_url if isinstance(full_url, str) else None))
         return
     if depth >= MAX_BUNDLE_DEPTH:
-        yield RecordIssue(full_url, "malformed", f"{where}: Bundles nested deeper than {MAX_BUNDLE_DEPTH}")
+        issues.append(RecordIssue(full_url, "malformed", f"{where}: Bundles nested deeper than {MAX_BUNDLE_DEPTH}"))
         return
     entry_list = resource.get("entry") or []
     if not isinstance(entry_list, list):
-        yield RecordIssue(full_url, "malformed", f"{where}: Bundle.entry is not a list")
+        issues.append(RecordIssue(full_url, "malformed", f"{where}: Bundle.entry is not a list"))
         return
     for index, entry in enumerate(entry_list):
-        here = f"{where}.entry[{index}]"
         if not isinstance(entry, dict):
-            yield RecordIssue(None, "malformed", f"{here} is not an object")
+            issues.append(RecordIssue(None, "malformed", f"{where}.entry[{index}] is not an object"))
             continue
         if "resource" not in entry:
             continue  # a transaction-response or delete entry: nothing to read
         url = entry.get("fullUrl")
-        yield from _walk(entry["resource"], url if isinstance(url, str) else None, here + ".resource", depth + 1)
+        _walk(entry["resource"], url if isinstance(url, str) else None, f"{where}.entry[{index}].resource",
+              depth + 1, entries, issues)
 
 
 class MalformedResource(ValueError):

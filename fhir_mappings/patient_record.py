@@ -67,6 +67,7 @@ class PatientRecord:
         retrieval: Mapping[str, RetrievalOutcome],
     ):
         self.patient_id = patient_id
+        self._patient_reference = f"Patient/{patient_id}"
         self.issues: list[RecordIssue] = issues
         self._retrieval = dict(retrieval)
         self._by_type: dict[str, list[dict]] = {}
@@ -112,12 +113,12 @@ class PatientRecord:
         if not isinstance(resource.get("id", ""), str) or not isinstance(resource.get("status", ""), str):
             self.issues.append(RecordIssue(entry.full_url, "malformed", f"{kind}.id or .status is not a string"))
             return
-        ref = f"{kind}/{resource['id']}" if resource.get("id") else entry.full_url
         try:
             reason = self._exclusion(resource, patient_urls)
         except (TypeError, AttributeError, ValueError):  # an element of the wrong JSON type
             reason = ("malformed", f"{kind} has an element of the wrong type")
         if reason is not None:
+            ref = f"{kind}/{resource['id']}" if resource.get("id") else entry.full_url
             self.issues.append(RecordIssue(ref, reason[0], reason[1]))
             return
         key = (kind, resource["id"]) if resource.get("id") else None
@@ -145,17 +146,21 @@ class PatientRecord:
             return status, f"{kind}.status is {status}"
         if kind == "Observation" and status not in OBSERVATION_RESULT_STATUSES:
             return "not-final", f"Observation.status is {status if isinstance(status, str) else 'missing'}"
-        verification = _codes(resource.get("verificationStatus"))
-        dropped = verification & DROPPED_VERIFICATION
-        if dropped:
-            code = sorted(dropped)[0]
-            return code, f"{kind}.verificationStatus is {code}"
-        link_field = next((f for f in PATIENT_LINK_FIELDS if f in resource), None)
-        if link_field is None:
+        if "verificationStatus" in resource:
+            dropped = _codes(resource["verificationStatus"]) & DROPPED_VERIFICATION
+            if dropped:
+                code = sorted(dropped)[0]
+                return code, f"{kind}.verificationStatus is {code}"
+        for link_field in PATIENT_LINK_FIELDS:
+            if link_field in resource:
+                break
+        else:
             if kind in PATIENT_COMPARTMENT:
                 return "no-patient", f"{kind} names no subject/patient"
             return None
-        link = _reference_string(resource.get(link_field))
+        link = _reference_string(resource[link_field])
+        if link == self._patient_reference:
+            return None  # the usual form, without a regex
         if link is not None and (link in patient_urls or parse_reference(link) == ("Patient", self.patient_id)):
             return None
         if link is None:
