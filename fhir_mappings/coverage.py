@@ -137,7 +137,7 @@ def coverage(record: PatientRecord, table: LineOfBusinessTable | None = None) ->
     business (None when the table cannot tell)."""
     table = table or default_line_of_business_table()
     outcome = record.retrieval("Coverage")
-    active = [c for c in record.of_type("Coverage") if c.get("status") == "active" and record.validated(c) is not None]
+    active = [c for c in record.of_type("Coverage") if c.get("status") == "active" and record.well_formed(c)]
     if not active:
         if not outcome.usable_in_full:
             return Unknown(f"Coverage not fully retrieved ({outcome.reason or outcome.state.value})", True)

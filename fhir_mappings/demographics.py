@@ -36,7 +36,7 @@ def age_bounds(record: PatientRecord, as_of: date) -> Fact[AgeBounds]:
         return Unknown("no Patient resource for the hook's patient")
     patient = patients[0]
     reference = record.reference_of(patient)
-    if record.validated(patient) is None:
+    if not record.well_formed(patient):
         return Unknown("Patient resource does not validate", evidence=(Evidence(reference, "Patient"),))
     raw = patient.get("birthDate")
     span = parse_date(raw)

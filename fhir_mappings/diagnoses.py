@@ -83,7 +83,7 @@ def _matching(record: PatientRecord, value_set_ids: tuple[str, ...], as_of: date
                 continue
             finding = _finding(record, condition, vs_id, coded)
             start = finding.onset or finding.recorded
-            if (start is None or start <= as_of) and record.validated(condition) is not None:
+            if (start is None or start <= as_of) and record.well_formed(condition):
                 found.append(finding)
             break
     return found

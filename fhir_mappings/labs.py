@@ -75,7 +75,7 @@ def _select(record: PatientRecord, value_set_id: str) -> list[LabResult]:
 def measure(record: PatientRecord, result: LabResult, analyte: Analyte) -> Measurement | Unknown:
     """The result in the analyte's canonical unit, or why it cannot be used (malformed, no value,
     unit missing or not convertible -- with the raw value as evidence)."""
-    if record.validated(result.resource) is None:
+    if not record.well_formed(result.resource):
         return Unknown(f"{analyte.name}: result does not validate", evidence=(Evidence(result.reference, "Observation"),))
     quantity = result.resource.get("valueQuantity")
     try:
@@ -128,7 +128,7 @@ def _latest_measurement(
     if not candidates:
         return incomplete or Unknown(f"no {analyte.name} result in the {within_days} days before {as_of.isoformat()}")
     for result in reversed(candidates):
-        if record.validated(result.resource) is None:
+        if not record.well_formed(result.resource):
             continue  # malformed: reported in record.issues; the next latest result is used
         fact = measure(record, result, analyte)
         if isinstance(fact, Unknown):

@@ -22,6 +22,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from fhir_mappings.facts import RecordIssue
+from fhir_mappings.quick_validation import well_formed
 
 MAX_BUNDLE_DEPTH = 4  # a Bundle inside a Bundle inside ... deeper than this is refused, not recursed
 
@@ -136,16 +137,20 @@ def read_elements(resource: dict) -> dict:
     return {key: value for key, value in resource.items() if isinstance(key, str) and is_read(key)}
 
 
-def validate(resource: dict):
-    """The ``fhir.resources.R4B`` model of the elements facts read of ``resource`` (``read_elements``);
-    raises ``MalformedResource``."""
+def validate(resource: dict) -> None:
+    """Raise ``MalformedResource`` unless the elements facts read of ``resource`` (``read_elements``)
+    validate against its ``fhir.resources.R4B`` model. Common shapes are accepted by the conservative
+    ``quick_validation`` check without building the model; everything else is built."""
     kind = resource.get("resourceType")
+    read = read_elements(resource)
+    if well_formed(read):
+        return
     try:
         model_class = get_fhir_model_class(kind)
     except (KeyError, ValueError, TypeError):
         raise MalformedResource(str(kind), ("resourceType",)) from None
     try:
-        return model_class.model_validate(read_elements(resource))
+        model_class.model_validate(read)
     except ValidationError as error:
         paths = tuple(dict.fromkeys(".".join(str(p) for p in err.get("loc", ())) for err in error.errors()))
         raise MalformedResource(kind, paths) from None

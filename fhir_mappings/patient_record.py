@@ -12,8 +12,8 @@ Bundles) and keeps a resource only when it is usable clinical evidence about *th
   result a coverage decision may rest on).
 
 Resources outside the patient compartment (Medication, Practitioner, PractitionerRole, Organization,
-Location) are kept for reference resolution. Nothing is validated up front; ``validated`` builds the
-``fhir.resources`` model of one resource on demand (see ``parsing``).
+Location) are kept for reference resolution. Nothing is validated up front; ``well_formed`` validates
+one resource on demand (see ``parsing``).
 """
 
 from __future__ import annotations
@@ -74,8 +74,7 @@ class PatientRecord:
         self._by_key: dict[tuple[str, str], dict] = {}
         self._by_full_url: dict[str, dict] = {}
         self._full_url_of: dict[int, str] = {}
-        self._models: dict[int, Any] = {}
-        self._malformed: set[int] = set()
+        self._well_formed: dict[int, bool] = {}
         self._memo: dict[Any, Any] = {}
         patient_urls = self._patient_full_urls(entries)
         for entry in entries:
@@ -210,23 +209,19 @@ class PatientRecord:
             value = self._memo[key] = compute()
             return value
 
-    def validated(self, resource: dict):
-        """The ``fhir.resources`` R4B model of ``resource``, built once and cached; None (and one
-        ``malformed`` issue) when it does not validate. Fact modules call this for the few resources
-        they actually use."""
+    def well_formed(self, resource: dict) -> bool:
+        """Whether the elements facts read of ``resource`` validate (``parsing.validate``), checked once
+        per resource; a malformed one is reported once as a ``malformed`` issue. Fact modules ask this
+        for the few resources they actually use."""
         key = id(resource)
-        if key in self._models:
-            return self._models[key]
-        if key in self._malformed:
-            return None
-        try:
-            model = validate(resource)
-        except MalformedResource as error:
-            self._malformed.add(key)
-            self.issues.append(RecordIssue(self.reference_of(resource), "malformed", str(error)))
-            return None
-        self._models[key] = model
-        return model
+        if key not in self._well_formed:
+            try:
+                validate(resource)
+                self._well_formed[key] = True
+            except MalformedResource as error:
+                self._well_formed[key] = False
+                self.issues.append(RecordIssue(self.reference_of(resource), "malformed", str(error)))
+        return self._well_formed[key]
 
 
 def _codes(concept: Any) -> set[str]:

@@ -145,7 +145,7 @@ def _documented_status(
     for obs, _ in coded_in(record, "Observation", "code", "disease-status"):
         hit = affirmative_match(value_set_id, obs.get("valueCodeableConcept"))
         span = effective_span(obs)
-        if hit is None or span is None or span.latest > as_of or record.validated(obs) is None:
+        if hit is None or span is None or span.latest > as_of or not record.well_formed(obs):
             continue
         shown = hit.code or hit.display
         reference = record.reference_of(obs)

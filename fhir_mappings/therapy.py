@@ -232,7 +232,7 @@ def _collect_now(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str,
             if not _usable(resource):
                 continue
             identity = _identify_resource(record, resource, asked)
-            if not identity[1] & wanted_set or record.validated(resource) is None:
+            if not identity[1] & wanted_set or not record.well_formed(resource):
                 continue
             timed = _timed(record, resource, identity, as_of)
             if timed is not None:

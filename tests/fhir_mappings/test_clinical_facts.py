@@ -66,4 +66,4 @@ def test_only_the_observations_a_fact_uses_are_validated():
     f = ClinicalFacts(record)
     assert f.serum_m_protein(AS_OF, 30).value.value == 2.6
     assert f.progressive_disease(AS_OF).value.marker == "serum-m-protein"
-    assert len(record._models) == 3  # the serum results; none of the 5,000 glucose results
+    assert len(record._well_formed) == 3  # the serum results; none of the 5,000 glucose results

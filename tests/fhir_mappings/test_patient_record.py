@@ -95,8 +95,8 @@ def test_malformed_entries_are_skipped_and_reported_without_values():
     bundle["entry"].append("garbage")
     record = PatientRecord.build(PATIENT, [bundle, 42])
     assert len(record.of_type("Observation")) == 2  # indexed raw; validated only on use
-    assert record.validated(good) is not None
-    assert record.validated(bad) is None and record.validated(bad) is None  # reported once
+    assert record.well_formed(good)
+    assert not record.well_formed(bad) and not record.well_formed(bad)  # reported once
     malformed = [i for i in record.issues if i.code == "malformed"]
     assert len(malformed) == 4
     bad_issue = next(i for i in malformed if i.reference == "Observation/bad")
@@ -112,8 +112,8 @@ def test_only_the_elements_facts_read_are_validated():
     bad_value["valueQuantity"]["value"] = "1.2 g/dL"
     missing_status = lab("no-status", SERUM_M, 1.2, "g/dL")
     record = PatientRecord.build(PATIENT, [searchset(odd_note, bad_value)])
-    assert record.validated(odd_note) is not None
-    assert record.validated(bad_value) is None
+    assert record.well_formed(odd_note)
+    assert not record.well_formed(bad_value)
     del missing_status["status"]  # required by R4: a resource without it stays malformed
     assert pytest.raises(MalformedResource, validate, missing_status).value.paths == ("status",)
 
@@ -122,7 +122,7 @@ def test_validation_is_lazy_for_large_records():
     observations = [lab(f"o{i}", SERUM_M, 1.0, "g/dL") for i in range(2000)]
     record = PatientRecord.build(PATIENT, [searchset(*observations)])
     assert len(record.of_type("Observation")) == 2000
-    assert record._models == {}  # nothing validated until a fact asks
+    assert record._well_formed == {}  # nothing validated until a fact asks
 
 
 def test_resolve_relative_absolute_urn_and_contained():
