@@ -353,8 +353,9 @@ def _with_parents(criterion: CriterionResult, tree: CriteriaTree, status: Status
 
 def _one_criterion(criterion: CriterionResult, indent: str) -> str:
     line = f"{indent}- **{escape(criterion.id)}** {escape(criterion.text)}"
-    if plain(criterion.reason):
-        line += f"  \n{indent}  {escape(criterion.reason)}"
+    reason = escape(criterion.reason)
+    if reason:
+        line += f"  \n{indent}  {reason}"
     for evidence in criterion.evidence:
         line += f"\n{indent}  - {evidence_text(evidence)}"
     return line
@@ -363,11 +364,12 @@ def _one_criterion(criterion: CriterionResult, indent: str) -> str:
 def evidence_text(evidence: Evidence) -> str:
     """"Observation/m1 (valueQuantity): 0.3 g/dL, 2026-11-01", escaped."""
     text = f"{escape(evidence.reference)} ({escape(evidence.element)})"
-    value = " ".join(escape(v) for v in (evidence.value, evidence.unit) if plain(v))
+    value = " ".join(part for part in (escape(evidence.value), escape(evidence.unit)) if part)
     if value:
         text += f": {value}"
-    if plain(evidence.date):
-        text += f", {escape(evidence.date)}"
+    when = escape(evidence.date)
+    if when:
+        text += f", {when}"
     return text
 
 
@@ -387,13 +389,30 @@ def _met_so_far(tree: CriteriaTree) -> str:
 
 def _without_empty(value):
     """``value`` without null or empty members (CDS Hooks forbids them; a decision with no criteria
-    would otherwise carry ``"criteria": []``)."""
+    would otherwise carry ``"criteria": []``). Scalars are tested in place rather than recursed into:
+    this runs over every evidence item of every card."""
     if isinstance(value, dict):
-        pruned = {k: _without_empty(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
+        pruned = {}
+        for key, member in value.items():
+            if isinstance(member, (dict, list)):
+                member = _without_empty(member)
+            if not _is_empty(member):
+                pruned[key] = member
+        return pruned
     if isinstance(value, list):
-        return [v for v in map(_without_empty, value) if v not in (None, "", [], {})]
+        kept = []
+        for member in value:
+            if isinstance(member, (dict, list)):
+                member = _without_empty(member)
+            if not _is_empty(member):
+                kept.append(member)
+        return kept
     return value
+
+
+def _is_empty(value) -> bool:
+    """None, "", [] or {} (JSON's empty values; 0 and false are values)."""
+    return value is None or (not value and isinstance(value, (str, list, dict)))
 
 
 def _count(n: int, one: str, many: str) -> str:

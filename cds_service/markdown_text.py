@@ -30,15 +30,17 @@ _MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()!|~:@$")
 _BLOCK_MARKERS = frozenset("#-+=")  # meaningful only at the start of a line
 # Explicit directional formatting characters: they can make displayed text differ from its content.
 _BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
-_WHITESPACE_RUN = re.compile(r"\s+")
 # Removed outright: control characters (Unicode category Cc) that are not whitespace, and bidi controls.
+# All of them, and all whitespace but the space, are non-printable (``str.isprintable``), so text that is
+# printable skips this step.
 _REMOVED = re.compile(
     "[" + "".join(re.escape(chr(c)) for c in (*range(0x20), *range(0x7F, 0xA0)) if not chr(c).isspace())
     + "".join(sorted(_BIDI_CONTROLS)) + "]"
 )
-# Escaped: HTML-significant characters, inline Markdown punctuation, and the dot of "www." (autolinks).
-_ESCAPED = re.compile("[" + re.escape("".join(sorted({*_HTML_REFERENCES, *_MARKDOWN_PUNCTUATION}))) + "]"
-                      + r"|(?<=[Ww][Ww][Ww])\.")
+# Escaped: HTML-significant characters and inline Markdown punctuation. The dot of "www." (autolinks) is
+# escaped separately (a look-behind in this pattern would slow the scan of every string).
+_ESCAPED = re.compile("[" + re.escape("".join(sorted({*_HTML_REFERENCES, *_MARKDOWN_PUNCTUATION}))) + "]")
+_WWW_DOT = re.compile(r"(?<=[Ww][Ww][Ww])\.")
 ELLIPSIS = "\u2026"
 
 
@@ -47,7 +49,10 @@ def plain(text: object, limit: int | None = None) -> str:
     (an ellipsis marks a cut). ``None`` gives ``""``."""
     if text is None:
         return ""
-    cleaned = _WHITESPACE_RUN.sub(" ", _REMOVED.sub("", str(text))).strip()
+    text = str(text)
+    if not text.isprintable():
+        text = _REMOVED.sub("", text)
+    cleaned = " ".join(text.split())  # str.split() splits on exactly the characters regex \s matches
     if limit is not None and len(cleaned) > limit:
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -59,5 +64,14 @@ def escape(text: object, limit: int | None = None) -> str:
     """``plain(text, limit)`` escaped so that Markdown and HTML render every character literally.
     ``limit`` counts the characters shown, not the escapes added."""
     text = plain(text, limit)
-    escaped = _ESCAPED.sub(lambda m: _HTML_REFERENCES.get(m.group(), "\\" + m.group()), text)
+    escaped = text
+    if _ESCAPED.search(text):  # most text from the record has nothing to escape
+        escaped = _ESCAPED.sub(_escaped_character, escaped)
+    if "www." in text.lower():
+        escaped = _WWW_DOT.sub(r"\\.", escaped)
     return "\\" + escaped if text[:1] in _BLOCK_MARKERS else escaped
+
+
+def _escaped_character(match: re.Match) -> str:
+    character = match.group()
+    return _HTML_REFERENCES.get(character, "\\" + character)
