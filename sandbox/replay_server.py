@@ -37,14 +37,16 @@ class ReplayStore:
     """The data behind the server; answers ``(path, params) -> (status, body)`` without any HTTP."""
 
     def __init__(self, base: str, patients_dir: Path = SANDBOX / "patients",
-                 recorded_dir: Path = recorded.RECORDED / "replay") -> None:
+                 recorded_dir: Path | None = recorded.RECORDED / "replay") -> None:
+        """``recorded_dir=None``: no recorded responses, every request is answered from the patients
+        (a server that honours ``_count`` up to ``MAX_PAGE``, as HAPI does)."""
         self.base = base.rstrip("/")
         self.resources: list[dict] = []
         for path in sorted(patients_dir.glob("*.json")):
             bundle = json.loads(path.read_text(encoding="utf-8"))
             self.resources.extend(entry["resource"] for entry in bundle.get("entry", ()))
         self.by_reference = {f"{r['resourceType']}/{r['id']}": r for r in self.resources}
-        self.recorded = recorded.load_dir(recorded_dir, self.base) if recorded_dir.is_dir() else {}
+        self.recorded = recorded.load_dir(recorded_dir, self.base) if recorded_dir and recorded_dir.is_dir() else {}
 
     def answer(self, path: str, params: list[tuple[str, str]]) -> tuple[int, dict]:
         path = path.strip("/")
@@ -105,8 +107,16 @@ def capability_statement() -> dict:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive, as FHIR servers speak it, so a client's connection pool is exercised
+    (every answer has a Content-Length); an idle connection is closed after ``timeout`` seconds. Headers
+    and body go out as two writes: without TCP_NODELAY, Nagle's algorithm would hold the body back until
+    the client's delayed ACK, some 40 ms per answer on a kept-alive connection."""
+
     store: ReplayStore  # set on the per-server subclass
     prefix: str
+    protocol_version = "HTTP/1.1"
+    timeout = 60
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
         parts = urlsplit(self.path)
@@ -118,6 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body)
 
     def _refuse(self) -> None:
+        self.close_connection = True  # the request body is not read: the connection cannot be reused
         self._send(405, operation_outcome("not-supported", "The replay server is read-only"))
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
@@ -127,6 +138,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/fhir+json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 

@@ -1,7 +1,11 @@
 """Loopback FHIR fakes for the retrieval benchmarks (127.0.0.1 only, test tooling).
 
 - ``delayed_replay(delay)``: the sandbox replay server answering every request ``delay`` seconds late
-  (a slow EHR: what the parallel fallback queries and their shared deadline are for);
+  (a slow EHR: what the parallel fallback queries and their shared deadline are for). It answers from
+  the sandbox patients, not from the recorded responses: those replay the paginated scenarios' HAPI
+  pages of 3 whatever ``_count`` asks, a paging test, not a typical server (HAPI honours ``_count`` up
+  to its maximum page size). It speaks HTTP/1.1 keep-alive and counts the TCP connections opened, so
+  the benchmark shows whether the service reuses its pooled connections;
 - ``hanging()``: a server that accepts connections and reads requests but never answers (a stuck EHR:
   what the per-hook FHIR deadline is for).
 """
@@ -18,24 +22,33 @@ from sandbox.replay_server import base_url, make_server
 
 
 class QueryCounter:
+    """Requests answered (``count``) and distinct client connections they came on (``connections``)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.count = 0
+        self._peers: set[tuple] = set()
 
-    def add(self) -> None:
+    def add(self, peer: tuple) -> None:
         with self._lock:
             self.count += 1
+            self._peers.add(peer)
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return len(self._peers)
 
 
 @contextlib.contextmanager
 def delayed_replay(delay: float) -> Iterator[tuple[str, QueryCounter]]:
     """(FHIR base URL, query counter) of a replay server that sleeps ``delay`` s before each answer."""
-    server = make_server("127.0.0.1", 0)
+    server = make_server("127.0.0.1", 0, recorded_dir=None)
     counter = QueryCounter()
     plain = server.RequestHandlerClass
 
     def do_get(handler) -> None:
-        counter.add()
+        counter.add(handler.client_address)
         time.sleep(delay)
         plain.do_GET(handler)
 

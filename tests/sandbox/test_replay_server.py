@@ -10,6 +10,7 @@ import requests
 
 from fhir_mappings.data_requirements import data_requirements
 from sandbox import build, recorded
+from sandbox.bench.fhir_fakes import delayed_replay
 from sandbox.replay_server import ReplayStore, make_server, running
 
 SANDBOX = Path(build.__file__).parent
@@ -88,6 +89,28 @@ def test_unknown_search_parameter_and_writes_are_refused(base):
     response = requests.post(f"{base}/Patient", json={"resourceType": "Patient"}, timeout=10)
     assert response.status_code == 405
     assert get(base, "metadata").json()["resourceType"] == "CapabilityStatement"
+
+
+def test_connections_are_kept_alive_except_after_a_refused_write():
+    with delayed_replay(0.0) as (base, counter), requests.Session() as session:  # counts client connections
+        first = session.get(f"{base}/metadata", timeout=10)
+        second = session.get(f"{base}/Patient/no-such-patient", timeout=10)
+        assert (first.status_code, second.status_code) == (200, 404)
+        assert first.raw.version == 11 and counter.connections == 1  # the 404 came on the same connection
+        refused = session.post(f"{base}/Patient", json={"resourceType": "Patient"}, timeout=10)
+        assert refused.status_code == 405 and refused.headers["Connection"] == "close"  # its body was not read
+        assert session.get(f"{base}/metadata", timeout=10).status_code == 200
+        assert counter.count == 3 and counter.connections == 2
+
+
+def test_records_can_be_left_out_so_every_search_is_computed():
+    context = hook("abecma-meets-all-criteria-no-prefetch")["context"]
+    path, params = next(r for r in data_requirements() if r.key == "observations").query(context)
+    recorded_pages = ReplayStore(build.REPLAY_BASE).answer(path, sorted(params.items()))[1]
+    status, computed = ReplayStore(build.REPLAY_BASE, recorded_dir=None).answer(path, sorted(params.items()))
+    assert any(ln["relation"] == "next" for ln in recorded_pages["link"])  # the recorded HAPI pages of 3
+    assert status == 200 and len(computed["entry"]) == computed["total"] == 10  # _count=200 honoured
+    assert not any(ln["relation"] == "next" for ln in computed["link"])
 
 
 def test_the_server_binds_to_loopback_only():
