@@ -311,7 +311,7 @@ def _parse(body: bytes, content_type: str, resource_type: str) -> dict:
     return value
 
 
-def new_session(pool_size: int = 8) -> requests.Session:
+def new_session(pool_size: int = 16) -> requests.Session:
     """A session for FHIR calls: no automatic retries (the deadline leaves no room for them), a
     connection pool as large as the retrieval thread pool. It holds no credentials."""
     session = requests.Session()

@@ -45,7 +45,7 @@ class RetrievalLimits:
     deadline_seconds: float = 3.0
     max_pages: int = 20
     max_response_bytes: int = 20 * 1024 * 1024
-    max_workers: int = 8
+    max_workers: int = 16
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,7 @@ class Settings:
                                    "Most search-result pages followed per query.")
     fhir_max_response_bytes: int = _setting("FHIR_MAX_RESPONSE_BYTES", _integer(1), "20971520",
                                             "Largest FHIR response body read, in bytes.")
-    fhir_max_workers: int = _setting("FHIR_MAX_WORKERS", _integer(1), "8",
+    fhir_max_workers: int = _setting("FHIR_MAX_WORKERS", _integer(1), "16",
                                      "Parallel FHIR queries per call.")
     fhir_allowed_hosts: tuple[str, ...] = _setting(
         "FHIR_ALLOWED_HOSTS", _hosts, "",

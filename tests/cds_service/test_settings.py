@@ -20,7 +20,7 @@ def test_defaults():
     assert settings.max_body_bytes == 10 * 1024 * 1024
     assert settings.cors_origins == () and settings.fhir_allowed_hosts == ()
     assert (settings.hook_budget_seconds, settings.fhir_deadline_seconds) == (5.0, 3.0)
-    assert (settings.fhir_max_pages, settings.fhir_max_response_bytes, settings.fhir_max_workers) == (20, 20971520, 8)
+    assert (settings.fhir_max_pages, settings.fhir_max_response_bytes, settings.fhir_max_workers) == (20, 20971520, 16)
     assert settings.allow_loopback_fhir is False and settings.auth_disabled is False
     assert settings.trusted_clients_file is None and settings.public_base_url is None and settings.redis_url is None
     assert settings.jwt_leeway_seconds == 60 and settings.audit_retention_days == 2555
