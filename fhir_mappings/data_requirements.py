@@ -92,6 +92,12 @@ def observation_codes() -> str:
 
 
 PATIENT = "{{context.patientId}}"
+# Page size asked of the searches that can return a patient's whole history. Servers page by default
+# (HAPI: 20 a page), and every extra page is one more round trip after the previous one: a record of
+# ~100 medication resources would take several sequential pages per type. FHIR lets a server return
+# fewer than ``_count`` (never more), so the parameter is safe to send; 200 is HAPI's maximum page and
+# keeps a page far below the response-size limit (about 0.5 MB for 200 medication resources).
+PAGE = ("_count", "200")
 
 
 @cache
@@ -101,16 +107,16 @@ def data_requirements() -> tuple[DataRequirement, ...]:
         DataRequirement("patient", "Patient", read_token="patientId"),
         DataRequirement("coverage", "Coverage", search=(("patient", PATIENT), ("status", "active"))),
         DataRequirement("user", "Practitioner", read_token="userId"),
-        DataRequirement("conditions", "Condition", search=(("patient", PATIENT),)),
+        DataRequirement("conditions", "Condition", search=(("patient", PATIENT), PAGE)),
         DataRequirement(
             "observations",
             "Observation",
-            search=(("patient", PATIENT), ("code", observation_codes()), ("_sort", "-date"), ("_count", "200")),
+            search=(("patient", PATIENT), ("code", observation_codes()), ("_sort", "-date"), PAGE),
         ),
-        DataRequirement("medicationStatements", "MedicationStatement", search=(("patient", PATIENT),)),
-        DataRequirement("medicationAdministrations", "MedicationAdministration", search=(("patient", PATIENT),)),
-        DataRequirement("medicationRequests", "MedicationRequest", search=(("patient", PATIENT),)),
-        DataRequirement("procedures", "Procedure", search=(("patient", PATIENT),)),
+        DataRequirement("medicationStatements", "MedicationStatement", search=(("patient", PATIENT), PAGE)),
+        DataRequirement("medicationAdministrations", "MedicationAdministration", search=(("patient", PATIENT), PAGE)),
+        DataRequirement("medicationRequests", "MedicationRequest", search=(("patient", PATIENT), PAGE)),
+        DataRequirement("procedures", "Procedure", search=(("patient", PATIENT), PAGE)),
     )
 
 

@@ -130,7 +130,7 @@ def test_partial_prefetch_plus_fallback_queries(http_mock):
     queried = {urlsplit(c.request.url).path.rsplit("/", 1)[-1]: parse_qs(urlsplit(c.request.url).query) for c in http_mock.calls}
     assert set(queried) == {"abc", "Observation", "MedicationStatement", "MedicationAdministration", "MedicationRequest", "Procedure"}
     assert queried["Observation"] == {"patient": [PID], "code": [observation_codes()], "_sort": ["-date"], "_count": ["200"]}
-    assert queried["Procedure"] == {"patient": [PID]}
+    assert queried["Procedure"] == {"patient": [PID], "_count": ["200"]}  # one page for a typical history
     assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in http_mock.calls)
     assert all(o == COMPLETE for o in record.outcomes.values())
     assert sum(r["resourceType"] == "Observation" for r in record.resources) == 2
@@ -177,7 +177,7 @@ def test_paginated_prefetch_past_the_deadline_is_partial(http_mock):
 
 def test_own_query_pagination_with_page_cap(http_mock):
     prefetch = {k: v for k, v in full_prefetch().items() if k != "conditions"}
-    http_mock.get(f"{EHR}/Condition?patient={PID}", json=searchset([resource("Condition", 1)], f"{EHR}/Condition?patient={PID}&_page=2"))
+    http_mock.get(f"{EHR}/Condition?patient={PID}&_count=200", json=searchset([resource("Condition", 1)], f"{EHR}/Condition?patient={PID}&_page=2"))
     http_mock.get(f"{EHR}/Condition?patient={PID}&_page=2", json=searchset([resource("Condition", 2)], f"{EHR}/Condition?patient={PID}&_page=3"))
     record = retrieve(prefetch, limits=RetrievalLimits(max_pages=2))
     assert record.outcomes["Condition"] == RetrievalOutcome(RetrievalState.PARTIAL, "page-cap")
