@@ -9,7 +9,7 @@ FHIR datatype rules here costs a few microseconds.
 The check is *sound for acceptance only*: ``well_formed`` returns True only for shapes it fully
 understands and that the R4B models accept (the FHIR primitive regexes, real calendar dates, no nulls,
 no empty strings, objects or arrays, only the listed properties of each datatype, the required elements
-present). Anything else (extensions, contained resources, dosage, an unusual datatype, any doubt)
+present). Anything else (extensions, contained resources, an unusual datatype or element, any doubt)
 returns False, and ``parsing.validate`` then asks ``fhir.resources``, which has the final word and names
 the failing elements. So this module can make validation faster, never more permissive; the test suite
 checks that against ``fhir.resources`` on generated resources.
@@ -82,8 +82,16 @@ def _decimal(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _unsigned_int(value: Any) -> bool:
+    return _integer(value) and value >= 0
+
+
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return _integer(value) and value >= 1
 
 
 def _complex(properties: dict[str, Check]) -> Check:
@@ -110,7 +118,21 @@ _CODEABLE_CONCEPT = _complex({"coding": _list_of(_CODING), "text": _string})
 _REFERENCE = _complex({"reference": _string, "type": _uri, "display": _string})
 _PERIOD = _complex({"start": _date_time, "end": _date_time})
 _QUANTITY = _complex({"value": _decimal, "comparator": _code, "unit": _string, "system": _uri, "code": _code})
+_SIMPLE_QUANTITY = _complex({"value": _decimal, "unit": _string, "system": _uri, "code": _code})
 _IDENTIFIER = _complex({"use": _code, "system": _uri, "value": _string})
+_TIMING = _complex({
+    "repeat": _complex({"boundsPeriod": _PERIOD, "count": _positive_int, "frequency": _positive_int,
+                        "period": _decimal, "periodUnit": _code}),
+    "code": _CODEABLE_CONCEPT,
+})
+_DOSAGE = _complex({
+    "sequence": _integer, "text": _string, "timing": _TIMING, "route": _CODEABLE_CONCEPT,
+    "doseAndRate": _list_of(_complex({"type": _CODEABLE_CONCEPT, "doseQuantity": _SIMPLE_QUANTITY})),
+})
+_DISPENSE_REQUEST = _complex({"validityPeriod": _PERIOD, "numberOfRepeatsAllowed": _unsigned_int,
+                              "quantity": _SIMPLE_QUANTITY})
+_REFERENCE_RANGE = _complex({"low": _SIMPLE_QUANTITY, "high": _SIMPLE_QUANTITY, "type": _CODEABLE_CONCEPT,
+                             "text": _string})
 _CONCEPTS = _list_of(_CODEABLE_CONCEPT)
 _REFERENCES = _list_of(_REFERENCE)
 _MEDICATION = {"medicationCodeableConcept": _CODEABLE_CONCEPT, "medicationReference": _REFERENCE}
@@ -128,7 +150,8 @@ _RESOURCES: dict[str, tuple[dict[str, Check], tuple[tuple[str, ...], ...]]] = {
     "Observation": (
         {"status": _code, "code": _CODEABLE_CONCEPT, "subject": _REFERENCE, **_EFFECTIVE, "effectiveInstant": _instant,
          "issued": _instant, "valueQuantity": _QUANTITY, "valueCodeableConcept": _CODEABLE_CONCEPT,
-         "valueString": _string, "interpretation": _CONCEPTS, "specimen": _REFERENCE},
+         "valueString": _string, "interpretation": _CONCEPTS, "referenceRange": _list_of(_REFERENCE_RANGE),
+         "specimen": _REFERENCE},
         (("status",), ("code",)),
     ),
     "Condition": (
@@ -154,6 +177,7 @@ _RESOURCES: dict[str, tuple[dict[str, Check], tuple[tuple[str, ...], ...]]] = {
     ),
     "MedicationRequest": (
         {"status": _code, "intent": _code, "subject": _REFERENCE, **_MEDICATION, "authoredOn": _date_time,
+         "dosageInstruction": _list_of(_DOSAGE), "dispenseRequest": _DISPENSE_REQUEST,
          "requester": _REFERENCE, "reasonCode": _CONCEPTS, "reasonReference": _REFERENCES, "basedOn": _REFERENCES,
          "groupIdentifier": _IDENTIFIER, "category": _CONCEPTS, "courseOfTherapyType": _CODEABLE_CONCEPT},
         (("status",), ("intent",), ("subject",), tuple(_MEDICATION)),

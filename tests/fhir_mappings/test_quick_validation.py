@@ -23,9 +23,13 @@ TYPES = ("Patient", "Observation", "Condition", "Coverage", "MedicationStatement
 
 
 def _sandbox_resources() -> list[dict]:
+    """One resource per type and set of elements: the sandbox patients' records and the draft orders
+    of the sandbox hooks (dosage, dispense request)."""
+    bundles = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((SANDBOX / "patients").glob("*.json"))]
+    for path in sorted((SANDBOX / "hooks").glob("*.json")):
+        bundles.append(json.loads(path.read_text(encoding="utf-8"))["context"]["draftOrders"])
     found = {}
-    for path in sorted((SANDBOX / "patients").glob("*.json")):
-        bundle = json.loads(path.read_text(encoding="utf-8"))
+    for bundle in bundles:
         for entry in bundle.get("entry", ()):
             resource = read_elements(entry["resource"])
             if resource["resourceType"] in TYPES:
@@ -35,18 +39,22 @@ def _sandbox_resources() -> list[dict]:
 
 RESOURCES = _sandbox_resources()
 
-tricky_strings = st.sampled_from([
+STRINGS = [
     "", " ", "a", "a b", "a  b", " a", "a ", "a\nb", "a\tb", "Patient/p1", "http://loinc.org", "http://x y",
     "urn:oid:2.16.840.1.113883.6.1", "2026", "2026-02", "2026-13", "0000", "2026-02-28", "2026-02-29", "2024-02-29",
     "2026-02-30", "2026-04-31", "2026-11-24T10:00:00Z", "2026-11-24T10:00:00", "2026-11-24T10:00Z",
     "2026-11-24T24:00:00Z", "2026-11-24T10:00:60Z", "2026-11-24T10:00:00.5-05:00", "2026-11-24T10:00:00+14:00",
     "2026-11-24T10:00:00+14:30", "2026-11-24T10:00:00+1400", "2026-11-24 10:00:00Z", "completed", "x" * 65,
-])
+]
+NUMBERS = [-2, -1, 0, 1, 2, 0.5, 1.0, -1.5, 1e308]
+tricky_strings = st.sampled_from(STRINGS)
+tricky_numbers = st.sampled_from(NUMBERS)
 tricky_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2, 3) | st.sampled_from([1.5, -0.0, 1e308]) | tricky_strings,
     lambda inner: st.lists(inner, max_size=2) | st.dictionaries(
         st.sampled_from(["reference", "display", "system", "code", "text", "coding", "value", "unit", "start",
-                         "end", "type", "use", "userSelected", "version", "comparator", "extension"]),
+                         "end", "type", "use", "userSelected", "version", "comparator", "extension", "count", "period",
+                         "periodUnit", "sequence", "low", "high", "boundsPeriod", "doseQuantity"]),
         inner, max_size=3),
     max_leaves=5,
 )
@@ -102,8 +110,9 @@ def mutated(draw):
         action = draw(st.sampled_from(["replace", "replace", "replace", "delete", "any"]))
         if action == "delete" and isinstance(target, dict):
             del target[path[-1]]
-        elif action == "replace" and isinstance(target[path[-1]], str):
-            target[path[-1]] = draw(tricky_strings)  # same JSON type: the value's format is what is tested
+        elif action == "replace" and isinstance(target[path[-1]], (str, int, float)):
+            current = target[path[-1]]  # same JSON type: the value's format or range is what is tested
+            target[path[-1]] = draw(tricky_strings if isinstance(current, str) else tricky_numbers)
         else:
             target[path[-1]] = draw(tricky_values)
     if draw(st.booleans()):
@@ -117,6 +126,30 @@ def mutated(draw):
 def test_whatever_the_fast_path_accepts_the_r4b_model_accepts(resource):
     if well_formed(resource):
         assert _model_accepts(resource), resource
+
+
+def test_every_leaf_of_every_record_with_every_tricky_value():
+    """Exhaustive over single changes: each string or number in each resource replaced by each tricky
+    value of its JSON type (hypothesis above explores combinations and other types)."""
+    checked = 0
+    for base in RESOURCES:
+        for path in _positions(base):
+            target = base
+            for key in path[:-1]:
+                target = target[key]
+            current = target[path[-1]]
+            if isinstance(current, bool) or not isinstance(current, (str, int, float)):
+                continue
+            for value in STRINGS if isinstance(current, str) else NUMBERS:
+                changed = copy.deepcopy(base)
+                holder = changed
+                for key in path[:-1]:
+                    holder = holder[key]
+                holder[path[-1]] = value
+                if well_formed(changed):
+                    checked += 1
+                    assert _model_accepts(changed), (path, value)
+    assert checked > 1000
 
 
 @pytest.mark.parametrize("change, element", [
