@@ -74,7 +74,12 @@ class OrderSignRequest:
 def parse_order_sign_request(body: bytes) -> OrderSignRequest:
     """Decode and validate an order-sign request body; raises ``HookRequestError`` (400) or
     ``UnsupportedVersionError`` (422)."""
-    data = decode_json(body)
+    return order_sign_request(decode_json(body))
+
+
+def order_sign_request(data: Any) -> OrderSignRequest:
+    """Validate an order-sign request body already decoded from JSON (``decode_json``: the route gets it
+    from the input limits, which parsed it once); raises as ``parse_order_sign_request``."""
     validate_json("order-sign-request", data)
     auth = data.get("fhirAuthorization")
     context = data["context"]

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from flask import Blueprint, Response, current_app, request
 
@@ -15,7 +17,8 @@ from cds_service import audit
 from cds_service.discovery import SERVICE_ID, discovery_document
 from cds_service.errors import UnknownServiceError, UnsupportedMediaTypeError
 from cds_service.feedback import FEEDBACK_LOG_KEY, parse_feedback
-from cds_service.hook_request import parse_order_sign_request
+from cds_service.hook_request import decode_json, order_sign_request
+from cds_service.input_limits import parsed_body
 from cds_service.order_sign import SERVICE_KEY, handle_order_sign
 
 blueprint = Blueprint("cds_services", __name__)
@@ -26,12 +29,28 @@ def _json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
-def _json_body() -> bytes:
-    """The raw request body after the media-type check; the size limit is enforced by Flask (413)."""
+def _check_media_type() -> None:
     mimetype = request.mimetype
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise UnsupportedMediaTypeError("Content-Type must be application/json")
+
+
+def _json_body() -> bytes:
+    """The raw request body after the media-type check; the size limit is enforced by Flask (413)."""
+    _check_media_type()
     return request.get_data(cache=False)
+
+
+_NOT_PARSED = object()
+
+
+def _decoded_json_body() -> Any:
+    """The request body as JSON after the media-type check, parsed once per request: the input limits
+    already parsed it; it is decoded here only when they did not (then the decoder's 400 names the
+    problem)."""
+    _check_media_type()
+    body = parsed_body(_NOT_PARSED)
+    return decode_json(request.get_data(cache=False)) if body is _NOT_PARSED else body
 
 
 def _known_service(service_id: str) -> None:
@@ -47,7 +66,7 @@ def discovery() -> Response:
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     _known_service(service_id)
-    hook_request = parse_order_sign_request(_json_body())
+    hook_request = order_sign_request(_decoded_json_body())
     audit.note(hook_instance=hook_request.hook_instance)  # spares the trail a second parse of the body
     response = handle_order_sign(hook_request, service=current_app.extensions[SERVICE_KEY],
                                  as_of=current_app.config[AS_OF_CONFIG_KEY], report=audit.note)

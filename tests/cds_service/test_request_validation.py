@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import orjson
 import pytest
 
 from cds_service.hook_request import OrderSignRequest, json_path, parse_order_sign_request
@@ -70,6 +71,23 @@ def test_unknown_members_are_ignored(client, order_sign_request):
     order_sign_request["extension"]["org.example.other"] = {"a": 1}
 
     assert post(client, order_sign_request).status_code == 200
+
+
+def test_the_body_is_parsed_once_per_hook_call(client, order_sign_request, monkeypatch):
+    """The input limits parse the body to check it; the route validates what they parsed."""
+    body = json.dumps(order_sign_request).encode()
+    parses_of_body = []
+    real_loads = orjson.loads
+
+    def counting_loads(data):
+        parses_of_body.append(data == body)
+        return real_loads(data)
+
+    monkeypatch.setattr(orjson, "loads", counting_loads)
+    response = post(client, body)
+
+    assert response.status_code == 200 and response.get_json() == {"cards": []}
+    assert parses_of_body.count(True) == 1
 
 
 def test_request_is_parsed_into_frozen_typed_values(order_sign_request):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from cds_service.input_limits import InputLimitError, InputLimits, check_limits
+from cds_service.input_limits import InputLimitError, InputLimits, _check_tree, _within_tree_limits, check_limits
 
 LIMITS = InputLimits(max_draft_orders=3, max_prefetch_keys=4, max_prefetch_entries=10, max_array_items=50,
                      max_string_length=100, max_depth=12)
@@ -94,3 +95,27 @@ def test_a_long_key_is_refused_whatever_its_value_and_a_short_body_skips_string_
     body = {"context": {"a": "x" * (LIMITS.max_string_length + 1)}}
     with pytest.raises(InputLimitError):  # the raw size is unknown or large: strings are checked
         check_limits(body, LIMITS, body_bytes=LIMITS.max_string_length + 100)
+
+
+# Small limits so that generated JSON breaks each of them often.
+TIGHT = InputLimits(max_array_items=3, max_string_length=4, max_depth=3)
+# Each size reaches one past its limit.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_values, st.booleans())
+def test_the_quick_tree_check_passes_exactly_what_the_path_naming_walk_passes(body, check_strings):
+    # check_limits runs the quick check on every request and the walk that names the path only when the
+    # quick check fails: both must draw the line in the same place.
+    try:
+        _check_tree(body, TIGHT, check_strings)
+        refused = False
+    except InputLimitError:
+        refused = True
+
+    assert _within_tree_limits(body, TIGHT, check_strings) is not refused
