@@ -22,7 +22,7 @@ from gunicorn.app.base import BaseApplication
 from cds_service.app import create_app
 from cds_service.audit.cli import audit
 from cds_service.discovery import discovery_document
-from cds_service.gunicorn_conf import production_options
+from cds_service.gunicorn_conf import production_options, tune_garbage_collection
 from cds_service.offline_evaluation import evaluate
 from cds_service.settings import Settings
 
@@ -71,6 +71,7 @@ def serve(dev: bool, bind: str | None, workers: int | None) -> None:
         app.run(host=host.strip("[]"), port=int(port), debug=True, use_reloader=True)
         return
     # Production settings (workers, threads, timeouts, keep-alive, limits, access log): gunicorn_conf.
+    tune_garbage_collection()
     GunicornApp(app, production_options(settings, bind=bind, workers=workers)).run()
 
 

@@ -18,6 +18,7 @@ import orjson
 from flask import Flask
 
 from cds_service import create_app
+from cds_service.gunicorn_conf import tune_garbage_collection
 from cds_service.settings import Settings
 from sandbox.bench.records import AS_OF
 
@@ -30,7 +31,10 @@ def bench_settings(**values) -> Settings:
 
 
 def bench_app(**values) -> Flask:
-    return create_app(bench_settings(**values), as_of=AS_OF)
+    """The app as ``cart-cds serve`` runs it in a worker: loaded, then the garbage collector tuned."""
+    app = create_app(bench_settings(**values), as_of=AS_OF)
+    tune_garbage_collection()
+    return app
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,14 @@ from cds_service.discovery import discovery_document
 from tests.cds_service.conftest import TEST_ENVIRONMENT
 
 
+@pytest.fixture(autouse=True)
+def gc_tuning(monkeypatch):
+    """``serve`` tunes the process's garbage collector: record the call instead of tuning pytest's."""
+    calls = []
+    monkeypatch.setattr(cli, "tune_garbage_collection", lambda: calls.append("tuned"))
+    return calls
+
+
 def run(*args, env=None):
     return CliRunner().invoke(cli.main, list(args), env={**TEST_ENVIRONMENT, **(env or {})}, catch_exceptions=False)
 
@@ -30,14 +38,15 @@ def test_discovery_prints_the_discovery_document():
     assert json.loads(result.output) == discovery_document()
 
 
-def test_serve_runs_gunicorn_with_settings(monkeypatch):
+def test_serve_runs_gunicorn_with_settings(monkeypatch, gc_tuning):
     started = []
-    monkeypatch.setattr(cli.GunicornApp, "run", lambda self: started.append(self))
+    monkeypatch.setattr(cli.GunicornApp, "run", lambda self: started.append((self, list(gc_tuning))))
 
     result = run("serve", env={"CART_CDS_BIND": "0.0.0.0:9000", "CART_CDS_WORKERS": "3", "CART_CDS_THREADS": "5"})
 
     assert result.exit_code == 0
-    (server,) = started
+    ((server, tuned_before_start),) = started
+    assert tuned_before_start == ["tuned"]  # in the master, so the forked workers inherit it
     assert server.cfg.bind == ["0.0.0.0:9000"]
     assert server.cfg.workers == 3 and server.cfg.threads == 5
     assert server.cfg.worker_class_str == "gthread"
