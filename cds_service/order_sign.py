@@ -102,7 +102,9 @@ class OrderSignService:
                 max_response_bytes=settings.fhir_max_response_bytes,
                 max_workers=settings.fhir_max_workers,
             ),
-            session=new_session(settings.fhir_max_workers),
+            # one pool per worker process, shared by its threads: each concurrent hook may hold a full
+            # retrieval wave of connections to the same EHR
+            session=new_session(settings.fhir_max_workers * settings.threads),
         )
 
 

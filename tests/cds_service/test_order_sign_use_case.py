@@ -45,3 +45,9 @@ def test_referenced_medication_is_read_once_and_puts_the_order_in_scope(
     assert card["extension"]["cart-cds.decision"]["policy"] == "CP.PHAR.481"
     assert len([c for c in http_mock.calls if c.request.url == MEDICATION_URL]) == 1
     assert guard_calls == [1], "the fhirServer guard runs once per call"
+
+
+def test_each_worker_keeps_a_connection_pool_for_a_full_wave_per_thread():
+    service = order_sign.OrderSignService.from_settings(protocol_settings(fhir_max_workers=16, threads=4))
+    adapter = service.session.get_adapter("https://ehr.example.org/fhir")
+    assert adapter._pool_maxsize == 64  # 4 concurrent hooks x 16 parallel queries, none thrown away
