@@ -64,6 +64,8 @@ def escape(text: object, limit: int | None = None) -> str:
     """``plain(text, limit)`` escaped so that Markdown and HTML render every character literally.
     ``limit`` counts the characters shown, not the escapes added."""
     text = plain(text, limit)
+    if not text:
+        return text
     escaped = text
     if _ESCAPED.search(text):  # most text from the record has nothing to escape
         escaped = _ESCAPED.sub(_escaped_character, escaped)
