@@ -136,6 +136,17 @@ def test_feedback_is_stored_against_the_card_uuid(store):
     assert row["feedback"][0]["overrideReason"]["userComment"] == "peer-to-peer review scheduled"
 
 
+def test_a_card_uuid_answered_again_belongs_to_the_newest_call(store):
+    first = store.record_hook_call(HookCallRecord("h-first", None, SERVICE, 200, 1.0, card_uuids=["c-1", "c-2"]))
+    again = store.record_hook_call(HookCallRecord("h-again", None, SERVICE, 200, 1.0,
+                                                  card_uuids=["c-2", "c-3", "c-3"]))
+    assert None not in (first, again) and first != again and store.write_failures == 0
+    store.record_feedback([{"card": "c-2", "outcome": "accepted"}, {"card": "c-1", "outcome": "overridden"},
+                           {"card": "c-3", "outcome": "accepted"}], None, SERVICE)
+    assert [f["outcome"] for f in store.show("h-first")[0]["feedback"]] == ["overridden"]
+    assert [f["card"] for f in store.show("h-again")[0]["feedback"]] == ["c-2", "c-3"]
+
+
 def test_a_failed_write_keeps_the_answer_and_is_logged_and_counted(store, caplog, tmp_path):
     working = store.engine
     store.engine = make_engine(f"sqlite:///{tmp_path}/missing-dir/audit.sqlite3")  # the database is gone
