@@ -368,7 +368,8 @@ def _one_criterion(criterion: CriterionResult, indent: str, escaped: _Escaped) -
 def evidence_text(evidence: Evidence, escaped: _Escaped) -> str:
     """"Observation/m1 (valueQuantity): 0.3 g/dL, 2026-11-01", escaped."""
     text = f"{escaped[evidence.reference]} ({escaped[evidence.element]})"
-    value = " ".join(part for part in (escaped[evidence.value], escaped[evidence.unit]) if part)
+    value, unit = escaped[evidence.value], escaped[evidence.unit]
+    value = f"{value} {unit}" if value and unit else value or unit
     if value:
         text += f": {value}"
     when = escaped[evidence.date]

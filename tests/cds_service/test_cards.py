@@ -297,3 +297,34 @@ def test_tocilizumab_approval_terms_are_the_allowance():
     assert "- Tocilizumab: up to 4 doses, at most 800 mg per dose" in detail
     assert "Doses: 1" not in detail
     assert "Q2055" not in detail, "the CAR-T product's billing code does not bill tocilizumab"
+
+
+def test_evidence_lines_show_only_the_parts_the_record_has():
+    """Value and unit, value alone, unit alone, neither; a blank part counts as absent."""
+    evidence = (
+        Evidence("Observation/spep-11", "valueQuantity", "1.2", "g/dL", "2026-11-10"),
+        Evidence("MedicationRequest/toci-1", "dosageInstruction[0].timing.repeat.count", "4"),
+        Evidence("Observation/flc-3", "valueQuantity", " \n", "mg/L", "2026-11-09"),
+        Evidence("Patient/pat-1", "birthDate", "", None, "\t"),
+    )
+    decision = replace(ex.abecma_meets(), criteria=tuple(
+        replace(c, evidence=evidence) if c.id == "I.A.3" else c for c in ex.abecma_meets().criteria))
+    detail = card_json(decision, PAYER)["detail"]
+    item = detail.split("- **I.A.3**")[1].split("\n- **")[0]
+    assert item.splitlines()[2:] == [
+        "  - Observation/spep-11 (valueQuantity): 1.2 g/dL, 2026-11-10",
+        "  - MedicationRequest/toci-1 (dosageInstruction\\[0\\].timing.repeat.count): 4",
+        "  - Observation/flc-3 (valueQuantity): mg/L, 2026-11-09",
+        "  - Patient/pat-1 (birthDate)",
+    ]
+
+
+def test_evidence_shared_by_criteria_is_shown_under_each_of_them():
+    """The same Observation backs I.A.4.a and I.A.4.a.i: both items show it, escaped the same way."""
+    shared = Evidence("Observation/spep-[11]", "valueQuantity", "1.2", "g/dL", "2026-11-10")
+    decision = replace(ex.abecma_meets(), criteria=tuple(
+        replace(c, evidence=(shared,)) if c.id in ("I.A.4.a", "I.A.4.a.i") else c for c in ex.abecma_meets().criteria))
+    detail = card_json(decision, PAYER)["detail"]
+    line = "Observation/spep-\\[11\\] (valueQuantity): 1.2 g/dL, 2026-11-10"
+    assert detail.count(line) == 2
+    assert "    - **I.A.4.a.i**" in detail.split(line)[1], "the parent's evidence comes before the nested child"

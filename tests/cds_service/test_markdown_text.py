@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,7 @@ from cds_service.markdown_text import ELLIPSIS, escape, plain
 INLINE_SIGNIFICANT = set("\\`*_{}[]()!|~:@$")
 BLOCK_MARKERS = set("#-+=")
 HTML_REFERENCES = {"&amp;": "&", "&lt;": "<", "&gt;": ">"}
+BIDI_CONTROLS = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
 
 
 def render_literal(escaped: str) -> str:
@@ -98,3 +100,22 @@ def test_any_text_is_inert_and_round_trips_to_its_plain_form(text):
     assert unescaped_significant(escaped) == []
     assert render_literal(escaped) == plain(text)
     assert "\n" not in escaped and "\r" not in escaped
+
+
+# Whitespace, control and bidi characters (and their neighbours) drawn often, since plain() takes a
+# shortcut for text without any of them.
+_AWKWARD = st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u200a\u200b\u2028\u2029\u202f\u3000"
+                                "\x00\x07\x1b\x7f\x9f\u200e\u202e\u2066\u061c\ufeff wWw.*<&"))
+
+
+@given(st.text(alphabet=st.one_of(st.characters(), _AWKWARD)))
+def test_plain_drops_controls_and_collapses_every_kind_of_whitespace(text):
+    """plain() against its definition, written out character by character."""
+    kept = "".join(c for c in text if c.isspace() or not (unicodedata.category(c) == "Cc" or c in BIDI_CONTROLS))
+    words, word = [], ""
+    for c in kept + " ":
+        if c.isspace():
+            words, word = (words + [word] if word else words), ""
+        else:
+            word += c
+    assert plain(text) == " ".join(words)
