@@ -9,7 +9,7 @@ import json
 import orjson
 import pytest
 
-from cds_service.hook_request import OrderSignRequest, json_path, parse_order_sign_request
+from cds_service.hook_request import OrderSignRequest, _inline_local_refs, json_path, parse_order_sign_request
 from tests.cds_service.conftest import HOOK_URL, replaced
 from tests.conftest import load_json
 from tests.response_checks import check_response
@@ -240,3 +240,17 @@ def test_json_path_brackets_keys_that_are_not_identifiers():
     assert json_path(["extension", "davinci-crd.configuration", "max-cards"]) == \
         'extension["davinci-crd.configuration"]["max-cards"]'
     assert json_path([]) is None
+
+
+def test_schema_refs_are_inlined_at_load_and_a_recursive_one_is_kept():
+    defs = {"id": {"type": "string", "x-error": "must be an id"},
+            "tree": {"type": "array", "items": {"$ref": "#/$defs/tree"}}}
+    schema = {"properties": {"a": {"$ref": "#/$defs/id"}, "t": {"$ref": "#/$defs/tree"},
+                             "b": {"$ref": "#/$defs/id", "minLength": 1}}, "$defs": defs}
+
+    inlined = _inline_local_refs(schema, defs)
+
+    assert inlined["properties"]["a"] == defs["id"]
+    assert inlined["properties"]["t"] == {"type": "array", "items": {"$ref": "#/$defs/tree"}}
+    assert inlined["properties"]["b"] == {"$ref": "#/$defs/id", "minLength": 1}  # not a bare reference
+    assert inlined["$defs"] == defs
