@@ -253,4 +253,4 @@ def test_schema_refs_are_inlined_at_load_and_a_recursive_one_is_kept():
     assert inlined["properties"]["a"] == defs["id"]
     assert inlined["properties"]["t"] == {"type": "array", "items": {"$ref": "#/$defs/tree"}}
     assert inlined["properties"]["b"] == {"$ref": "#/$defs/id", "minLength": 1}  # not a bare reference
-    assert inlined["$defs"] == defs
+    assert inlined["$defs"].keys() == defs.keys()  # so the kept reference still resolves
