@@ -16,6 +16,7 @@ import orjson
 from flask import Flask, Response, g, request
 
 from cds_service.audit.store import AuditStore, HookCallRecord
+from cds_service.input_limits import parsed_body
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,15 @@ def decisions_from_response(body: Any) -> tuple[list, list, list]:
     return decisions, policies, uuids
 
 
+_NOT_PARSED = object()
+
+
 def _request_json() -> Any:
+    """The request body as JSON (None when it is not JSON), taken from the input limits when they parsed
+    it already."""
+    body = parsed_body(_NOT_PARSED)
+    if body is not _NOT_PARSED:
+        return body
     try:
         return orjson.loads(request.get_data(cache=True))
     except orjson.JSONDecodeError:
