@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Iterable
 
 from fhir_mappings.facts import Coded
 
@@ -122,6 +122,32 @@ def all_value_sets() -> dict[str, ValueSet]:
                 raise ValueError(f"duplicate value set id {vs.id!r} in {entry.name}")
             out[vs.id] = vs
     return out
+
+
+@cache
+def _code_index() -> tuple[dict[tuple[str, str], frozenset[str]], tuple[ValueSet, ...]]:
+    """(system, normalised code) -> ids of the value sets listing it; and the value sets with prefixes."""
+    index: dict[tuple[str, str], set[str]] = {}
+    for vs in all_value_sets().values():
+        for key in vs.codes:
+            index.setdefault(key, set()).add(vs.id)
+    with_prefixes = tuple(vs for vs in all_value_sets().values() if vs.prefixes)
+    return {key: frozenset(ids) for key, ids in index.items()}, with_prefixes
+
+
+def value_sets_containing(codings: Iterable[Coded]) -> frozenset[str]:
+    """Ids of every value set that contains any of ``codings`` (``ValueSet.contains`` of each), found with
+    one lookup per coding instead of asking each value set in turn."""
+    index, with_prefixes = _code_index()
+    found: set[str] = set()
+    for coding in codings:
+        system, code = coding.system, coding.code
+        if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
+            continue
+        system = canonical_system(system)
+        found.update(index.get((system, _normalise(system, code)), ()))
+        found.update(vs.id for vs in with_prefixes if vs.contains(system, code))
+    return frozenset(found)
 
 
 def value_set(value_set_id: str) -> ValueSet:

@@ -31,7 +31,7 @@ from fhir_mappings.facts import Evidence, Exposure, Fact, Observed, OrderedProdu
 from fhir_mappings.orders import ordered_product
 from fhir_mappings.parsing import DateSpan, parse_date
 from fhir_mappings.patient_record import parse_reference
-from fhir_mappings.terminology import codings_of, value_set
+from fhir_mappings.terminology import codings_of, value_set, value_sets_containing
 
 MEDICATION_TYPES = ("MedicationStatement", "MedicationAdministration", "MedicationRequest")
 EXPOSURE_TYPES = MEDICATION_TYPES + ("Procedure",)
@@ -167,10 +167,9 @@ def identify(product: OrderedProduct, value_set_ids: Iterable[str]) -> tuple[str
 
 
 def _belongs(vs_id: str, product: OrderedProduct) -> bool:
-    vs = value_set(vs_id)
-    if any(vs.contains(c.system, c.code) for c in product.codings):
+    if vs_id in value_sets_containing(product.codings):
         return True
-    return any(vs.match_text(name) is not None for name in product.names)
+    return any(value_set(vs_id).match_text(name) is not None for name in product.names)
 
 
 @cache
@@ -224,36 +223,49 @@ def _collect(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...
 
 
 def _collect_now(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[TimedExposure, ...]:
-    asked = CLASS_IDS + tuple(vs for vs in dict.fromkeys(wanted) if vs not in CLASS_IDS)  # one memo key per drug
+    extra = tuple(vs for vs in dict.fromkeys(wanted) if vs not in CLASS_IDS)  # policies name CLASS_IDS so far
     wanted_set = frozenset(wanted)
+    identified = _identified(record)
     out: list[TimedExposure] = []
     for kind in kinds:
-        for resource in record.of_type(kind):
-            if not _usable(resource):
+        for resource, ingredient, classes in identified.get(kind, ()):
+            if extra:
+                classes = classes | _drug_identity(record, resource, extra)[1]
+            if not classes & wanted_set or not record.well_formed(resource):
                 continue
-            identity = _identify_resource(record, resource, asked)
-            if not identity[1] & wanted_set or not record.well_formed(resource):
-                continue
-            timed = _timed(record, resource, identity, as_of)
+            timed = _timed(record, resource, (ingredient, classes), as_of)
             if timed is not None:
                 out.append(timed)
     return tuple(out)
 
 
-def _identify_resource(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
-    """(ingredient, the classes of ``asked`` it belongs to) of the resource's product, memoised on the
-    record per resource and per distinct drug (codings and names): a chart repeats the same few drugs over
-    many administrations and requests, and the engine collects exposures for several value sets."""
-    return record.memo(("therapy.identity", id(resource), asked), lambda: _identify_drug(record, resource, asked))
+def _identified(record) -> dict[str, list[tuple[dict, str, frozenset[str]]]]:
+    """Per resource type, every usable therapy-history resource with its product identified against all
+    ``CLASS_IDS`` (ingredient, classes), in record order: done once per record, since the engine collects
+    exposures for several value sets and a chart repeats the same few drugs over many resources."""
+
+    def identify_all():
+        out: dict[str, list[tuple[dict, str, frozenset[str]]]] = {}
+        for kind in HISTORY_TYPES:
+            for resource in record.of_type(kind):
+                if _usable(resource):
+                    out.setdefault(kind, []).append((resource, *_drug_identity(record, resource, CLASS_IDS)))
+        return out
+
+    return record.memo("therapy.identified", identify_all)
 
 
-def _identify_drug(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
+def _drug_identity(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
+    """(ingredient, the value sets of ``asked`` it belongs to) of the resource's product; memberships and
+    ingredient are worked out once per distinct drug (codings and names) of the record."""
     product = ordered_product(resource, _resolver(record, resource))
     drug = (product.codings, product.names)
     member = record.memo(("therapy.memberships", drug), dict)
-    for vs in asked:
-        if vs not in member:
-            member[vs] = _belongs(vs, product)
+    missing = [vs for vs in asked if vs not in member]
+    if missing:
+        coded = value_sets_containing(product.codings)
+        for vs in missing:
+            member[vs] = vs in coded or any(value_set(vs).match_text(name) is not None for name in product.names)
     classes = frozenset(vs for vs in asked if member[vs])
     return record.memo(("therapy.ingredient", drug), lambda: _ingredient(product)), classes
 

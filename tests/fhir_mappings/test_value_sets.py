@@ -7,7 +7,8 @@ from importlib import resources
 
 import pytest
 
-from fhir_mappings.terminology import all_value_sets, value_set
+from fhir_mappings.facts import Coded
+from fhir_mappings.terminology import all_value_sets, value_set, value_sets_containing
 
 CONDITION_SETS = (
     "multiple-myeloma", "myeloma-relapsed", "myeloma-in-remission", "myeloma-not-in-remission",
@@ -56,3 +57,15 @@ def test_every_code_has_system_display_source_and_confidence(vs_id):
 )
 def test_membership(vs_id, system, code, expected):
     assert value_set(vs_id).contains(system, code) is expected
+
+
+def test_value_sets_containing_agrees_with_asking_each_value_set():
+    value_sets = all_value_sets().values()
+    probes = [Coded(system, code) for vs in value_sets for system, code in sorted(vs.codes)]
+    probes += [Coded(system, prefix + "9") for vs in value_sets for system, prefix in sorted(vs.prefixes)]
+    probes += [Coded("urn:oid:2.16.840.1.113883.6.1", "33358-3"), Coded("http://hl7.org/fhir/sid/icd-10-cm", "C90.02"),
+               Coded(" http://snomed.info/sct ", " 109989006 "), Coded(None, "33358-3"), Coded("http://loinc.org", "")]
+    for probe in probes:
+        expected = {vs.id for vs in value_sets if vs.contains(probe.system, probe.code)}
+        assert value_sets_containing([probe]) == expected, probe
+    assert value_sets_containing(probes[:2]) == value_sets_containing(probes[:1]) | value_sets_containing(probes[1:2])
