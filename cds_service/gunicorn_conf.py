@@ -3,8 +3,11 @@
 Why these values:
 - ``gthread`` workers (processes = ``CART_CDS_WORKERS``, threads = ``CART_CDS_THREADS``): a hook is
   CPU-bound when the record is prefetched, but waits on the EHR's FHIR server when it is not; threads let a
-  worker keep computing other hooks while one waits, processes use the cores. Two workers with four
-  threads each suits a 2-core host; give one worker per core elsewhere.
+  worker keep computing other hooks while one waits, processes use the cores. The default, four workers
+  with two threads each, is what measured best on a 2-core host (the benchmark, typical prefetched hook:
+  109 hooks/s at concurrency 4 and 8, against 83-85 with two workers of four threads, whose threads
+  contend for one interpreter lock, and 105 with two single-thread workers, which cannot overlap FHIR
+  waits); give two workers per core elsewhere.
 - ``timeout`` is twice the hook budget plus a margin: gunicorn must never kill a worker that is still
   inside a hook's budget (the FHIR deadline already bounds every call), only one that is truly stuck.
 - ``graceful_timeout``: on SIGTERM (a deploy, a scale-in) in-flight hooks get their whole budget to finish

@@ -249,8 +249,8 @@ class Settings:
     log_level: str = _setting("LOG_LEVEL", lambda raw: _choice("debug", "info", "warning", "error", "critical")(raw).upper(),
                               "INFO", "Logging level.")
     bind: str = _setting("BIND", _bind, "127.0.0.1:8080", "Address `cart-cds serve` listens on.")
-    workers: int = _setting("WORKERS", _integer(1), "2", "Gunicorn worker processes.")
-    threads: int = _setting("THREADS", _integer(1), "4", "Threads per gunicorn worker.")
+    workers: int = _setting("WORKERS", _integer(1), "4", "Gunicorn worker processes.")
+    threads: int = _setting("THREADS", _integer(1), "2", "Threads per gunicorn worker.")
     policy_links: Mapping[str, str] = _setting(
         "POLICY_LINKS", _policy_links, "",
         "Policy documents linked from cards: `CP.PHAR.481=https://...,CP.PHAR.769=https://...`.")

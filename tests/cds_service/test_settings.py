@@ -25,7 +25,7 @@ def test_defaults():
     assert settings.trusted_clients_file is None and settings.public_base_url is None and settings.redis_url is None
     assert settings.jwt_leeway_seconds == 60 and settings.audit_retention_days == 2555
     assert settings.database_url == "sqlite:///cart-cds-audit.db"
-    assert (settings.log_level, settings.bind, settings.workers, settings.threads) == ("INFO", "127.0.0.1:8080", 2, 4)
+    assert (settings.log_level, settings.bind, settings.workers, settings.threads) == ("INFO", "127.0.0.1:8080", 4, 2)
     assert dict(settings.policy_links) == {} and dict(settings.extra_product_codes) == {}
     assert settings.line_of_business_table is None
 
