@@ -61,6 +61,7 @@ def _run(config: Config, out: Path, sections: tuple[str, ...], echo) -> Path:
             before = counter.count
             results.fallback = inprocess.time_calls(client, body, config.fallback_calls, warmup=1)
             results.fallback_queries = (counter.count - before) / (config.fallback_calls + 1)
+            results.fallback_connections = counter.connections
     if "hanging" in sections:
         echo(f"hanging FHIR server: {config.hanging_calls} calls, deadline {config.fhir_deadline_seconds} s")
         client = inprocess.bench_app(fhir_deadline_seconds=config.fhir_deadline_seconds).test_client()

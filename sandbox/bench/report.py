@@ -32,6 +32,7 @@ class Results:
     rss_last: dict[int, float] = field(default_factory=dict)
     fallback: tuple[Latency, str] | None = None
     fallback_queries: float = 0.0
+    fallback_connections: int = 0  # TCP connections the fake FHIR server saw over all fallback hooks
     hanging: tuple[Latency, str] | None = None
     elapsed_seconds: float = 0.0
 
@@ -166,11 +167,13 @@ def render(results: Results) -> str:
             before = results.rss_first.get(pid, float("nan"))
             after = results.rss_last[pid]
             lines.append(f"| {n} | {before:.1f} MB | {after:.1f} MB | {(after / before - 1) * 100:+.1f} % |")
-        lines += ["", "Hooks are counted over the whole server (both workers share them).", ""]
+        lines += ["", "Hooks are counted over the whole server (its workers share them).", ""]
     for title, item, note in (
         ("Fallback retrieval (no prefetch; loopback replay FHIR server delaying every query "
          f"{config.fhir_delay_seconds * 1000:.0f} ms)", results.fallback,
-         f"{results.fallback_queries:.1f} FHIR queries per hook, run in parallel."),
+         f"{results.fallback_queries:.1f} FHIR queries per hook, run in parallel (one wave); "
+         f"{results.fallback_connections} TCP connections over all {results.fallback[0].count + 1 if results.fallback else 0} "
+         "hooks (the pooled connections are kept alive across hooks)."),
         (f"Hanging FHIR server (accepts, never answers; FHIR deadline {config.fhir_deadline_seconds} s)",
          results.hanging, "HTTP 412 is CDS Hooks' answer when no record data could be obtained at all."),
     ):
