@@ -79,25 +79,19 @@ def _run(config: Config, out: Path, sections: tuple[str, ...], echo) -> Path:
 def _served(config: Config, body: bytes, results: report.Results, echo) -> None:
     with tempfile.TemporaryDirectory(prefix="cart-cds-bench-") as scratch:
         scratch_dir = Path(scratch)
+        hook_path = inprocess.HOOK_URL
         port = served.free_port()
         env = served.server_environment(scratch_dir / "audit.db", port)
         with served.serving(served.service_command(), env, port, scratch_dir / "service.log") as process:
-            hook_path = inprocess.HOOK_URL
-            first, last = config.memory_hooks
-            echo(f"served: warm-up to {first} hooks")
-            sent = served.load(port, hook_path, body, concurrency=4, requests=first, max_seconds=600).requests
-            results.rss_first = {pid: served.rss_mb(pid) for pid in served.worker_pids(process.pid)}
+            echo("served: warm-up")
+            served.load(port, hook_path, body, concurrency=4, requests=config.served_warmup, max_seconds=120)
             for concurrency in config.concurrencies:
                 echo(f"served hooks: concurrency {concurrency}")
-                run_ = served.load(port, hook_path, body, concurrency=concurrency,
-                                   requests=config.served_requests, max_seconds=config.served_seconds)
-                results.served[concurrency] = run_
-                sent += run_.requests
-            if last > sent:
-                echo(f"served: up to {last} hooks for the memory figure")
-                sent += served.load(port, hook_path, body, concurrency=4, requests=last - sent, max_seconds=900).requests
-            results.hooks_sent = sent
-            results.rss_last = {pid: served.rss_mb(pid) for pid in served.worker_pids(process.pid)}
+                results.served[concurrency] = served.load(port, hook_path, body, concurrency=concurrency,
+                                                          requests=config.served_requests,
+                                                          max_seconds=config.served_seconds)
+            results.rss_workers = {pid: served.rss_mb(pid) for pid in served.worker_pids(process.pid)}
+        _memory(config, body, results, scratch_dir, echo)
         echo_port = served.free_port()
         with served.serving(served.echo_command(echo_port), env, echo_port, scratch_dir / "echo.log"):
             for concurrency in config.concurrencies:
@@ -105,6 +99,25 @@ def _served(config: Config, body: bytes, results: report.Results, echo) -> None:
                 results.echo[concurrency] = served.load(
                     echo_port, "/echo", body, concurrency=concurrency,
                     requests=config.echo_requests, max_seconds=config.served_seconds)
+
+
+def _memory(config: Config, body: bytes, results: report.Results, scratch_dir: Path, echo) -> None:
+    """RSS of one worker after it alone served the first and the last count of hooks: a server of one
+    worker (production settings otherwise), so every hook counted is one that worker served. With
+    several workers sharing the hooks, a worker that happened to serve few of the first ones would show
+    its warm-up as growth."""
+    port = served.free_port()
+    env = {**served.server_environment(scratch_dir / "audit-memory.db", port), "CART_CDS_WORKERS": "1"}
+    first, last = config.memory_hooks
+    with served.serving(served.service_command(), env, port, scratch_dir / "memory.log") as process:
+        echo(f"memory: one worker, {first} hooks")
+        sent = served.load(port, inprocess.HOOK_URL, body, concurrency=4, requests=first, max_seconds=600).requests
+        results.rss_first = {pid: served.rss_mb(pid) for pid in served.worker_pids(process.pid)}
+        echo(f"memory: one worker, up to {last} hooks")
+        sent += served.load(port, inprocess.HOOK_URL, body, concurrency=4, requests=last - sent,
+                            max_seconds=900).requests
+        results.hooks_sent = sent
+        results.rss_last = {pid: served.rss_mb(pid) for pid in served.worker_pids(process.pid)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,10 @@ class Config:
     profile_calls: int
     concurrencies: tuple[int, ...]  # served load-generator threads
     served_requests: int  # hook requests per concurrency (bounded also by served_seconds)
+    served_warmup: int  # untimed hooks before the throughput runs
     echo_requests: int
     served_seconds: float
-    memory_hooks: tuple[int, int]  # RSS is read after this many served hooks (first, last)
+    memory_hooks: tuple[int, int]  # RSS of a one-worker server is read after this many hooks (first, last)
     fallback_calls: int
     hanging_calls: int
     fhir_delay_seconds: float = 0.2
@@ -28,8 +29,8 @@ class Config:
 # The large record gets 200 calls, not 2,000: at its measured ~430 ms a call, 2,000 would take 14 minutes
 # alone and break the 10-minute budget of the whole suite.
 FULL = Config(calls=2000, large_calls=200, profile_calls=200, concurrencies=(1, 4, 8, 16),
-              served_requests=1500, echo_requests=3000, served_seconds=20.0, memory_hooks=(1000, 10000),
+              served_requests=1500, served_warmup=200, echo_requests=3000, served_seconds=20.0, memory_hooks=(1000, 10000),
               fallback_calls=30, hanging_calls=3)
-QUICK = Config(calls=20, large_calls=3, profile_calls=5, concurrencies=(1, 4), served_requests=40,
+QUICK = Config(calls=20, large_calls=3, profile_calls=5, concurrencies=(1, 4), served_requests=40, served_warmup=10,
                echo_requests=40, served_seconds=10.0, memory_hooks=(20, 120), fallback_calls=2, hanging_calls=1,
                fhir_deadline_seconds=1.0, quick=True)
