@@ -204,3 +204,11 @@ def test_flask_g_is_request_scoped(store):
     with app.test_request_context("/"):
         note(timings={"x": 1})
         assert g.audit_timings == {"x": 1.0}
+
+
+def test_a_sqlite_file_is_written_in_write_ahead_log_mode_and_stays_durable(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: a commit is on disk
+    engine.dispose()
