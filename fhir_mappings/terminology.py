@@ -125,28 +125,32 @@ def all_value_sets() -> dict[str, ValueSet]:
 
 
 @cache
-def _code_index() -> tuple[dict[tuple[str, str], frozenset[str]], tuple[ValueSet, ...]]:
-    """(system, normalised code) -> ids of the value sets listing it; and the value sets with prefixes."""
+def _code_index() -> tuple[dict[tuple[str, str], frozenset[str]], dict[str, tuple[tuple[str, str], ...]]]:
+    """(system, normalised code) -> ids of the value sets listing it; and per code system, the
+    (normalised prefix, value set id) of every value set naming a prefix in that system."""
     index: dict[tuple[str, str], set[str]] = {}
+    prefixes: dict[str, list[tuple[str, str]]] = {}
     for vs in all_value_sets().values():
         for key in vs.codes:
             index.setdefault(key, set()).add(vs.id)
-    with_prefixes = tuple(vs for vs in all_value_sets().values() if vs.prefixes)
-    return {key: frozenset(ids) for key, ids in index.items()}, with_prefixes
+        for system, prefix in vs.prefixes:
+            prefixes.setdefault(system, []).append((prefix, vs.id))
+    return {key: frozenset(ids) for key, ids in index.items()}, {s: tuple(p) for s, p in prefixes.items()}
 
 
 def value_sets_containing(codings: Iterable[Coded]) -> frozenset[str]:
     """Ids of every value set that contains any of ``codings`` (``ValueSet.contains`` of each), found with
     one lookup per coding instead of asking each value set in turn."""
-    index, with_prefixes = _code_index()
+    index, prefixes_by_system = _code_index()
     found: set[str] = set()
     for coding in codings:
         system, code = coding.system, coding.code
         if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
             continue
         system = canonical_system(system)
-        found.update(index.get((system, _normalise(system, code)), ()))
-        found.update(vs.id for vs in with_prefixes if vs.contains(system, code))
+        norm = _normalise(system, code)
+        found.update(index.get((system, norm), ()))
+        found.update(vs_id for prefix, vs_id in prefixes_by_system.get(system, ()) if norm.startswith(prefix))
     return frozenset(found)
 
 

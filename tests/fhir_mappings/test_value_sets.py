@@ -64,7 +64,8 @@ def test_value_sets_containing_agrees_with_asking_each_value_set():
     probes = [Coded(system, code) for vs in value_sets for system, code in sorted(vs.codes)]
     probes += [Coded(system, prefix + "9") for vs in value_sets for system, prefix in sorted(vs.prefixes)]
     probes += [Coded("urn:oid:2.16.840.1.113883.6.1", "33358-3"), Coded("http://hl7.org/fhir/sid/icd-10-cm", "C90.02"),
-               Coded(" http://snomed.info/sct ", " 109989006 "), Coded(None, "33358-3"), Coded("http://loinc.org", "")]
+               Coded(" http://snomed.info/sct ", " 109989006 "), Coded(None, "33358-3"), Coded("http://loinc.org", ""),
+               Coded("urn:oid:2.16.840.1.113883.6.90", " g40.909 "), Coded("http://loinc.org", "G40")]
     for probe in probes:
         expected = {vs.id for vs in value_sets if vs.contains(probe.system, probe.code)}
         assert value_sets_containing([probe]) == expected, probe
