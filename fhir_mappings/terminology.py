@@ -89,11 +89,14 @@ class ValueSet:
         return self.match_text(codeable_concept.get("text"))
 
     def match_text(self, text: str | None) -> Coded | None:
-        if not isinstance(text, str) or self.text_pattern is None:
-            return None
-        if self.text_pattern.search(text.lower()):  # any term as a substring, in one pass over the text
+        if isinstance(text, str) and self.names_lowered_text(text.lower()):
             return Coded(None, None, text)
         return None
+
+    def names_lowered_text(self, lowered: str) -> bool:
+        """Whether an already lower-cased text holds any term (as a substring, in one pass over the text):
+        the test of ``match_text``, for a caller that lowers a name once and asks several value sets."""
+        return self.text_pattern is not None and self.text_pattern.search(lowered) is not None
 
     def codes_for(self, system: str) -> tuple[str, ...]:
         return tuple(sorted(code for s, code in self.codes if s == system))

@@ -160,16 +160,30 @@ def identify(product: OrderedProduct, value_set_ids: Iterable[str]) -> tuple[str
     """(ingredient, classes) of a product when it belongs to any of ``value_set_ids``; classes are all of
     ``CLASS_IDS`` and ``value_set_ids`` it belongs to. None when it is in none of ``value_set_ids``."""
     wanted = tuple(value_set_ids)
-    classes = frozenset(vs for vs in dict.fromkeys(wanted + CLASS_IDS) if _belongs(vs, product))
+    drug = _Drug(product)
+    classes = drug.classes(tuple(dict.fromkeys(wanted + CLASS_IDS)))
     if not classes & set(wanted):
         return None
-    return _ingredient(product), classes
+    return drug.ingredient, classes
 
 
-def _belongs(vs_id: str, product: OrderedProduct) -> bool:
-    if vs_id in value_sets_containing(product.codings):
-        return True
-    return any(value_set(vs_id).match_text(name) is not None for name in product.names)
+class _Drug:
+    """One distinct product (codings and names): its ingredient, and which value sets it belongs to (a
+    coding in the value set, else a name holding one of its text terms), worked out once per set of
+    value sets asked. The names are lower-cased once here instead of once per value set."""
+
+    def __init__(self, product: OrderedProduct):
+        self.ingredient = _ingredient(product)
+        self._coded = value_sets_containing(product.codings)
+        self._lowered_names = tuple(name.lower() for name in product.names)
+        self._classes: dict[tuple[str, ...], frozenset[str]] = {}
+
+    def classes(self, asked: tuple[str, ...]) -> frozenset[str]:
+        """The value sets of ``asked`` this product belongs to."""
+        if asked not in self._classes:
+            self._classes[asked] = frozenset(vs for vs in asked if vs in self._coded or any(
+                value_set(vs).names_lowered_text(name) for name in self._lowered_names))
+        return self._classes[asked]
 
 
 @cache
@@ -259,15 +273,8 @@ def _drug_identity(record, resource: dict, asked: tuple[str, ...]) -> tuple[str,
     """(ingredient, the value sets of ``asked`` it belongs to) of the resource's product; memberships and
     ingredient are worked out once per distinct drug (codings and names) of the record."""
     product = ordered_product(resource, _resolver(record, resource))
-    drug = (product.codings, product.names)
-    member = record.memo(("therapy.memberships", drug), dict)
-    missing = [vs for vs in asked if vs not in member]
-    if missing:
-        coded = value_sets_containing(product.codings)
-        for vs in missing:
-            member[vs] = vs in coded or any(value_set(vs).match_text(name) is not None for name in product.names)
-    classes = frozenset(vs for vs in asked if member[vs])
-    return record.memo(("therapy.ingredient", drug), lambda: _ingredient(product)), classes
+    drug = record.memo(("therapy.drug", product.codings, product.names), lambda: _Drug(product))
+    return drug.ingredient, drug.classes(asked)
 
 
 def _usable(resource: dict) -> bool:
