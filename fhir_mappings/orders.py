@@ -45,22 +45,38 @@ def ordered_product(order: dict, resolve: Resolver | None = None) -> OrderedProd
     referenced Medication (``Type/id`` or URL); contained Medications are found without it."""
     if not isinstance(order, dict):
         raise ValueError("order must be a FHIR resource (JSON object)")
-    kind = order.get("resourceType") if isinstance(order.get("resourceType"), str) else "Resource"
+    kind = _kind(order)
+    codings, names = product_identity(order, resolve)
+    return OrderedProduct(
+        reference=_reference(order, kind),
+        resource_type=kind,
+        codings=codings,
+        names=names,
+        status=order.get("status") if isinstance(order.get("status"), str) else None,
+        requester=_reference_string(order.get("requester")),
+    )
+
+
+def product_identity(resource: dict, resolve: Resolver | None = None) -> tuple[tuple[Coded, ...], tuple[str, ...]]:
+    """(codings, names) of the product a resource names: ``OrderedProduct.codings`` and ``.names`` of
+    ``ordered_product``, for callers that identify many resources' drugs and need nothing else of them."""
+    if not isinstance(resource, dict):
+        raise ValueError("order must be a FHIR resource (JSON object)")
     concepts: list[dict] = []
     names: list[str] = []
-    if kind in MEDICATION_TYPES:
-        concepts.append(order.get("medicationCodeableConcept"))
-        reference = order.get("medicationReference")
+    if _kind(resource) in MEDICATION_TYPES:
+        concepts.append(resource.get("medicationCodeableConcept"))
+        reference = resource.get("medicationReference")
         if isinstance(reference, dict):
             names.append(reference.get("display"))
-            medication = _medication(order, reference.get("reference"), resolve)
+            medication = _medication(resource, reference.get("reference"), resolve)
             if medication is not None:
                 concepts.append(medication.get("code"))
                 for ingredient in medication.get("ingredient") or ():
                     if isinstance(ingredient, dict):
                         concepts.append(ingredient.get("itemCodeableConcept"))
     else:
-        concepts.append(order.get("code"))
+        concepts.append(resource.get("code"))
     codings: list[Coded] = []
     for concept in concepts:
         if not isinstance(concept, dict):
@@ -73,14 +89,7 @@ def ordered_product(order: dict, resolve: Resolver | None = None) -> OrderedProd
                 codings.append(Coded(system, coding["code"].strip(), display))
                 names.append(display)
     clean_names = tuple(dict.fromkeys(n.strip() for n in names if isinstance(n, str) and n.strip()))
-    return OrderedProduct(
-        reference=_reference(order, kind),
-        resource_type=kind,
-        codings=tuple(dict.fromkeys(codings)),
-        names=clean_names,
-        status=order.get("status") if isinstance(order.get("status"), str) else None,
-        requester=_reference_string(order.get("requester")),
-    )
+    return tuple(dict.fromkeys(codings)), clean_names
 
 
 def cell_dose(record, order: dict) -> Fact[CellDose]:
@@ -169,6 +178,11 @@ def _medication(order: dict, reference: Any, resolve: Resolver | None) -> dict |
         return None
     found = resolve(reference) if resolve is not None else None
     return found if isinstance(found, dict) and found.get("resourceType") == "Medication" else None
+
+
+def _kind(resource: dict) -> str:
+    kind = resource.get("resourceType")
+    return kind if isinstance(kind, str) else "Resource"
 
 
 def _reference(resource: dict, kind: str) -> str:

@@ -27,8 +27,8 @@ from functools import cache
 from importlib import resources
 from typing import Iterable
 
-from fhir_mappings.facts import Evidence, Exposure, Fact, Observed, OrderedProduct, Unknown
-from fhir_mappings.orders import ordered_product
+from fhir_mappings.facts import Coded, Evidence, Exposure, Fact, Observed, OrderedProduct, Unknown
+from fhir_mappings.orders import ordered_product, product_identity
 from fhir_mappings.parsing import DateSpan, parse_date
 from fhir_mappings.patient_record import parse_reference
 from fhir_mappings.terminology import codings_of, value_set, value_sets_containing
@@ -160,7 +160,7 @@ def identify(product: OrderedProduct, value_set_ids: Iterable[str]) -> tuple[str
     """(ingredient, classes) of a product when it belongs to any of ``value_set_ids``; classes are all of
     ``CLASS_IDS`` and ``value_set_ids`` it belongs to. None when it is in none of ``value_set_ids``."""
     wanted = tuple(value_set_ids)
-    drug = _Drug(product)
+    drug = _Drug(product.codings, product.names)
     classes = drug.classes(tuple(dict.fromkeys(wanted + CLASS_IDS)))
     if not classes & set(wanted):
         return None
@@ -172,10 +172,10 @@ class _Drug:
     coding in the value set, else a name holding one of its text terms), worked out once per set of
     value sets asked. The names are lower-cased once here instead of once per value set."""
 
-    def __init__(self, product: OrderedProduct):
-        self.ingredient = _ingredient(product)
-        self._coded = value_sets_containing(product.codings)
-        self._lowered_names = tuple(name.lower() for name in product.names)
+    def __init__(self, codings: tuple[Coded, ...], names: tuple[str, ...]):
+        self.ingredient = _ingredient(codings, names)
+        self._coded = value_sets_containing(codings)
+        self._lowered_names = tuple(name.lower() for name in names)
         self._classes: dict[tuple[str, ...], frozenset[str]] = {}
 
     def classes(self, asked: tuple[str, ...]) -> frozenset[str]:
@@ -207,20 +207,22 @@ def _ingredient_index() -> tuple[dict[tuple[str, str], str], tuple[tuple[str, st
     return by_code, ordered
 
 
-def _ingredient(product: OrderedProduct) -> str:
+def _ingredient(codings: tuple[Coded, ...], names: tuple[str, ...]) -> str:
+    """The ingredient of a product's codings (the static roll-up), else the one its names hold (longest
+    term first), else its first name, else its first code."""
     by_code, terms = _ingredient_index()
-    for coding in product.codings:
+    for coding in codings:
         hit = by_code.get((coding.system, coding.code))
         if hit:
             return hit
-    for name in product.names:
+    for name in names:
         lowered = name.lower()
         for term, ingredient in terms:
             if term in lowered:
                 return ingredient
-    if product.names:
-        return product.names[0].lower()
-    return next((c.code for c in product.codings if c.code), "unnamed")
+    if names:
+        return names[0].lower()
+    return next((c.code for c in codings if c.code), "unnamed")
 
 
 # ------------------------------------------------------------------------------ collection
@@ -272,8 +274,8 @@ def _identified(record) -> dict[str, list[tuple[dict, str, frozenset[str]]]]:
 def _drug_identity(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
     """(ingredient, the value sets of ``asked`` it belongs to) of the resource's product; memberships and
     ingredient are worked out once per distinct drug (codings and names) of the record."""
-    product = ordered_product(resource, _resolver(record, resource))
-    drug = record.memo(("therapy.drug", product.codings, product.names), lambda: _Drug(product))
+    codings, names = product_identity(resource, _resolver(record, resource))
+    drug = record.memo(("therapy.drug", codings, names), lambda: _Drug(codings, names))
     return drug.ingredient, drug.classes(asked)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fhir_mappings.facts import Coded, Observed, RetrievalOutcome, RetrievalState, Unknown
-from fhir_mappings.orders import cell_dose, ordered_product, ordering_specialties, tocilizumab_request
+from fhir_mappings.orders import cell_dose, ordered_product, ordering_specialties, product_identity, tocilizumab_request
 from fhir_mappings.patient_record import PatientRecord
 from fhir_mappings.terminology import value_set
 
@@ -45,12 +45,16 @@ def test_product_from_contained_and_referenced_medication_and_service_request():
     assert "anitocabtagene autoleucel (KITE-772)" in ordered_product(contained).names
     referenced = dict(contained, contained=[], medicationReference={"reference": "https://ehr.example.org/fhir/Medication/abc", "display": "Carvykti"})
     medication = {"resourceType": "Medication", "id": "abc", "code": {"coding": [{"system": RXNORM, "code": "2594786"}]}}
-    product = ordered_product(referenced, lambda ref: medication if ref.endswith("Medication/abc") else None)
+    resolve = lambda ref: medication if ref.endswith("Medication/abc") else None  # noqa: E731
+    product = ordered_product(referenced, resolve)
     assert Coded(RXNORM, "2594786", None) in product.codings and "Carvykti" in product.names
+    assert product_identity(referenced, resolve) == (product.codings, product.names)
     service = {"resourceType": "ServiceRequest", "id": "s", "status": "draft", "code": {"coding": [{"system": HCPCS, "code": "Q2056"}]}}
     assert ordered_product(service).codings == (Coded(HCPCS, "Q2056", None),)
     with pytest.raises(ValueError):
         ordered_product(["not", "a", "resource"])
+    with pytest.raises(ValueError):
+        product_identity(["not", "a", "resource"])
 
 
 @pytest.mark.parametrize(
