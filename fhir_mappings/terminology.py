@@ -89,14 +89,11 @@ class ValueSet:
         return self.match_text(codeable_concept.get("text"))
 
     def match_text(self, text: str | None) -> Coded | None:
-        if isinstance(text, str) and self.names_lowered_text(text.lower()):
+        if not isinstance(text, str) or self.text_pattern is None:
+            return None
+        if self.text_pattern.search(text.lower()):  # any term as a substring, in one pass over the text
             return Coded(None, None, text)
         return None
-
-    def names_lowered_text(self, lowered: str) -> bool:
-        """Whether an already lower-cased text holds any term (as a substring, in one pass over the text):
-        the test of ``match_text``, for a caller that lowers a name once and asks several value sets."""
-        return self.text_pattern is not None and self.text_pattern.search(lowered) is not None
 
     def codes_for(self, system: str) -> tuple[str, ...]:
         return tuple(sorted(code for s, code in self.codes if s == system))
@@ -154,6 +151,36 @@ def value_sets_containing(codings: Iterable[Coded]) -> frozenset[str]:
         norm = _normalise(system, code)
         found.update(index.get((system, norm), ()))
         found.update(vs_id for prefix, vs_id in prefixes_by_system.get(system, ()) if norm.startswith(prefix))
+    return frozenset(found)
+
+
+_KEY = 3  # characters of a text term that index it
+
+
+@cache
+def _term_index() -> tuple[dict[str, tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]]:
+    """Every (text term, value set id), by the term's first ``_KEY`` characters; and the shorter terms."""
+    index: dict[str, list[tuple[str, str]]] = {}
+    short: list[tuple[str, str]] = []
+    for vs in all_value_sets().values():
+        for term in vs.text_terms:
+            if len(term) < _KEY:
+                short.append((term, vs.id))
+            else:
+                index.setdefault(term[:_KEY], []).append((term, vs.id))
+    return {key: tuple(terms) for key, terms in index.items()}, tuple(short)
+
+
+def value_sets_named_in(lowered: str) -> frozenset[str]:
+    """Ids of every value set with a text term in an already lower-cased text: the value sets whose
+    ``match_text`` matches it (a term anywhere as a substring), for a caller that asks about many value
+    sets. Each position of the text is looked up once, and only the terms starting there are tried."""
+    index, short = _term_index()
+    found = {vs_id for term, vs_id in short if term in lowered}
+    for start in range(len(lowered) - _KEY + 1):
+        for term, vs_id in index.get(lowered[start:start + _KEY], ()):
+            if lowered.startswith(term, start):
+                found.add(vs_id)
     return frozenset(found)
 
 

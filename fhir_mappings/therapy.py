@@ -31,7 +31,7 @@ from fhir_mappings.facts import Coded, Evidence, Exposure, Fact, Observed, Order
 from fhir_mappings.orders import ordered_product, product_identity
 from fhir_mappings.parsing import DateSpan, parse_date
 from fhir_mappings.patient_record import parse_reference
-from fhir_mappings.terminology import codings_of, value_set, value_sets_containing
+from fhir_mappings.terminology import codings_of, value_set, value_sets_containing, value_sets_named_in
 
 MEDICATION_TYPES = ("MedicationStatement", "MedicationAdministration", "MedicationRequest")
 EXPOSURE_TYPES = MEDICATION_TYPES + ("Procedure",)
@@ -168,21 +168,20 @@ def identify(product: OrderedProduct, value_set_ids: Iterable[str]) -> tuple[str
 
 
 class _Drug:
-    """One distinct product (codings and names): its ingredient, and which value sets it belongs to (a
-    coding in the value set, else a name holding one of its text terms), worked out once per set of
-    value sets asked. The names are lower-cased once here instead of once per value set."""
+    """One distinct product (codings and names): its ingredient, and the value sets it belongs to (a
+    coding in the value set, or a name holding one of its text terms), looked up once for all value sets."""
 
     def __init__(self, codings: tuple[Coded, ...], names: tuple[str, ...]):
         self.ingredient = _ingredient(codings, names)
-        self._coded = value_sets_containing(codings)
-        self._lowered_names = tuple(name.lower() for name in names)
+        self._member = value_sets_containing(codings).union(*(value_sets_named_in(name.lower()) for name in names))
         self._classes: dict[tuple[str, ...], frozenset[str]] = {}
 
     def classes(self, asked: tuple[str, ...]) -> frozenset[str]:
-        """The value sets of ``asked`` this product belongs to."""
+        """The value sets of ``asked`` this product belongs to (an unknown value set id is a KeyError)."""
         if asked not in self._classes:
-            self._classes[asked] = frozenset(vs for vs in asked if vs in self._coded or any(
-                value_set(vs).names_lowered_text(name) for name in self._lowered_names))
+            for vs in asked:
+                value_set(vs)  # an unknown id fails here as it does when the value set itself is asked
+            self._classes[asked] = self._member.intersection(asked)
         return self._classes[asked]
 
 

@@ -6,9 +6,11 @@ import json
 from importlib import resources
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fhir_mappings.facts import Coded
-from fhir_mappings.terminology import all_value_sets, value_set, value_sets_containing
+from fhir_mappings.terminology import all_value_sets, value_set, value_sets_containing, value_sets_named_in
 
 CONDITION_SETS = (
     "multiple-myeloma", "myeloma-relapsed", "myeloma-in-remission", "myeloma-not-in-remission",
@@ -70,3 +72,26 @@ def test_value_sets_containing_agrees_with_asking_each_value_set():
         expected = {vs.id for vs in value_sets if vs.contains(probe.system, probe.code)}
         assert value_sets_containing([probe]) == expected, probe
     assert value_sets_containing(probes[:2]) == value_sets_containing(probes[:1]) | value_sets_containing(probes[1:2])
+
+
+TERMS = sorted({term for vs in all_value_sets().values() for term in vs.text_terms})
+
+
+def _named_by_match_text(text: str) -> set[str]:
+    return {vs.id for vs in all_value_sets().values() if vs.match_text(text) is not None}
+
+
+@pytest.mark.parametrize("text", [
+    "bortezomib (VELCADE) 3.5 mg injection", "DARZALEX FASPRO", "Ondansetron 8 mg tablet", "", "abecm",
+    "s/p Abecma infusion; previously daratumumab-hyaluronidase", TERMS[0][:-1], TERMS[-1] + TERMS[0],
+])
+def test_value_sets_named_in_agrees_with_match_text(text):
+    assert value_sets_named_in(text.lower()) == _named_by_match_text(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(TERMS), st.sampled_from(TERMS).map(lambda t: t[1:-1]),
+                          st.text(alphabet="abcdelmoz -()", max_size=6)), max_size=5))
+def test_value_sets_named_in_agrees_with_match_text_on_generated_names(parts):
+    text = "".join(parts).upper() if len(parts) % 2 else " ".join(parts)  # terms whole, cut, glued, any case
+    assert value_sets_named_in(text.lower()) == _named_by_match_text(text)
