@@ -110,7 +110,17 @@ def _complex(properties: dict[str, Check]) -> Check:
 
 
 def _list_of(item: Check) -> Check:
-    return lambda value: isinstance(value, list) and bool(value) and all(item(v) for v in value)
+    """A non-empty JSON array of well-formed items."""
+
+    def check(value: Any) -> bool:
+        if not isinstance(value, list) or not value:
+            return False
+        for element in value:
+            if not item(element):
+                return False
+        return True
+
+    return check
 
 
 _CODING = _complex({"system": _uri, "version": _string, "code": _code, "display": _string, "userSelected": _boolean})
@@ -142,6 +152,7 @@ _EFFECTIVE = {"effectiveDateTime": _date_time, "effectivePeriod": _PERIOD}
 _CHOICES = (tuple(_MEDICATION), ("effectiveDateTime", "effectivePeriod", "effectiveInstant"),
             ("valueQuantity", "valueCodeableConcept", "valueString"), ("onsetDateTime", "onsetPeriod"),
             ("performedDateTime", "performedPeriod"))
+_CHOICE_OF = {name: choice for choice in _CHOICES for name in choice}  # property -> its choice element
 
 # Per resource type: the elements understood here (JSON property -> check), and the required elements
 # (each a tuple of the properties that can carry it: one for a plain element, several for a choice).
@@ -198,6 +209,7 @@ def well_formed(resource: dict) -> bool:
     if known is None:
         return False
     elements, required = known
+    choices_present: set[tuple[str, ...]] = set()
     for key, value in resource.items():
         if key == "resourceType":
             continue
@@ -208,6 +220,12 @@ def well_formed(resource: dict) -> bool:
         check = elements.get(key)
         if check is None or not check(value):
             return False
-    if any(sum(name in resource for name in choice) > 1 for choice in _CHOICES):
-        return False
-    return all(any(name in resource for name in element) for element in required)
+        choice = _CHOICE_OF.get(key)
+        if choice is not None:
+            if choice in choices_present:
+                return False  # two properties of one choice element (valueQuantity and valueString)
+            choices_present.add(choice)
+    for element in required:
+        if not any(name in resource for name in element):
+            return False
+    return True

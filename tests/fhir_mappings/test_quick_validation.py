@@ -165,3 +165,15 @@ def test_what_the_fast_path_refuses_is_judged_by_the_model_and_named(change, ele
     with pytest.raises(MalformedResource) as error:
         validate(broken)
     assert element in error.value.paths
+
+
+@pytest.mark.parametrize("kind, present, extra", [
+    ("MedicationAdministration", "medicationCodeableConcept", {"medicationReference": {"reference": "Medication/m1"}}),
+    ("MedicationAdministration", "effectiveDateTime", {"effectivePeriod": {"start": "2026-01-02"}}),
+    ("Observation", "valueQuantity", {"valueString": "positive"}),
+])
+def test_two_properties_of_one_choice_element_are_left_to_the_model(kind, present, extra):
+    resource = next(r for r in RESOURCES if r["resourceType"] == kind and present in r and well_formed(r))
+    doubled = {**resource, **extra}
+    assert not well_formed(doubled)
+    assert not _model_accepts(read_elements(doubled))
