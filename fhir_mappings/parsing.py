@@ -114,13 +114,17 @@ READ_ELEMENTS: dict[str, tuple[str, ...]] = {
 
 def _element_matcher(elements: tuple[str, ...]):
     names = frozenset(e for e in elements if not e.endswith("[x]")) | {"resourceType", "id"}
+    names |= {"_" + name for name in names}  # ``_birthDate``: the primitive's id/extensions
     choices = tuple(e[:-3] for e in elements if e.endswith("[x]"))
 
     def is_read(key: str) -> bool:
-        name = key[1:] if key.startswith("_") else key  # ``_birthDate``: the primitive's id/extensions
-        if name in names:
+        if key in names:
             return True
-        return any(name.startswith(base) and name[len(base):len(base) + 1].isupper() for base in choices)
+        name = key[1:] if key.startswith("_") else key
+        for base in choices:
+            if name.startswith(base) and name[len(base):len(base) + 1].isupper():
+                return True
+        return False
 
     return is_read
 
@@ -134,7 +138,10 @@ def read_elements(resource: dict) -> dict:
     is_read = _IS_READ.get(resource.get("resourceType"))
     if is_read is None:
         return resource
-    return {key: value for key, value in resource.items() if isinstance(key, str) and is_read(key)}
+    read = [key for key in resource if isinstance(key, str) and is_read(key)]
+    if len(read) == len(resource):
+        return resource  # every element is read: nothing to leave out
+    return {key: resource[key] for key in read}
 
 
 def validate(resource: dict) -> None:

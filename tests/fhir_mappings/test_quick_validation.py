@@ -177,3 +177,16 @@ def test_two_properties_of_one_choice_element_are_left_to_the_model(kind, presen
     doubled = {**resource, **extra}
     assert not well_formed(doubled)
     assert not _model_accepts(read_elements(doubled))
+
+
+def test_read_elements_keeps_what_facts_read_and_copies_only_when_something_is_left_out():
+    administration = {
+        "resourceType": "MedicationAdministration", "id": "ma1", "status": "completed", "_status": {"id": "s"},
+        "effectiveDateTime": "2026-01-02", "_effectiveDateTime": {"id": "e"}, "effectivedatetime": "x",
+        "effective": "x", "__status": {}, "meta": {"versionId": "1"}, "note": [{"text": "n"}],
+        "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": {"text": "bortezomib"},
+    }
+    read = read_elements(administration)
+    assert set(read) == {"resourceType", "id", "status", "_status", "effectiveDateTime", "_effectiveDateTime",
+                         "subject", "medicationCodeableConcept"}
+    assert read_elements(read) is read
