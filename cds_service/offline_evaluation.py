@@ -35,7 +35,7 @@ import click
 from cds_service.cards import DECISION_EXTENSION
 from cds_service.coverage_information import COVERAGE_INFORMATION_URL
 from cds_service.errors import RequestError
-from cds_service.hook_request import decode_json, parse_order_sign_request
+from cds_service.hook_request import decode_json, order_sign_request
 from cds_service.input_limits import check_limits
 from cds_service.order_sign import FhirServerNotAllowedError, OrderSignService, RecordUnavailableError, handle_order_sign
 from cds_service.settings import Settings
@@ -54,8 +54,9 @@ def evaluate_hook(body: bytes, *, settings: Settings, as_of: date, fhir_server: 
 
     Raises ``RequestError`` exactly where the service would answer with an error status (its ``path``
     names the field at fault). ``fhir_server`` replaces the request's ``fhirServer`` (see module doc)."""
-    check_limits(decode_json(body))
-    request = parse_order_sign_request(body)
+    data = decode_json(body)
+    check_limits(data, body_bytes=len(body))
+    request = order_sign_request(data)
     if fhir_server is not None:
         request = dataclasses.replace(request, fhir_server=fhir_server, fhir_authorization=None)
         settings = dataclasses.replace(settings, allow_loopback_fhir=True)
