@@ -149,6 +149,19 @@ def test_iat_in_the_future_is_refused(verifier, rs384):
     assert refused(verifier, rs384.token(AUD, now=time.time() + 600)) in {"not-yet-valid", "bad-iat"}
 
 
+@pytest.mark.parametrize("iat", ["not a time", "{now}", "{future}"])
+def test_iat_as_a_string_is_judged_never_crashes(verifier, rs384, iat):
+    """PyJWT reads a string iat with int(); the verifier must not compare the raw string (a 500)."""
+    now = int(time.time())
+    claims = {"iss": EPIC_ISS, "aud": AUD, "iat": iat.format(now=now, future=now + 600), "exp": now + 300,
+              "jti": f"iat-{iat}"}
+    token = jwt.encode(claims, rs384.private_key, algorithm="RS384", headers={"kid": rs384.kid, "typ": "JWT"})
+    if iat == "{now}":
+        assert verifier.verify(token, AUD).iss == EPIC_ISS
+    else:
+        assert refused(verifier, token) in {"bad-iat", "not-yet-valid"}
+
+
 def test_replayed_jti_is_refused(verifier, rs384):
     token = rs384.token(AUD)
     verifier.verify(token, AUD)
