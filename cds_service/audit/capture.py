@@ -16,12 +16,12 @@ import orjson
 from flask import Flask, Response, g, request
 
 from cds_service.audit.store import AuditStore, HookCallRecord
+from cds_service.cards import DECISION_EXTENSION
 from cds_service.input_limits import parsed_body
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "cart_cds.audit"
-DECISION_EXTENSION = "cart-cds.decision"
 _PREFIX = "/cds-services/"
 _NOT_AUDITED = {401, 503}  # refused before the service saw the request (unauthenticated, auth store down)
 
