@@ -13,8 +13,9 @@ import click
 import orjson
 
 from cds_service.audit.store import AuditStore, make_engine, migrate as run_migrations
+from cds_service.settings import Settings
 
-_DEFAULT_DATABASE_URL = "sqlite:///cart-cds-audit.db"
+_DEFAULT_DATABASE_URL = Settings().database_url  # the service's own default, declared once in settings
 
 
 def _database_option(command):
