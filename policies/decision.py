@@ -36,7 +36,7 @@ class Verdict(str, enum.Enum):
 class CriterionResult:
     """One evaluated criterion (leaf or group), keyed by the policy's own numbering."""
 
-    id: str  # e.g. "I.A.4.a.i", "II.A.1", "III.B", "TOC" for the tocilizumab allowance
+    id: str  # e.g. "I.A.4.a.i", "II.A.1", "III.B", "I.A.approval.tocilizumab" for the tocilizumab allowance
     text: str  # the policy's words
     status: Status
     reason: str
