@@ -27,7 +27,7 @@ from functools import cache
 from importlib import resources
 from typing import Iterable
 
-from fhir_mappings.facts import Coded, Evidence, Exposure, Fact, Observed, OrderedProduct, Unknown
+from fhir_mappings.facts import Coded, Evidence, Exposure, Fact, Observed, Unknown
 from fhir_mappings.orders import ordered_product, product_identity
 from fhir_mappings.parsing import DateSpan, parse_date
 from fhir_mappings.patient_record import parse_reference
@@ -121,6 +121,7 @@ def concurrent_requests(
     patient's active MedicationRequests/ServiceRequests, excluding ``order`` itself. A match found in a
     partial retrieval decides; no match in a partial retrieval is unknown."""
     wanted = tuple(value_sets)
+    asked = tuple(dict.fromkeys(wanted + CLASS_IDS))  # an exposure is labelled with every class it is in
     own = ordered_product(order).reference if isinstance(order, dict) and order.get("id") else None
     found: list[Exposure] = []
     candidates = [(o, "draft") for o in draft_orders if isinstance(o, dict) and o is not order]
@@ -133,13 +134,14 @@ def concurrent_requests(
             continue  # the order itself, or a draft also present in the record
         if origin == "record" and resource.get("intent") in NOT_TREATMENT_INTENTS:
             continue
-        identity = identify(product, wanted)
-        if identity is None:
+        drug = _drug(record, product.codings, product.names)
+        classes = drug.classes(asked)
+        if not classes & set(wanted):
             continue
         if resource.get("id"):
             seen.add(product.reference)
         start = parse_date(resource.get("authoredOn"))
-        found.append(Exposure(product.reference, identity[0], identity[1], start.earliest if start else None, None))
+        found.append(Exposure(product.reference, drug.ingredient, classes, start.earliest if start else None, None))
     failed = incomplete(record, ("MedicationRequest",))
     if failed and not found:
         return Unknown(failed, retrieval_failed=True)
@@ -154,17 +156,6 @@ def last_regimen_last_dose(record, as_of: date) -> Fact[date]:
 
 
 # ------------------------------------------------------------------------------ identification
-
-
-def identify(product: OrderedProduct, value_set_ids: Iterable[str]) -> tuple[str, frozenset[str]] | None:
-    """(ingredient, classes) of a product when it belongs to any of ``value_set_ids``; classes are all of
-    ``CLASS_IDS`` and ``value_set_ids`` it belongs to. None when it is in none of ``value_set_ids``."""
-    wanted = tuple(value_set_ids)
-    drug = _Drug(product.codings, product.names)
-    classes = drug.classes(tuple(dict.fromkeys(wanted + CLASS_IDS)))
-    if not classes & set(wanted):
-        return None
-    return drug.ingredient, classes
 
 
 class _Drug:
@@ -273,9 +264,13 @@ def _identified(record) -> dict[str, list[tuple[dict, str, frozenset[str]]]]:
 def _drug_identity(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
     """(ingredient, the value sets of ``asked`` it belongs to) of the resource's product; memberships and
     ingredient are worked out once per distinct drug (codings and names) of the record."""
-    codings, names = product_identity(resource, _resolver(record, resource))
-    drug = record.memo(("therapy.drug", codings, names), lambda: _Drug(codings, names))
+    drug = _drug(record, *product_identity(resource, _resolver(record, resource)))
     return drug.ingredient, drug.classes(asked)
+
+
+def _drug(record, codings: tuple[Coded, ...], names: tuple[str, ...]) -> _Drug:
+    """The record's one ``_Drug`` for these codings and names: a chart repeats the same few drugs."""
+    return record.memo(("therapy.drug", codings, names), lambda: _Drug(codings, names))
 
 
 def _usable(resource: dict) -> bool:
