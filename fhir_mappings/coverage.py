@@ -98,14 +98,11 @@ def _codings(coverage: dict, table: LineOfBusinessTable):
     """(element path, system, code) of every coding that may name the line of business."""
     concept = coverage.get("type")
     for coding in codings_of(concept):
-        if isinstance(coding, dict):
-            yield "Coverage.type", coding.get("system"), coding.get("code")
+        yield "Coverage.type", coding.get("system"), coding.get("code")
     for entry in coverage.get("class") or ():
         if not isinstance(entry, dict) or not isinstance(entry.get("type"), dict):
             continue
         for coding in codings_of(entry["type"]):
-            if not isinstance(coding, dict):
-                continue
             yield "Coverage.class.type", coding.get("system"), coding.get("code")
             system = coding.get("system")
             if isinstance(system, str) and canonical_system(system) in table.systems:

@@ -40,7 +40,7 @@ REMISSION_STATUSES = frozenset({"remission"})
 def _clinical_status(condition: dict) -> str | None:
     concept = condition.get("clinicalStatus")
     for coding in codings_of(concept):
-        if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+        if isinstance(coding.get("code"), str):
             return coding["code"]
     return None
 
@@ -123,7 +123,7 @@ def order_indications(record: PatientRecord, order: dict | None) -> tuple[Condit
 def _first_coding(concept) -> Coded:
     concept = concept if isinstance(concept, dict) else {}
     for coding in codings_of(concept):
-        if isinstance(coding, dict) and coding.get("code"):
+        if coding.get("code"):
             return Coded(coding.get("system"), coding.get("code"), coding.get("display") or concept.get("text"))
     return Coded(None, None, concept.get("text") if isinstance(concept.get("text"), str) else None)
 

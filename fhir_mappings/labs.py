@@ -194,7 +194,7 @@ def _interpretation_direction(obs: dict) -> str | None:
     """``high``/``low``/``abnormal``/``normal`` from Observation.interpretation codes, else None."""
     for concept in obs.get("interpretation") or ():
         for coding in codings_of(concept):
-            code = coding.get("code") if isinstance(coding, dict) else None
+            code = coding.get("code")
             if code in INTERPRETATION_HIGH:
                 return "high"
             if code in INTERPRETATION_LOW:

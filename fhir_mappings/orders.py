@@ -83,7 +83,7 @@ def product_identity(resource: dict, resolve: Resolver | None = None) -> tuple[t
             continue
         names.append(concept.get("text"))
         for coding in codings_of(concept):
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+            if isinstance(coding.get("code"), str):
                 system = coding.get("system") if isinstance(coding.get("system"), str) else None
                 display = coding.get("display") if isinstance(coding.get("display"), str) else None
                 codings.append(Coded(system, coding["code"].strip(), display))

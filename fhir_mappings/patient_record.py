@@ -225,9 +225,7 @@ class PatientRecord:
 
 
 def _codes(concept: Any) -> set[str]:
-    if not isinstance(concept, dict):
-        return set()
-    return {c.get("code") for c in codings_of(concept) if isinstance(c, dict) and c.get("code")}
+    return {c.get("code") for c in codings_of(concept) if c.get("code")}
 
 
 def _newer(candidate: dict, current: dict) -> bool:

@@ -394,7 +394,7 @@ def _marker(resource: dict) -> str | None:
     for concept in concepts:
         if isinstance(concept, dict):
             texts.append(concept.get("text") or "")
-            texts.extend(c.get("display") or "" for c in codings_of(concept) if isinstance(c, dict))
+            texts.extend(c.get("display") or "" for c in codings_of(concept))
     lowered = " ".join(t for t in texts if isinstance(t, str)).lower()
     return next((m for m in MARKERS if m in lowered), None)
 
