@@ -111,16 +111,24 @@ def _load(data: dict) -> ValueSet:
 
 
 @cache
+def value_set_files() -> tuple[tuple[str, dict], ...]:
+    """(file name, parsed JSON) of every file in ``fhir_mappings/value_sets``, by name, read once per
+    process: the value sets here, and the data other modules keep in the same files (the ingredient
+    roll-up of ``therapy``)."""
+    folder = resources.files("fhir_mappings") / "value_sets"
+    entries = sorted((e for e in folder.iterdir() if e.name.endswith(".json")), key=lambda e: e.name)
+    return tuple((entry.name, json.loads(entry.read_text(encoding="utf-8"))) for entry in entries)
+
+
+@cache
 def all_value_sets() -> dict[str, ValueSet]:
     """Every value set shipped in ``fhir_mappings/value_sets``, keyed by id (loaded once per process)."""
-    folder = resources.files("fhir_mappings") / "value_sets"
     out: dict[str, ValueSet] = {}
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".json"):
-            vs = _load(json.loads(entry.read_text(encoding="utf-8")))
-            if vs.id in out:
-                raise ValueError(f"duplicate value set id {vs.id!r} in {entry.name}")
-            out[vs.id] = vs
+    for name, data in value_set_files():
+        vs = _load(data)
+        if vs.id in out:
+            raise ValueError(f"duplicate value set id {vs.id!r} in {name}")
+        out[vs.id] = vs
     return out
 
 

@@ -20,18 +20,22 @@ Completeness: a fact that needs a resource type whose retrieval was not complete
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
-from importlib import resources
 from typing import Iterable
 
 from fhir_mappings.facts import Coded, Evidence, Exposure, Fact, Observed, Unknown
 from fhir_mappings.orders import ordered_product, product_identity
 from fhir_mappings.parsing import DateSpan, parse_date
 from fhir_mappings.patient_record import parse_reference
-from fhir_mappings.terminology import codings_of, value_set, value_sets_containing, value_sets_named_in
+from fhir_mappings.terminology import (
+    codings_of,
+    value_set,
+    value_set_files,
+    value_sets_containing,
+    value_sets_named_in,
+)
 
 MEDICATION_TYPES = ("MedicationStatement", "MedicationAdministration", "MedicationRequest")
 EXPOSURE_TYPES = MEDICATION_TYPES + ("Procedure",)
@@ -182,11 +186,7 @@ def _ingredient_index() -> tuple[dict[tuple[str, str], str], tuple[tuple[str, st
     carry an ``ingredient`` (the static RxNorm roll-up)."""
     by_code: dict[tuple[str, str], str] = {}
     terms: dict[str, str] = {}
-    folder = resources.files("fhir_mappings") / "value_sets"
-    for entry in folder.iterdir():
-        if not entry.name.endswith(".json"):
-            continue
-        data = json.loads(entry.read_text(encoding="utf-8"))
+    for _, data in value_set_files():
         for code in data.get("codes", ()):
             if code.get("ingredient"):
                 by_code[(code["system"], code["code"])] = code["ingredient"]
