@@ -14,9 +14,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from cds_service.errors import HookRequestError
-from cds_service.hook_request import decode_json, json_path, validate_json
+from cds_service.hook_request import json_path, validate_json
 
 # RFC 3339 section 5.6 date-time: full date, "T", time with optional fraction, and a Z or numeric offset.
 FEEDBACK_LOG_KEY = "cart_cds.feedback_log"  # app.extensions key of the app's FeedbackLog
@@ -37,9 +38,9 @@ class FeedbackItem:
         return self.card, self.outcome, self.outcome_timestamp
 
 
-def parse_feedback(body: bytes) -> tuple[FeedbackItem, ...]:
-    """Validate a feedback body; raises ``HookRequestError`` naming the path of the first problem."""
-    data = decode_json(body)
+def parse_feedback(data: Any) -> tuple[FeedbackItem, ...]:
+    """Validate a feedback body already decoded from JSON (the route gets it from the input limits, which
+    parsed it once); raises ``HookRequestError`` naming the path of the first problem."""
     validate_json("feedback", data)
     return tuple(_item(raw, index) for index, raw in enumerate(data["feedback"]))
 

@@ -35,12 +35,6 @@ def _check_media_type() -> None:
         raise UnsupportedMediaTypeError("Content-Type must be application/json")
 
 
-def _json_body() -> bytes:
-    """The raw request body after the media-type check; the size limit is enforced by Flask (413)."""
-    _check_media_type()
-    return request.get_data(cache=False)
-
-
 _NOT_PARSED = object()
 
 
@@ -76,7 +70,7 @@ def call_service(service_id: str) -> Response:
 @blueprint.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     _known_service(service_id)
-    items = parse_feedback(_json_body())
+    items = parse_feedback(_decoded_json_body())
     current_app.extensions[FEEDBACK_LOG_KEY].record(service_id, items)
     return _json({})
 

@@ -30,8 +30,8 @@ def test_valid_feedback_examples_answer_200_empty_object(client, body):
 
 
 def test_feedback_items_are_parsed():
-    (accepted,) = parse_feedback(json.dumps(ACCEPTED).encode())
-    (overridden,) = parse_feedback(json.dumps(OVERRIDDEN_WITH_REASON).encode())
+    (accepted,) = parse_feedback(ACCEPTED)
+    (overridden,) = parse_feedback(OVERRIDDEN_WITH_REASON)
 
     assert accepted.outcome == "accepted"
     assert accepted.accepted_suggestions == ("e56e1945-20b3-4393-8503-a1a20fd73152",)
@@ -49,22 +49,22 @@ def test_duplicate_feedback_is_accepted_and_recorded_once(client, app):
 
     assert first.status_code == again.status_code == 200
     assert first.get_json() == again.get_json() == {}
-    assert len(log.record("car-t-coverage", parse_feedback(json.dumps(batch).encode()))) == 0
+    assert len(log.record("car-t-coverage", parse_feedback(batch))) == 0
 
 
 def test_same_instant_in_another_offset_is_a_repeat():
     log = FeedbackLog()
-    utc = parse_feedback(json.dumps(ACCEPTED).encode())
+    utc = parse_feedback(ACCEPTED)
     shifted = copy.deepcopy(ACCEPTED)
     shifted["feedback"][0]["outcomeTimestamp"] = "2021-12-11T11:05:31+01:00"
 
     assert len(log.record("car-t-coverage", utc)) == 1
-    assert log.record("car-t-coverage", parse_feedback(json.dumps(shifted).encode())) == ()
+    assert log.record("car-t-coverage", parse_feedback(shifted)) == ()
 
 
 def test_feedback_log_is_bounded():
     log = FeedbackLog(capacity=2)
-    items = [parse_feedback(json.dumps(_with(ACCEPTED, "card", f"card-{n}")).encode()) for n in range(3)]
+    items = [parse_feedback(_with(ACCEPTED, "card", f"card-{n}")) for n in range(3)]
     for item in items:
         log.record("car-t-coverage", item)
 
