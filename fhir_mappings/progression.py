@@ -177,7 +177,13 @@ def latest_disease_assessment(record: PatientRecord, as_of: date) -> Fact[Progre
 def progressive_disease(record: PatientRecord, as_of: date, since: date | None = None) -> Fact[ProgressionFinding]:
     """The most recent progression event on or before ``as_of`` (results from ``since`` on, e.g. the
     start of the last regimen, when given). Found progression stands even if Observations were only
-    partly retrieved; no progression found in a partial retrieval is unknown with retrieval_failed."""
+    partly retrieved; no progression found in a partial retrieval is unknown with retrieval_failed.
+    Worked out once per record: ``latest_disease_assessment`` and the diagnosis both build on it."""
+    return record.memo(("progression.progressive_disease", as_of, since),
+                       lambda: _progressive_disease(record, as_of, since))
+
+
+def _progressive_disease(record: PatientRecord, as_of: date, since: date | None) -> Fact[ProgressionFinding]:
     candidates: list[tuple[ProgressionFinding, tuple[Evidence, ...]]] = []
     serum = _series(record, "serum-m-protein", SERUM_M_PROTEIN, as_of, since)
     urine = _series(record, "urine-m-protein-24h", URINE_M_PROTEIN_24H, as_of, since)
