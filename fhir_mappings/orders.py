@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
+from fhir_mappings.patient_record import reference_string
 from fhir_mappings.terminology import codings_of
 from fhir_mappings.facts import (
     CellDose,
@@ -53,7 +54,7 @@ def ordered_product(order: dict, resolve: Resolver | None = None) -> OrderedProd
         codings=codings,
         names=names,
         status=order.get("status") if isinstance(order.get("status"), str) else None,
-        requester=_reference_string(order.get("requester")),
+        requester=reference_string(order.get("requester")),
     )
 
 
@@ -133,7 +134,7 @@ def ordering_specialties(record, order: dict) -> Fact[tuple[Coded, ...]]:
     ``Practitioner.qualification[].code``. Every coding is returned (NUCC, SNOMED or local) plus text-only
     specialties as codings without system; the caller matches them against its value set."""
     requester = order.get("requester") if isinstance(order, dict) else None
-    ref = _reference_string(requester)
+    ref = reference_string(requester)
     if ref is None:
         return Unknown("the order names no requester")
     target = record.resolve(ref, context=order)
@@ -146,7 +147,7 @@ def ordering_specialties(record, order: dict) -> Fact[tuple[Coded, ...]]:
     roles, practitioner = [], None
     if target.get("resourceType") == "PractitionerRole":
         roles.append(target)
-        practitioner = record.resolve(_reference_string(target.get("practitioner")), context=target)
+        practitioner = record.resolve(reference_string(target.get("practitioner")), context=target)
     elif target.get("resourceType") == "Practitioner":
         practitioner = target
     if practitioner is not None:
@@ -188,12 +189,6 @@ def _kind(resource: dict) -> str:
 def _reference(resource: dict, kind: str) -> str:
     rid = resource.get("id")
     return f"{kind}/{rid}" if isinstance(rid, str) and rid else f"{kind}/(no id)"
-
-
-def _reference_string(reference: Any) -> str | None:
-    if isinstance(reference, dict):
-        reference = reference.get("reference")
-    return reference.strip() if isinstance(reference, str) and reference.strip() else None
 
 
 def _stated_dose(record, order: dict) -> tuple[float, str | None, Evidence] | Unknown:
@@ -242,7 +237,7 @@ def _number_of_doses(order: dict) -> tuple[int | None, str]:
 
 
 def _role_of(record, role: dict, practitioner: dict) -> bool:
-    return record.resolve(_reference_string(role.get("practitioner")), context=role) is practitioner
+    return record.resolve(reference_string(role.get("practitioner")), context=role) is practitioner
 
 
 def _collect_codes(concept: Any, reference: str, element: str, codes: list[Coded], evidence: list[Evidence]) -> None:

@@ -50,7 +50,8 @@ def parse_reference(reference: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-def _reference_string(reference: Any) -> str | None:
+def reference_string(reference: Any) -> str | None:
+    """The trimmed ``reference`` of a Reference (or a reference string), None when there is none."""
     if isinstance(reference, dict):
         reference = reference.get("reference")
     return reference.strip() if isinstance(reference, str) and reference.strip() else None
@@ -157,7 +158,7 @@ class PatientRecord:
             if kind in PATIENT_COMPARTMENT:
                 return "no-patient", f"{kind} names no subject/patient"
             return None
-        link = _reference_string(resource[link_field])
+        link = reference_string(resource[link_field])
         if link == self._patient_reference:
             return None  # the usual form, without a regex
         if link is not None and (link in patient_urls or parse_reference(link) == ("Patient", self.patient_id)):
@@ -186,7 +187,7 @@ class PatientRecord:
         """The resource a Reference (or reference string) points to: ``#id`` inside ``context``'s
         ``contained``, a Bundle ``fullUrl`` (urn:uuid or absolute), or ``Type/id`` relative or
         absolute (any server base, ``_history`` ignored). None when not in the record."""
-        ref = _reference_string(reference)
+        ref = reference_string(reference)
         if ref is None:
             return None
         if ref.startswith("#"):
