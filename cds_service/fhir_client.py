@@ -199,7 +199,7 @@ class FhirClient:
         self.deadline = deadline
         self.max_pages = max(1, max_pages)
         self.max_bytes = max_bytes
-        self._session = session or new_session()
+        self._session = session or new_session(1)  # a client on its own sends one request at a time
 
     def __repr__(self) -> str:  # never show the token
         return f"FhirClient(origin={self.origin!r})"
@@ -311,7 +311,7 @@ def _parse(body: bytes, content_type: str, resource_type: str) -> dict:
     return value
 
 
-def new_session(pool_size: int = 16) -> requests.Session:
+def new_session(pool_size: int) -> requests.Session:
     """A session for FHIR calls: no automatic retries (the deadline leaves no room for them), a
     connection pool as large as the retrieval thread pool. It holds no credentials."""
     session = requests.Session()

@@ -194,7 +194,7 @@ def _referenced_products(draft_orders, bundle_resources, request, fhir_access) -
     in_bundle = {f"{r.get('resourceType')}/{r.get('id')}" for r in bundle_resources}
     pending = [
         order for order in draft_orders
-        if _external_medication(order) is not None and _external_medication(order) not in in_bundle
+        if (reference := _external_medication(order)) is not None and reference not in in_bundle
     ]
     if not pending:
         return ()

@@ -58,7 +58,7 @@ def test_default_limits_run_every_query_of_a_typical_hook_at_once():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        with new_session() as session:
+        with new_session(RetrievalLimits().max_workers) as session:
             record = hook_retrieval(base_url(server), session, RetrievalLimits(deadline_seconds=15))
     finally:
         server.shutdown()
@@ -72,7 +72,7 @@ def test_default_limits_run_every_query_of_a_typical_hook_at_once():
 
 def test_pooled_connections_are_kept_alive_across_hooks():
     # Answers 0.1 s late, so each hook has all its queries in flight at once (one connection each).
-    with delayed_replay(0.1) as (base, counter), new_session() as session:
+    with delayed_replay(0.1) as (base, counter), new_session(RetrievalLimits().max_workers) as session:
         first = hook_retrieval(base, session)
         assert counter.connections == FIRST_WAVE
         second = hook_retrieval(base, session)
