@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from fhir_mappings.parsing import MalformedResource, read_elements, validate
 from fhir_mappings.quick_validation import well_formed
 from fhir.resources.R4B import get_fhir_model_class
+from tests.json_positions import json_positions
 
 SANDBOX = Path(__file__).parents[2] / "sandbox"
 TYPES = ("Patient", "Observation", "Condition", "Coverage", "MedicationStatement", "MedicationAdministration",
@@ -70,17 +71,6 @@ extra_elements = st.sampled_from([
 ])
 
 
-def _positions(value, prefix=()):
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield prefix + (key,)
-            yield from _positions(child, prefix + (key,))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield prefix + (index,)
-            yield from _positions(child, prefix + (index,))
-
-
 def _model_accepts(resource: dict) -> bool:
     try:
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
@@ -100,7 +90,7 @@ def test_the_sandbox_records_cover_every_type_and_mostly_take_the_fast_path():
 def mutated(draw):
     resource = copy.deepcopy(draw(st.sampled_from(RESOURCES)))
     for _ in range(draw(st.integers(1, 2))):
-        positions = [p for p in _positions(resource) if p[0] not in ("resourceType",)]
+        positions = [p for p in json_positions(resource) if p[0] not in ("resourceType",)]
         if not positions:
             break
         path = draw(st.sampled_from(positions))
@@ -133,7 +123,7 @@ def test_every_leaf_of_every_record_with_every_tricky_value():
     value of its JSON type (hypothesis above explores combinations and other types)."""
     checked = 0
     for base in RESOURCES:
-        for path in _positions(base):
+        for path in json_positions(base):
             target = base
             for key in path[:-1]:
                 target = target[key]

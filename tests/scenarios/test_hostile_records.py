@@ -21,6 +21,7 @@ from fhir_mappings.patient_record import PatientRecord
 from policies.decision import Verdict
 from policies.engine import evaluate, evaluate_tocilizumab
 from policies.loader import shipped_policies
+from tests.json_positions import json_positions
 
 SANDBOX = Path(__file__).parents[2] / "sandbox"
 AS_OF = date(2026, 11, 24)
@@ -36,18 +37,6 @@ json_values = st.recursive(
 def _load(scenario: str) -> tuple[dict, dict]:
     hook = json.loads((SANDBOX / "hooks" / f"{scenario}-prefetch.json").read_text(encoding="utf-8"))
     return hook["prefetch"], hook["context"]
-
-
-def _paths(value, prefix=()):
-    """Every (container, key) position inside a JSON value."""
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield prefix + (key,)
-            yield from _paths(child, prefix + (key,))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield prefix + (index,)
-            yield from _paths(child, prefix + (index,))
 
 
 def _set(value, path, new):
@@ -67,7 +56,7 @@ def _case(scenario: str) -> tuple[str, dict]:
 def mutations(draw):
     """(scenario, [(path, new value), ...]): small, so a failing example prints readably."""
     scenario = draw(st.sampled_from(SCENARIOS))
-    paths = [p for p in _paths(_case(scenario)[1]) if len(p) > 2]  # inside a resource
+    paths = [p for p in json_positions(_case(scenario)[1]) if len(p) > 2]  # inside a resource
     changes = draw(st.lists(st.tuples(st.sampled_from(paths), json_values), min_size=1, max_size=3))
     return scenario, changes
 
