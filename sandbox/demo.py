@@ -26,7 +26,6 @@ import os
 import re
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -274,18 +273,6 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextlib.contextmanager
-def _serving(server) -> Iterator[None]:
-    thread = threading.Thread(target=server.serve_forever, name=f"cart-cds-demo-{server.server_address[1]}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@contextlib.contextmanager
 def _loopback_without_proxy() -> Iterator[None]:
     """Loopback calls must not go through an HTTP proxy set in the user's environment."""
     saved = {name: os.environ.get(name) for name in ("NO_PROXY", "no_proxy")}
@@ -324,7 +311,7 @@ def running_demo(as_of: date) -> Iterator[Callable[[Path], Reply]]:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cart-cds-demo-")))
         stack.enter_context(_loopback_without_proxy())
         replay = replay_server.make_server("127.0.0.1", 0)
-        stack.enter_context(_serving(replay))
+        stack.enter_context(replay_server.serving(replay))
         replay_base = replay_server.base_url(replay)
         signer = EhrSigner.generate(DEMO_ISSUER, alg="ES384")
         trusted = signer.write_trusted_clients(workdir / "trusted-clients.yaml", fhir_servers=[origin_of(replay_base)])
@@ -336,7 +323,7 @@ def running_demo(as_of: date) -> Iterator[Callable[[Path], Reply]]:
         except BaseException:
             server.server_close()
             raise
-        stack.enter_context(_serving(server))
+        stack.enter_context(replay_server.serving(server))
 
         session = stack.enter_context(requests.Session())
         session.trust_env = False  # no proxy, no .netrc credentials for a loopback call

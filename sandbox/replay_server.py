@@ -175,14 +175,22 @@ def base_url(server: ThreadingHTTPServer) -> str:
 
 
 @contextlib.contextmanager
-def running(host: str = "127.0.0.1", port: int = 0, **store_dirs) -> Iterator[str]:
-    """Run the replay server in a background thread; yields its FHIR base URL."""
-    server = make_server(host, port, **store_dirs)
-    thread = threading.Thread(target=server.serve_forever, name="sandbox-replay", daemon=True)
+def serving(server) -> Iterator[None]:
+    """Run ``server`` (a socketserver-style server: ``serve_forever``/``shutdown``/``server_close``) in a
+    background thread for the ``with`` block, then stop it and free its port."""
+    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{server.server_address[1]}", daemon=True)
     thread.start()
     try:
-        yield base_url(server)
+        yield
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def running(host: str = "127.0.0.1", port: int = 0, **store_dirs) -> Iterator[str]:
+    """Run the replay server in a background thread; yields its FHIR base URL."""
+    server = make_server(host, port, **store_dirs)
+    with serving(server):
+        yield base_url(server)

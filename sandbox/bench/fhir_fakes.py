@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Iterator
 
-from sandbox.replay_server import base_url, make_server
+from sandbox.replay_server import base_url, make_server, serving
 
 
 class QueryCounter:
@@ -53,14 +53,8 @@ def delayed_replay(delay: float) -> Iterator[tuple[str, QueryCounter]]:
         plain.do_GET(handler)
 
     server.RequestHandlerClass = type("DelayedReplayHandler", (plain,), {"do_GET": do_get})
-    thread = threading.Thread(target=server.serve_forever, name="bench-delayed-replay", daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield base_url(server), counter
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @contextlib.contextmanager
