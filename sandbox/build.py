@@ -31,7 +31,6 @@ from sandbox.search import operation_outcome, search, searchset, url
 REPLAY_BASE = "http://127.0.0.1:8090/fhir"
 PAGE_SIZE = 3  # page size of the paginated scenarios' Observation search (recorded and prefetch)
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://cart-cds.example.org/sandbox")
-HOOK_VARIANTS = ("prefetch", "no-prefetch", "partial-prefetch", "paginated-prefetch")
 PARTIAL_KEYS = ("patient", "coverage", "user")
 FAILURE_TEXT = {
     500: "HAPI-0389: Failed to call access method: java.lang.IllegalStateException",
