@@ -49,6 +49,15 @@ def codings_of(concept: Any) -> list[dict]:
     return [c for c in coding if isinstance(c, dict)] if isinstance(coding, list) else []
 
 
+def coding_key(system: Any, code: Any) -> tuple[str, str] | None:
+    """(canonical system, normalised code): how value sets and the ingredient roll-up compare a coding,
+    so ``urn:oid:2.16.840.1.113883.6.88|602910`` is RxNorm 602910. None without a system and a code."""
+    if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
+        return None
+    system = canonical_system(system)
+    return system, _normalise(system, code)
+
+
 def _normalise(system: str, code: str) -> str:
     code = code.strip()
     if system in ICD10_SYSTEMS:
@@ -68,13 +77,11 @@ class ValueSet:
     text_pattern: re.Pattern | None = None
 
     def contains(self, system: str | None, code: str | None) -> bool:
-        if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
-            return False
-        system = canonical_system(system)
-        if system not in self.systems:
+        key = coding_key(system, code)
+        if key is None or key[0] not in self.systems:
             return False  # most codings on a chart are of other systems (local codes, LOINC vs RxNorm)
-        norm = _normalise(system, code)
-        if (system, norm) in self.codes:
+        system, norm = key
+        if key in self.codes:
             return True
         return any(system == s and norm.startswith(p) for s, p in self.prefixes)
 
@@ -152,12 +159,11 @@ def value_sets_containing(codings: Iterable[Coded]) -> frozenset[str]:
     index, prefixes_by_system = _code_index()
     found: set[str] = set()
     for coding in codings:
-        system, code = coding.system, coding.code
-        if not isinstance(system, str) or not isinstance(code, str) or not system or not code:
+        key = coding_key(coding.system, coding.code)
+        if key is None:
             continue
-        system = canonical_system(system)
-        norm = _normalise(system, code)
-        found.update(index.get((system, norm), ()))
+        system, norm = key
+        found.update(index.get(key, ()))
         found.update(vs_id for prefix, vs_id in prefixes_by_system.get(system, ()) if norm.startswith(prefix))
     return frozenset(found)
 

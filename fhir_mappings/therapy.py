@@ -31,6 +31,7 @@ from fhir_mappings.parsing import DateSpan, parse_date
 from fhir_mappings.patient_record import parse_reference
 from fhir_mappings.terminology import (
     codings_of,
+    coding_key,
     value_set,
     value_set_files,
     value_sets_containing,
@@ -189,7 +190,7 @@ def _ingredient_index() -> tuple[dict[tuple[str, str], str], tuple[tuple[str, st
     for _, data in value_set_files():
         for code in data.get("codes", ()):
             if code.get("ingredient"):
-                by_code[(code["system"], code["code"])] = code["ingredient"]
+                by_code[coding_key(code["system"], code["code"])] = code["ingredient"]
         for ingredient, names in (data.get("ingredients") or {}).items():
             for name in names:
                 terms.setdefault(name.lower(), ingredient)
@@ -202,7 +203,7 @@ def _ingredient(codings: tuple[Coded, ...], names: tuple[str, ...]) -> str:
     term first), else its first name, else its first code."""
     by_code, terms = _ingredient_index()
     for coding in codings:
-        hit = by_code.get((coding.system, coding.code))
+        hit = by_code.get(coding_key(coding.system, coding.code))  # an RxNorm code sent with its OID too
         if hit:
             return hit
     for name in names:

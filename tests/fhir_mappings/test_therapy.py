@@ -168,3 +168,12 @@ def test_administration_joins_its_requests_careplan_group():
     found = by_ref(exposures(build([plan, request, admin]), AS_OF))
     assert found["MedicationAdministration/cerner-dara"].group == "CarePlan/drd"
     assert found["MedicationRequest/req"].group == "CarePlan/drd"
+
+
+def test_an_rxnorm_coding_sent_with_its_oid_rolls_up_to_the_same_ingredient():
+    # Some EHRs send RxNorm as urn:oid:2.16.840.1.113883.6.88, code only; the drug must stay one ingredient
+    # (lines of therapy compare ingredients), not become "602910" beside "lenalidomide".
+    as_oid = {**EPIC_SCD, "id": "epic-len-oid", "medicationCodeableConcept": {"coding": [
+        {"system": "urn:oid:2.16.840.1.113883.6.88", "code": "602910"}]}}
+    found = by_ref(exposures(build([EPIC_SCD, as_oid]), AS_OF))
+    assert found["MedicationRequest/epic-len-oid"].ingredient == found["MedicationRequest/epic-len"].ingredient == "lenalidomide"
