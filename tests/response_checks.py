@@ -5,9 +5,9 @@
 2. the Inferno Da Vinci CRD server checks (conformance.md §16.1: ``service_response_validation``,
    ``card_optional_fields_validation``, ``coverage_information_system_action_validation``), re-implemented
    here because the kit itself cannot run offline;
-3. the CRD 2.2.1 coverage-information invariants q1-q9 plus "pa-needed whenever covered != not-covered"
-   (the CRD 2.0.1 q2 expression Inferno validates against), and resp-37 (an update changes nothing but
-   the coverage extension) when the request's ``draftOrders`` are given;
+3. the structure of each coverage-information extension and the CRD 2.2.1 invariants q1-q9 plus
+   "pa-needed whenever covered != not-covered" (``tests.crd_checks.extension_problems``), and resp-37
+   (an update changes nothing but the coverage extension) when the request's ``draftOrders`` are given;
 4. no null and no empty value anywhere (CDS Hooks §Use of JSON), ``"cards": []`` excepted.
 
 ``check_discovery(document)`` applies the discovery schema, Inferno's discovery checks and CRD dev-1..dev-8.
@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 from fhir.resources.R4B import get_fhir_model_class
 from jsonschema import Draft202012Validator
 
-COVERAGE_INFORMATION_URL = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+from tests.crd_checks import COVERAGE_INFORMATION_URL, extension_problems
+
 ORDER_TYPES = {"DeviceRequest", "MedicationRequest", "NutritionOrder", "ServiceRequest", "VisionPrescription",
                "CommunicationRequest"}
 # Hooks after which Inferno requires a systemActions member.
@@ -179,42 +180,6 @@ def coverage_information(resource) -> list[dict[str, list]]:
     return found
 
 
-def _coverage_information_problems(subs: dict[str, list], path: str) -> list[str]:
-    """CRD 2.2.1 invariants q1-q9 and cardinalities of ext-coverage-information."""
-    problems = []
-    for name in ("coverage", "covered", "date", "coverage-assertion-id"):
-        if len(subs.get(name, [])) != 1:
-            problems.append(f"{path}: {name} must occur exactly once")
-    for name in ("pa-needed", "satisfied-pa-id", "expiry-date"):
-        if len(subs.get(name, [])) > 1:
-            problems.append(f"{path}: {name} may occur at most once")
-    covered = (subs.get("covered") or [None])[0]
-    pa = (subs.get("pa-needed") or [None])[0]
-    docs = subs.get("doc-needed", [])
-    if covered not in ("covered", "not-covered", "conditional", "indeterminate"):
-        problems.append(f"{path}: covered has an invalid code")
-    if "questionnaire" in subs and not docs:
-        problems.append(f"{path}: q1 questionnaire needs doc-needed")
-    if covered == "not-covered" and pa is not None:
-        problems.append(f"{path}: q2 not-covered must not have pa-needed")
-    if covered != "not-covered" and pa is None:
-        problems.append(f"{path}: pa-needed required when covered is not not-covered (CRD 2.0.1 q2)")
-    if "conditional" in [covered, pa, *docs] and "info-needed" not in subs:
-        problems.append(f"{path}: q3 conditional needs info-needed")
-    if pa in ("satisfied", "no-auth") and "withpa" in subs.get("doc-purpose", []):
-        problems.append(f"{path}: q4 doc-purpose withpa with pa-needed {pa}")
-    if ("satisfied-pa-id" in subs) != (pa == "satisfied"):
-        problems.append(f"{path}: q5 satisfied-pa-id iff pa-needed satisfied")
-    needs_reason = ("OTH" in subs.get("info-needed", []) or "doc-purpose" in subs
-                    or "indeterminate" in [covered, pa, *docs])
-    if needs_reason and "reason" not in subs:
-        problems.append(f"{path}: q6/q8/q9 reason required")
-    for reason in subs.get("reason", []):
-        if not isinstance(reason, dict) or not (reason.get("text") or reason.get("coding")):
-            problems.append(f"{path}: q7 reason needs coding or text")
-    return problems
-
-
 def _strip_coverage_information(resource: dict) -> dict:
     stripped = dict(resource)
     remaining = [e for e in resource.get("extension", []) if e.get("url") != COVERAGE_INFORMATION_URL]
@@ -248,8 +213,9 @@ def _system_action_problems(actions: list, draft_orders: dict | None) -> list[st
                 problems.append(f"{path}.resource: does not target a draftOrders entry (CRD found-36)")
             elif _strip_coverage_information(resource) != _strip_coverage_information(original):
                 problems.append(f"{path}.resource: changes more than the coverage extension (CRD resp-37)")
-        for i_index, subs in enumerate(infos):
-            problems += _coverage_information_problems(subs, f"{path}.resource coverage-information[{i_index}]")
+        extensions = [e for e in resource["extension"] if isinstance(e, dict) and e.get("url") == COVERAGE_INFORMATION_URL]
+        for i_index, (extension, subs) in enumerate(zip(extensions, infos)):
+            problems += [f"{path}.resource coverage-information[{i_index}]: {p}" for p in extension_problems(extension)]
             coverage = json.dumps((subs.get("coverage") or [None])[0], sort_keys=True)
             assertion_ids[coverage].update(subs.get("coverage-assertion-id", []))
             pa_ids[coverage].update(subs.get("satisfied-pa-id", []))
