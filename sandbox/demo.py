@@ -42,7 +42,8 @@ from cds_service.auth.trusted_clients import origin_of
 from cds_service.ehr_signer import EhrSigner
 from cds_service.settings import Settings
 from sandbox import recorded, replay_server
-from sandbox.expectations import decisions, deciding_criteria, expected_for, mismatches, scenario_of_hook
+from sandbox.expectations import (HOOK_VARIANTS, decisions, deciding_criteria, expected_for, mismatches,
+                                  scenario_of_hook, split_hook_name)
 
 HOOKS_DIR = recorded.SANDBOX / "hooks"
 RECORDED_BASE = "http://127.0.0.1:8090/fhir"  # the fhirServer the committed hook files name
@@ -50,7 +51,6 @@ SERVICE_PATH = "/cds-services/car-t-coverage"
 SCENARIO_DATE = date(2026, 11, 24)  # the date the scenarios and their expected decisions are written for
 DEMO_ISSUER = "https://ehr.cart-cds-demo.invalid"
 REQUEST_TIMEOUT = (5, 60)  # connect, read (s): the service itself answers within its hook budget
-VARIANT_ORDER = ("prefetch", "no-prefetch", "partial-prefetch", "paginated-prefetch")
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -141,9 +141,8 @@ def run_hooks(hook_files: list[Path], send: Callable[[Path], Reply], progress: "
 
 
 def _variant_rank(hook_file: Path) -> tuple[str, int]:
-    scenario = scenario_of_hook(hook_file)
-    variant = hook_file.stem[len(scenario) + 1:]
-    return scenario, VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER)
+    scenario, variant = split_hook_name(hook_file)
+    return scenario, HOOK_VARIANTS.index(variant)
 
 
 def hook_files(scenario: str | None = None, hooks_dir: Path = HOOKS_DIR) -> list[Path]:

@@ -13,15 +13,20 @@ from pathlib import Path
 
 from sandbox.recorded import SANDBOX
 
-HOOK_SUFFIXES = ("-partial-prefetch", "-paginated-prefetch", "-no-prefetch", "-prefetch")
+HOOK_VARIANTS = ("prefetch", "no-prefetch", "partial-prefetch", "paginated-prefetch")  # in display order
+
+
+def split_hook_name(hook_file: str | Path) -> tuple[str, str]:
+    """(scenario, variant) of a hook file such as ``abecma-meets-all-criteria-no-prefetch.json``."""
+    stem = Path(hook_file).stem
+    for variant in sorted(HOOK_VARIANTS, key=len, reverse=True):  # every name ends in "-prefetch"
+        if stem.endswith("-" + variant):
+            return stem[: -len(variant) - 1], variant
+    raise ValueError(f"{hook_file}: not a sandbox hook file name")
 
 
 def scenario_of_hook(hook_file: str | Path) -> str:
-    stem = Path(hook_file).stem
-    for suffix in HOOK_SUFFIXES:
-        if stem.endswith(suffix):
-            return stem[: -len(suffix)]
-    raise ValueError(f"{hook_file}: not a sandbox hook file name")
+    return split_hook_name(hook_file)[0]
 
 
 def expected_for(scenario: str) -> dict:
