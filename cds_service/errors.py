@@ -4,7 +4,9 @@ Exception tree (every class carries an HTTP status and, where one applies, the J
 
     RequestError                     a client-side fault; answered with its status + OperationOutcome
     ├── HookRequestError             400  malformed body: bad JSON, missing/mistyped field, wrong hook ...
+    ├── FhirServerNotAllowedError    400  fhirServer names a URL the service may not call (SSRF guard)
     ├── UnknownServiceError          404  no CDS service with that id
+    ├── RecordUnavailableError       412  no record data could be obtained at all (CDS Hooks prefetch rules)
     ├── UnsupportedMediaTypeError    415  Content-Type is not JSON
     └── UnsupportedVersionError      422  davinci-crd.requestedVersion names a CRD version we do not declare
 
@@ -13,7 +15,6 @@ Exception tree (every class carries an HTTP status and, where one applies, the J
 Werkzeug's own HTTP errors (404 unrouted path, 405 wrong method, 413 body over the limit) get the same
 OperationOutcome shape. Anything else is a bug on our side: a generic 500 OperationOutcome, with no
 exception text or stack in the body; the log names only the exception type and the route.
-Later modules add their own ``RequestError`` subclasses (e.g. 412 when no record data can be obtained).
 
 Error text is written by us, never copied from the request: a message names the path and what was
 expected, not the value that was sent (it may be patient data or a token).
@@ -49,8 +50,20 @@ class HookRequestError(RequestError):
     status = 400
 
 
+class FhirServerNotAllowedError(RequestError):
+    """``fhirServer`` names a URL the service may not call (server-side request forgery guard)."""
+
+    status = 400
+
+
 class UnknownServiceError(RequestError):
     status = 404
+
+
+class RecordUnavailableError(RequestError):
+    """No record data could be obtained at all: no usable prefetch, and no FHIR server answered."""
+
+    status = 412
 
 
 class UnsupportedMediaTypeError(RequestError):

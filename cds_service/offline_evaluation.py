@@ -32,12 +32,12 @@ from pathlib import Path
 
 import click
 
-from cds_service.cards import DECISION_EXTENSION
-from cds_service.coverage_information import COVERAGE_INFORMATION_URL
-from cds_service.errors import RequestError
+from cds_service.errors import FhirServerNotAllowedError, RecordUnavailableError, RequestError
 from cds_service.hook_request import decode_json, order_sign_request
 from cds_service.input_limits import check_limits
-from cds_service.order_sign import FhirServerNotAllowedError, OrderSignService, RecordUnavailableError, handle_order_sign
+from cds_service.order_sign import OrderSignService, handle_order_sign
+from cds_service.response.cards import DECISION_EXTENSION
+from cds_service.response.coverage_information import COVERAGE_INFORMATION_URL
 from cds_service.settings import Settings
 
 BAD_INPUT_EXIT_CODE = 2

@@ -23,19 +23,19 @@ from typing import Callable
 
 import requests
 
-from cds_service.cards import CardSettings, decision_cards
-from cds_service.coverage_information import coverage_information_actions
-from cds_service.errors import RequestError
-from cds_service.fhir_client import Deadline, new_session
-from cds_service.fhir_server_guard import FhirServerRefused, check_fhir_server
+from cds_service.errors import FhirServerNotAllowedError, RecordUnavailableError
 from cds_service.hook_request import OrderSignRequest
-from cds_service.record_retrieval import (
+from cds_service.response.cards import CardSettings, decision_cards
+from cds_service.response.coverage_information import coverage_information_actions
+from cds_service.response.responses import Response
+from cds_service.retrieval.fhir_client import Deadline, new_session
+from cds_service.retrieval.fhir_server_guard import FhirServerRefused, check_fhir_server
+from cds_service.retrieval.record_retrieval import (
     RecordUnavailable,
     RetrievalLimits,
     resolve_order_references,
     retrieve_record,
 )
-from cds_service.responses import Response
 from cds_service.settings import Settings
 from fhir_mappings.clinical_facts import ClinicalFacts
 from fhir_mappings.coverage import LineOfBusinessTable, default_line_of_business_table, load_line_of_business_table
@@ -55,18 +55,6 @@ ORDER_TYPES = frozenset(
      "VisionPrescription"}
 )
 SERVICE_KEY = "cart_cds.order_sign"  # app.extensions: the OrderSignService built at start-up
-
-
-class FhirServerNotAllowedError(RequestError):
-    """400: ``fhirServer`` names a URL the service may not call (server-side request forgery guard)."""
-
-    status = 400
-
-
-class RecordUnavailableError(RequestError):
-    """412: no record data could be obtained at all (CDS Hooks 2.0 prefetch rules)."""
-
-    status = 412
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from cds_service.app import create_app
 from cds_service.auth.trusted_clients import origin_of
-from cds_service.ehr_signer import EhrSigner
 from cds_service.settings import Settings
 from sandbox import recorded, replay_server
+from sandbox.ehr_signer import EhrSigner
 from sandbox.expectations import (HOOK_VARIANTS, decisions, deciding_criteria, expected_for, mismatches,
                                   scenario_of_hook, split_hook_name)
 

@@ -16,7 +16,7 @@ listing every problem (``coverage_information_problems`` returns the list):
 - ``coverage-assertion-id``: all repetitions for one Coverage share one id, distinct Coverages have
   distinct ids (Inferno; CRD resp-32/33).
 
-Written from conformance.md independently of ``cds_service.coverage_information`` so that it can catch
+Written from conformance.md independently of ``cds_service.response.coverage_information`` so that it can catch
 that module's mistakes. ``tests/response_checks.py`` covers the rest of the response.
 """
 

@@ -16,8 +16,8 @@ import orjson
 from flask import Flask, Response, g, request
 
 from cds_service.audit.store import AuditStore, HookCallRecord
-from cds_service.cards import DECISION_EXTENSION
 from cds_service.input_limits import parsed_body
+from cds_service.response.cards import DECISION_EXTENSION
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ import logging
 import orjson
 from flask import Flask, Response, g, request
 
+from cds_service.auth.jti_store import JtiStoreUnavailable, jti_store_from_url
 from cds_service.auth.jwks import JwksCache
 from cds_service.auth.trusted_clients import TrustedClients
 from cds_service.auth.verifier import AuthError, ClientJwtVerifier, VerifiedClient
 from cds_service.errors import error_response
-from cds_service.replay_store import ReplayStoreUnavailable, replay_store_from_url
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def install_client_auth(app: Flask, settings) -> None:
             "(or set CART_CDS_AUTH_DISABLED=true for local development)")
     clients = TrustedClients.load(settings.trusted_clients_file)
     verifier = ClientJwtVerifier(
-        clients, JwksCache(), replay_store_from_url(settings.redis_url), leeway_seconds=settings.jwt_leeway_seconds)
+        clients, JwksCache(), jti_store_from_url(settings.redis_url), leeway_seconds=settings.jwt_leeway_seconds)
     app.extensions[EXTENSION_KEY] = verifier
     if settings.public_base_url is None:
         log.warning("CART_CDS_PUBLIC_BASE_URL is not set: the JWT aud is checked against the request's Host")
@@ -67,8 +67,8 @@ def install_client_auth(app: Flask, settings) -> None:
         except AuthError as exc:
             log.warning("client JWT refused", extra={"reason": exc.reason, "client": exc.client, "route": route})
             return unauthorized()
-        except ReplayStoreUnavailable:
-            log.error("replay store unavailable; client JWT refused", extra={"route": route})
+        except JtiStoreUnavailable:
+            log.error("jti store unavailable; client JWT refused", extra={"route": route})
             return Response(status=503, headers={"Retry-After": "5"})
         return _refuse_foreign_fhir_server(g.cds_client)
 

@@ -4,7 +4,7 @@ Clients, and its best-practice checklist).
 Order matters: everything that can be decided from the token's unverified header and ``iss`` is decided
 before any key is looked up, and a ``jku`` is compared with the client's allow-list before anything is
 fetched, so an untrusted token can never make the service send a request. The ``jti`` is recorded only
-once the signature and every claim have passed, so forged tokens cannot fill the replay store.
+once the signature and every claim have passed, so forged tokens cannot fill the jti store.
 
 Each refusal raises ``AuthError`` with a short reason code for the log; the HTTP layer answers a bare
 401 whatever the reason.
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import jwt
 
+from cds_service.auth.jti_store import JtiStore
 from cds_service.auth.jwks import JwksCache, JwksFetchError, PublicKey, keys_by_kid
 from cds_service.auth.trusted_clients import TrustedClient, TrustedClients
-from cds_service.replay_store import ReplayStore
 
 # Asymmetric algorithms only: never "none", never HS* (a public key must not double as an HMAC secret).
 ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "PS384")
@@ -63,14 +63,14 @@ class ClientJwtVerifier:
         self,
         clients: TrustedClients,
         jwks: JwksCache,
-        replay: ReplayStore,
+        jti_store: JtiStore,
         *,
         leeway_seconds: int = 30,
         verify_exp: bool = True,
     ) -> None:
         self._clients = clients
         self._jwks = jwks
-        self._replay = replay
+        self._jti_store = jti_store
         self._leeway = leeway_seconds
         self._verify_exp = verify_exp
         self._inline = {c.iss: keys_by_kid(c.jwks) for c in clients if c.jwks}
@@ -119,7 +119,7 @@ class ClientJwtVerifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             raise AuthError("bad-jti", client.iss)
-        if not self._replay.first_use(client.iss, jti, float(claims["exp"]) + self._leeway):
+        if not self._jti_store.first_use(client.iss, jti, float(claims["exp"]) + self._leeway):
             raise AuthError("replayed-jti", client.iss)
         return VerifiedClient(client=client, jti=jti, tenant=tenant if isinstance(tenant, str) else None)
 

@@ -10,9 +10,9 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds_service.cards import CardSettings, CriteriaTree, decision_card, decision_cards
-from cds_service.coverage_information import coverage_information_actions
-from cds_service.markdown_text import escape
+from cds_service.response.cards import CardSettings, CriteriaTree, decision_card, decision_cards
+from cds_service.response.coverage_information import coverage_information_actions
+from cds_service.response.markdown_text import escape
 from fhir_mappings.facts import Evidence
 from policies.decision import CriterionResult, PolicyDecision, Referral, ReferralPolicy, Status, Verdict
 from tests.cds_service import decision_examples as ex

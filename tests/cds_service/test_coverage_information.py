@@ -14,15 +14,15 @@ from datetime import date, datetime
 
 import pytest
 
-from cds_service.coverage_information import (
+from cds_service.response.cards import CardSettings, decision_cards
+from cds_service.response.coverage_information import (
     ASSERTIONS,
     COVERAGE_INFORMATION_URL,
     Assertion,
     coverage_information_actions,
     invariant_violations,
 )
-from cds_service.cards import CardSettings, decision_cards
-from cds_service.responses import Response
+from cds_service.response.responses import Response
 from policies.decision import Status, Verdict
 from tests.cds_service import decision_examples as ex
 from tests.conftest import load_json

@@ -10,7 +10,7 @@ import pytest
 import requests
 import responses
 
-from cds_service.fhir_client import Deadline, FhirClient, FhirRequestError, error_for_status, search_page
+from cds_service.retrieval.fhir_client import Deadline, FhirClient, FhirRequestError, error_for_status, search_page
 
 BASE = "https://ehr.example.org/fhir/R4"
 TOKEN = "eyJhbGciOiJSUzM4NCJ9.secret-access-token.sig"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.fhir_server_guard import FhirServerRefused, check_fhir_server, origin_of
+from cds_service.retrieval.fhir_server_guard import FhirServerRefused, check_fhir_server, origin_of
 
 PUBLIC = {"ehr.example.org": ["93.184.216.34"], "fhir.hospital.example": ["2606:4700::6810:84e5"]}
 

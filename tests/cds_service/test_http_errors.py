@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from cds_service import create_app
-from cds_service.responses import Response
+from cds_service.response.responses import Response
 from tests.cds_service.conftest import HOOK_URL, TEST_ENVIRONMENT, protocol_settings
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds_service.markdown_text import ELLIPSIS, escape, plain
+from cds_service.response.markdown_text import ELLIPSIS, escape, plain
 
 INLINE_SIGNIFICANT = set("\\`*_{}[]()!|~:@$")
 BLOCK_MARKERS = set("#-+=")

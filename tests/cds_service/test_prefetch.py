@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.prefetch import PrefetchState, interpret_prefetch
+from cds_service.retrieval.prefetch import PrefetchState, interpret_prefetch
 from fhir_mappings.data_requirements import data_requirements
 
 CONTEXT = {"patientId": "1288992", "userId": "PractitionerRole/123", "encounterId": "89284"}

@@ -14,8 +14,8 @@ import pytest
 import requests
 import responses
 
-from cds_service.fhir_client import Deadline
-from cds_service.record_retrieval import (
+from cds_service.retrieval.fhir_client import Deadline
+from cds_service.retrieval.record_retrieval import (
     RecordUnavailable,
     RetrievalLimits,
     resolve_order_references,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.fhir_client import new_session
-from cds_service.record_retrieval import RetrievalLimits, retrieve_record
+from cds_service.retrieval.fhir_client import new_session
+from cds_service.retrieval.record_retrieval import RetrievalLimits, retrieve_record
 from fhir_mappings.facts import RetrievalState
 from sandbox.bench.fhir_fakes import delayed_replay
 from sandbox.replay_server import make_server, base_url

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.responses import (CARD_TYPE_SYSTEM, Action, Card, Coding, Link, Response, Source, Suggestion,
+from cds_service.response.responses import (CARD_TYPE_SYSTEM, Action, Card, Coding, Link, Response, Source, Suggestion,
                                    SystemAction)
 from tests.response_checks import check_response
 

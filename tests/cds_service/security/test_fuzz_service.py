@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cds_service import create_app
-from cds_service.ehr_signer import EhrSigner
 from cds_service.settings import Settings
+from sandbox.ehr_signer import EhrSigner
 
 HOOK = "/cds-services/car-t-coverage"
 BASE = "https://cds.payer.example"

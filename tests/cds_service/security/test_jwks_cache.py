@@ -7,7 +7,7 @@ import requests
 import responses
 
 from cds_service.auth.jwks import MAX_JWKS_BYTES, JwksCache, JwksFetchError, keys_by_kid
-from cds_service.ehr_signer import EhrSigner
+from sandbox.ehr_signer import EhrSigner
 
 JKU = "https://ehr.example.org/jwks.json"
 SIGNER = EhrSigner.generate(kid="k1")

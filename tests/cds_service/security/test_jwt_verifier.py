@@ -14,11 +14,11 @@ import pytest
 import responses
 from cryptography.hazmat.primitives import serialization
 
+from cds_service.auth.jti_store import MemoryJtiStore
 from cds_service.auth.jwks import JwksCache
 from cds_service.auth.trusted_clients import TrustedClients
 from cds_service.auth.verifier import AuthError, ClientJwtVerifier
-from cds_service.ehr_signer import EhrSigner
-from cds_service.replay_store import MemoryReplayStore
+from sandbox.ehr_signer import EhrSigner
 
 AUD = "https://cds.payer.example/cds-services/car-t-coverage"
 JKU = "https://ehr.example.org/.well-known/jwks.json"
@@ -46,7 +46,7 @@ def clients(es384, rs384):
 
 @pytest.fixture
 def verifier(clients):
-    return ClientJwtVerifier(clients, JwksCache(min_refetch_seconds=0), MemoryReplayStore(), leeway_seconds=30)
+    return ClientJwtVerifier(clients, JwksCache(min_refetch_seconds=0), MemoryJtiStore(), leeway_seconds=30)
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ def test_refused_token_does_not_consume_its_jti(verifier, rs384):
 
 
 def test_unknown_kid_triggers_one_refetch_and_then_accepts_the_rotated_key(clients, es384, http_mock):
-    verifier = ClientJwtVerifier(clients, JwksCache(min_refetch_seconds=0), MemoryReplayStore())
+    verifier = ClientJwtVerifier(clients, JwksCache(min_refetch_seconds=0), MemoryJtiStore())
     rotated = EhrSigner.generate(iss=EHR_ISS, alg="ES384", kid="ehr-es384-2")
     http_mock.add(responses.GET, JKU, json=es384.public_jwks())
     http_mock.add(responses.GET, JKU, json={"keys": [es384.public_jwk(), rotated.public_jwk()]})
@@ -189,7 +189,7 @@ def test_unknown_kid_triggers_one_refetch_and_then_accepts_the_rotated_key(clien
 def test_unknown_kid_refetch_is_rate_limited(clients, es384, http_mock):
     clock = [1000.0]
     verifier = ClientJwtVerifier(clients, JwksCache(min_refetch_seconds=60, clock=lambda: clock[0]),
-                                 MemoryReplayStore())
+                                 MemoryJtiStore())
     http_mock.add(responses.GET, JKU, json=es384.public_jwks())
     verifier.verify(es384.token(AUD, jku=JKU), AUD)
     forged = EhrSigner.generate(iss=EHR_ISS, alg="ES384", kid="made-up")
@@ -253,7 +253,7 @@ def test_garbage_tokens_are_refused(verifier, token):
 
 def test_tenant_must_match_when_configured(es384, http_mock):
     clients = TrustedClients.from_mapping({"clients": [{"iss": EHR_ISS, "jwks": es384.public_jwks(), "tenant": "t-1"}]})
-    verifier = ClientJwtVerifier(clients, JwksCache(), MemoryReplayStore())
+    verifier = ClientJwtVerifier(clients, JwksCache(), MemoryJtiStore())
     assert refused(verifier, es384.token(AUD, tenant="t-2")) == "wrong-tenant"
     assert refused(verifier, es384.token(AUD)) == "wrong-tenant"
     assert verifier.verify(es384.token(AUD, tenant="t-1"), AUD).tenant == "t-1"
@@ -269,7 +269,7 @@ def spec_example():
 def _spec_verifier(example, *, verify_exp: bool):
     clients = TrustedClients.from_mapping({"clients": [
         {"iss": example["payload"]["iss"], "jku": [example["header"]["jku"]]}]})
-    return ClientJwtVerifier(clients, JwksCache(), MemoryReplayStore(), verify_exp=verify_exp)
+    return ClientJwtVerifier(clients, JwksCache(), MemoryJtiStore(), verify_exp=verify_exp)
 
 
 def test_public_cds_hooks_example_verifies_when_expiry_is_ignored(spec_example, http_mock):

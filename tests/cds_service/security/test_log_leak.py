@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from cds_service import create_app
-from cds_service.ehr_signer import EhrSigner
 from cds_service.log_safety import configure_logging
 from cds_service.settings import Settings
+from sandbox.ehr_signer import EhrSigner
 
 HOOKS = sorted((Path(__file__).parents[3] / "sandbox" / "hooks").glob("*.json"))
 BASE = "https://cds.payer.example"

@@ -8,20 +8,20 @@ import uuid
 
 import pytest
 
-from cds_service.replay_store import (
-    MemoryReplayStore,
-    RedisReplayStore,
-    ReplayStoreUnavailable,
+from cds_service.auth.jti_store import (
+    MemoryJtiStore,
+    RedisJtiStore,
+    JtiStoreUnavailable,
     _key,
-    replay_store_from_url,
+    jti_store_from_url,
 )
 from security_backends import REDIS_URL, REPLAY_BACKENDS, redis_only
 
 
 def make_store(kind: str):
     if kind == "memory":
-        return MemoryReplayStore()
-    return RedisReplayStore.from_url(REDIS_URL)
+        return MemoryJtiStore()
+    return RedisJtiStore.from_url(REDIS_URL)
 
 
 @pytest.mark.parametrize("kind", REPLAY_BACKENDS)
@@ -57,16 +57,16 @@ def test_concurrent_workers_accept_a_jti_exactly_once(kind):
 @pytest.mark.redis
 @redis_only
 def test_redis_entry_expires_after_the_token():
-    store = RedisReplayStore.from_url(REDIS_URL)
+    store = RedisJtiStore.from_url(REDIS_URL)
     jti = str(uuid.uuid4())
     assert store.first_use("iss", jti, time.time() + 1)
-    ttl = store._client.pttl(RedisReplayStore.PREFIX + _key("iss", jti))
+    ttl = store._client.pttl(RedisJtiStore.PREFIX + _key("iss", jti))
     assert 0 < ttl <= 2100  # remembered until exp (+1 s margin), not forever
 
 
 def test_memory_store_forgets_expired_entries():
     clock = [1000.0]
-    store = MemoryReplayStore(clock=lambda: clock[0])
+    store = MemoryJtiStore(clock=lambda: clock[0])
     assert store.first_use("iss", "a", 1010)
     assert not store.first_use("iss", "a", 1010)
     clock[0] = 1011
@@ -81,11 +81,11 @@ def test_memory_store_forgets_expired_entries():
 
 
 def test_unreachable_redis_fails_closed():
-    store = RedisReplayStore.from_url("redis://127.0.0.1:1/0")
-    with pytest.raises(ReplayStoreUnavailable):
+    store = RedisJtiStore.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(JtiStoreUnavailable):
         store.first_use("iss", "x", time.time() + 60)
 
 
 def test_factory_picks_memory_without_url():
-    assert isinstance(replay_store_from_url(None), MemoryReplayStore)
-    assert isinstance(replay_store_from_url("redis://127.0.0.1:6379/0"), RedisReplayStore)
+    assert isinstance(jti_store_from_url(None), MemoryJtiStore)
+    assert isinstance(jti_store_from_url("redis://127.0.0.1:6379/0"), RedisJtiStore)

@@ -13,9 +13,9 @@ import pytest
 
 from cds_service import create_app
 from cds_service.auth import AuthConfigurationError
-from cds_service.ehr_signer import EhrSigner
 from cds_service.log_safety import configure_logging
 from cds_service.settings import Settings
+from sandbox.ehr_signer import EhrSigner
 
 BASE = "https://cds.payer.example"
 DISCOVERY = "/cds-services"

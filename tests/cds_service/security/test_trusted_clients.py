@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cds_service.auth.trusted_clients import TrustedClients, TrustedClientsError, origin_of
-from cds_service.ehr_signer import EhrSigner
+from sandbox.ehr_signer import EhrSigner
 
 SIGNER = EhrSigner.generate(iss="https://ehr.example.org", kid="k1")
 

@@ -25,9 +25,9 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import requests
 
-from cds_service.fhir_client import Deadline, FhirClient, FhirRequestError, new_session
-from cds_service.fhir_server_guard import origin_of
-from cds_service.prefetch import PrefetchItem, PrefetchState, expected_types, interpret_prefetch
+from cds_service.retrieval.fhir_client import Deadline, FhirClient, FhirRequestError, new_session
+from cds_service.retrieval.fhir_server_guard import origin_of
+from cds_service.retrieval.prefetch import PrefetchItem, PrefetchState, expected_types, interpret_prefetch
 from fhir_mappings.data_requirements import MissingContextValue, data_requirements
 from fhir_mappings.facts import COMPLETE, RetrievalOutcome, RetrievalState
 

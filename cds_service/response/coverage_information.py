@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Iterable
 
-from cds_service.cards import CriteriaTree, shown_verdict
-from cds_service.markdown_text import plain
-from cds_service.responses import SystemAction
+from cds_service.response.cards import CriteriaTree, shown_verdict
+from cds_service.response.markdown_text import plain
+from cds_service.response.responses import SystemAction
 from policies.decision import PolicyDecision, Status, Verdict
 
 COVERAGE_INFORMATION_URL = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"

@@ -26,7 +26,7 @@ from urllib.parse import quote, urljoin
 import requests
 from requests.adapters import HTTPAdapter
 
-from cds_service.fhir_server_guard import origin_of
+from cds_service.retrieval.fhir_server_guard import origin_of
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The JWT ``jti`` replay store: a token id is accepted once, and remembered until the token expires.
+"""The JWT ``jti`` store: a token id is accepted once, and remembered until the token expires.
 
 CDS Hooks best practice asks services to keep processed ``jti`` values until their ``exp`` and reject
 repeats. With one process an in-memory store is enough; with several gunicorn workers or hosts every
@@ -15,11 +15,11 @@ import time
 from typing import Callable, Protocol
 
 
-class ReplayStoreUnavailable(RuntimeError):
+class JtiStoreUnavailable(RuntimeError):
     """The shared store could not be asked; the caller must refuse the token (fail closed)."""
 
 
-class ReplayStore(Protocol):
+class JtiStore(Protocol):
     def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
         """True exactly once per (issuer, jti) until ``expires_at`` (epoch seconds); then False."""
 
@@ -29,7 +29,7 @@ def _key(issuer: str, jti: str) -> str:
     return hashlib.sha256(f"{issuer}\x00{jti}".encode()).hexdigest()
 
 
-class MemoryReplayStore:
+class MemoryJtiStore:
     """Per-process store; expired entries are dropped as new ones arrive."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -54,7 +54,7 @@ class MemoryReplayStore:
         return len(self._expiry)
 
 
-class RedisReplayStore:
+class RedisJtiStore:
     """Shared store: ``SET key 1 NX EXAT exp`` succeeds only for the first worker that sees the jti."""
 
     PREFIX = "cart-cds:jti:"
@@ -64,7 +64,7 @@ class RedisReplayStore:
         self._clock = clock
 
     @classmethod
-    def from_url(cls, url: str) -> "RedisReplayStore":
+    def from_url(cls, url: str) -> "RedisJtiStore":
         import redis
 
         return cls(redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0))
@@ -77,9 +77,9 @@ class RedisReplayStore:
         try:
             return bool(self._client.set(self.PREFIX + _key(issuer, jti), b"1", nx=True, px=ttl_ms))
         except redis.RedisError as exc:
-            raise ReplayStoreUnavailable(type(exc).__name__) from exc
+            raise JtiStoreUnavailable(type(exc).__name__) from exc
 
 
-def replay_store_from_url(redis_url: str | None) -> ReplayStore:
+def jti_store_from_url(redis_url: str | None) -> JtiStore:
     """Redis when a URL is configured, else the in-memory store."""
-    return RedisReplayStore.from_url(redis_url) if redis_url else MemoryReplayStore()
+    return RedisJtiStore.from_url(redis_url) if redis_url else MemoryJtiStore()

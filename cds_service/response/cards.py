@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
-from cds_service.markdown_text import escape, plain
-from cds_service.responses import CARD_TYPE_SYSTEM, Card, Coding, Link, Source
+from cds_service.response.markdown_text import escape, plain
+from cds_service.response.responses import CARD_TYPE_SYSTEM, Card, Coding, Link, Source
 from fhir_mappings.facts import Evidence
 from policies.decision import CriterionResult, PolicyDecision, Status, Verdict
 
