@@ -21,7 +21,10 @@ whole history: a rise over an earlier line's nadir, already followed by new regi
 that led to them, not progression after the last regimen. The series starts at the last regimen's
 start, with its baseline: the latest result in the 30 days before the start (the pre-treatment value a
 refractory disease rises from; an older result is not the disease at the start). When no regimen is
-documented (or therapy could not be retrieved) the whole history is the series.
+documented (or therapy could not be retrieved) the whole history is the series. The last regimen is
+read finely: maintenance after a transplant is a regimen of its own here, although policy 481 counts
+induction, transplant and maintenance as one; a later start can only raise the nadir, so this finds
+fewer progressions, never more (a post-transplant value in the 30 days before maintenance is its baseline).
 
 A lab's bound is a bound, never a precise value: each point is the interval its true value lies in
 (a value is both ends; "<x" lies between 0 and x; ">x" is at least x; a dFLC from a chain reported as

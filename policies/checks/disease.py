@@ -107,9 +107,10 @@ def _at_least(value: float, comparator: str | None, minimum: float) -> Status:
 
 def _weighed(judged: LeafResult, effective: date, others: list[tuple[LeafResult, date]]) -> LeafResult:
     """The judged (latest) result, unless another result of the window disagrees with it (module
-    docstring): met with a later result not met, or not met with another result met, is unknown."""
+    docstring): met with a result of the same day or later not met (two draws of one day have no
+    order a reviewer could rely on), or not met with another result met, is unknown."""
     if judged.status is Status.MET:
-        against = [o for o, day in others if day > effective and o.status is Status.NOT_MET]
+        against = [o for o, day in others if day >= effective and o.status is Status.NOT_MET]
     elif judged.status is Status.NOT_MET:
         against = [o for o, _ in others if o.status is Status.MET]
     else:

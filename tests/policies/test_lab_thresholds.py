@@ -121,3 +121,9 @@ def test_a_later_partial_draw_with_a_normal_ratio_makes_a_met_assay_unknown():
 def test_an_earlier_partial_draw_does_not_disagree_with_a_later_met_assay():
     earlier = replace(flc(None, False, day(25)).value, references=("Observation/ratio-25",))
     assert criterion("481", "I.A.4.a.iii", light_chains=light_chains(42.0, others=(earlier,))).status is MET
+
+
+def test_two_draws_of_the_same_day_that_disagree_are_unknown():
+    redraw = replace(flc(4.0, True, day(14)).value, references=("Observation/kappa-redraw",))
+    got = criterion("481", "I.A.4.a.iii", light_chains=light_chains(42.0, others=(redraw,)))
+    assert got.status is UNKNOWN and "Observation/kappa-redraw" in {e.reference for e in got.evidence}
