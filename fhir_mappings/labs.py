@@ -136,9 +136,9 @@ def _text_value(obs: dict) -> str | None:
     return concept.get("text") if isinstance(concept, dict) and isinstance(concept.get("text"), str) else None
 
 
-def bounds(m: Measurement) -> tuple[float | None, float]:
-    """(lowest, highest) the true value can be, None for no known limit: a value is both; "<x" lies
-    between 0 (these labs are amounts) and x; ">x" has no known highest."""
+def bounds(m: Measurement) -> tuple[float, float | None]:
+    """(lowest, highest) the true value can be: a value is both; "<x" lies between 0 (these labs are
+    amounts) and x; ">x" has no known highest (None)."""
     if m.comparator in ("<", "<="):
         return 0.0, m.value
     if m.comparator in (">", ">="):
