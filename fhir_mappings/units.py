@@ -9,16 +9,16 @@ every unit of its dimension. What is accepted:
   ``MG/L``: HL7 v2 feeds send them) name the same units, since no case-sensitive reading of them names
   a mass per volume; ``mg/d`` and ``mg/(24.h)`` are both a daily amount.
 - Common EHR unit strings whose meaning is not in doubt: ``gm`` for gram, ``mcg``/``ug``/``µg`` for
-  microgram, ``g/100mL`` (= g/dL), ``mg/24h``, ``mg/24 hr``, ``mg/24hrs``, ``mg/day``, and ``mg/24.h``
-  (strict UCUM would read it as (mg/24).h, a mass times a time, which no lab reports: the writer means
-  per 24 hours). Spaces and letter case are not significant.
+  microgram, ``g/100mL`` (= g/dL), ``mg/24h``, ``mg/24 hr``, ``mg/24hrs``, ``mg/day`` (none of them is
+  valid UCUM, so none has another meaning). Spaces and letter case are not significant.
 - Ratios: ``1``, ``{ratio}`` (any UCUM annotation alone is the unity), ``ratio``, or no unit at all.
 
-Anything else is never guessed at (``mmol/L``, ``g%`` -- an M-spike is also reported as a percentage of
-total protein --, ``mg/{24hrs}``, an empty unit on a mass): the caller gets ``UnitProblem`` and reports the
-raw value as unknown. The UCUM ``code`` is the computable unit and wins over the display ``unit``; when
-both can be read and they disagree (``code: g/L`` with ``unit: g/dL``) the quantity is unknown rather
-than one of them picked. A code with a foreign system, or with no system, that cannot be read gives way
+Anything else is never guessed at: ``mg/24.h`` is valid UCUM for (mg/24).h, a mass times a time, so
+whatever its writer meant it is ambiguous; ``mg/{24hrs}`` is UCUM for milligrams (the annotation is the
+unity); ``g%`` could be g/dL or a percentage of total protein (an M-spike is reported both ways);
+``mmol/L``, a mass with no unit. The caller gets ``UnitProblem`` and reports the raw value as unknown.
+The UCUM ``code`` is the computable unit and wins over the display ``unit``; when both can be read and
+they disagree (``code: g/L`` with ``unit: g/dL``) the quantity is unknown rather than one of them picked. A code with a foreign system, or with no system, that cannot be read gives way
 to the display unit. A urine concentration (mass/volume, a spot sample) is not a 24-hour amount: it
 cannot be converted without the collection volume.
 
@@ -46,7 +46,7 @@ _MASS = {  # grams
 _VOLUME = {  # litres
     "l": Fraction(1), "dl": Fraction(1, 10), "100ml": Fraction(1, 10), "ml": Fraction(1, 1000),
 }
-_DAY_SPELLINGS = {"d", "day", "(24.h)", "24.h", "(24h)", "24h", "24hr", "24hrs", "24hour", "24hours"}
+_DAY_SPELLINGS = {"d", "day", "(24.h)", "(24h)", "24h", "24hr", "24hrs", "24hour", "24hours"}
 _RATIO_SPELLINGS = {"1", "ratio"}
 _ANNOTATION_ONLY = re.compile(r"^\{[^{}]*\}$")
 
