@@ -22,6 +22,9 @@ they disagree (``code: g/L`` with ``unit: g/dL``) the quantity is unknown rather
 to the display unit. A urine concentration (mass/volume, a spot sample) is not a 24-hour amount: it
 cannot be converted without the collection volume.
 
+A ``comparator`` other than FHIR's ``<``, ``<=``, ``>=``, ``>`` makes the value unreadable: read as a value it
+could turn a bound into a false precise result.
+
 Factors are exact fractions, so 5 g/L is 0.5 g/dL exactly, not 0.49999999999999994.
 """
 
@@ -162,7 +165,8 @@ def to_canonical(quantity: dict | None, analyte: Analyte) -> Converted:
     if raw is None:
         raise UnitProblem(f"{analyte.name}: no numeric value", None, unit_of(quantity))
     comparator = quantity.get("comparator")
-    comparator = comparator if comparator in COMPARATORS else None
+    if comparator is not None and comparator not in COMPARATORS:  # "≤", "lt": a bound of unknown direction
+        raise UnitProblem(f"{analyte.name}: comparator {comparator!r} is not a FHIR comparator; not read", raw, unit_of(quantity))
     parsed, shown = _read_unit(quantity, analyte, raw)
     if shown is None:
         if analyte.unitless:

@@ -57,6 +57,7 @@ def test_accepted_units_convert_to_canonical(analyte, quantity, expected):
         (URINE_M_PROTEIN_24H, q(250, "mg"), "not a mass/time unit"),
         (FREE_LIGHT_CHAIN, q(100, "mg/L", unit="mg/dL"), "disagree"),  # code and display contradict
         (FLC_RATIO, q(1.8, "mg/L"), "not a ratio unit"),
+        (SERUM_M_PROTEIN, q(0.5, "g/dL", comparator="≤"), "not a FHIR comparator"),
         (URINE_M_PROTEIN_24H, q(25, "mg/dL"), "spot-urine concentration"),
         (URINE_M_PROTEIN_24H, q(25, unit="MG/DL", system=None), "spot-urine concentration"),
         (SERUM_M_PROTEIN, {"unit": "g/dL"}, "no numeric value"),
