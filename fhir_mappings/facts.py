@@ -107,6 +107,9 @@ class Measurement:
     raw_value: float | None = None
     raw_unit: str | None = None
     comparator: str | None = None  # "<", "<=", ">", ">=" when the lab reported a bound, not a value
+    # the other valid results of the analyte in the lookback window, newest first: a check weighs them
+    # when they disagree with this one (see ``policies.checks.disease``)
+    others_in_window: tuple["Measurement", ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,13 @@ class FreeLightChains:
     involved_mg_dl: float | None
     kappa_mg_dl: float | None
     lambda_mg_dl: float | None
+    # a bound ("<", "<=", ">", ">=") instead of a value: the ratio as reported (or as computed from
+    # bounded chains), the involved chain as reported
+    ratio_comparator: str | None = None
+    involved_comparator: str | None = None
+    # the other assays of the lookback window, newest first (see ``Measurement.others_in_window``)
+    others_in_window: tuple["FreeLightChains", ...] = ()
+    references: tuple[str, ...] = ()  # the Observations of the assay, "Observation/id"
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,36 @@ Selection happens on the raw JSON (code in the analyte's value set, date), and o
 fact reports are validated with ``fhir.resources``; a record with thousands of unrelated Observations
 costs a code lookup each, not a model build.
 
+Which results count (lab results as labs report them):
+
+- Only final results: ``PatientRecord`` admits an Observation only when its status is final, amended or
+  corrected (the one place that rule lives), so a preliminary, registered, cancelled or
+  entered-in-error result is not in the record at all.
+- A result with no value (``dataAbsentReason``, no ``value[x]``, a ``valueQuantity`` without a number)
+  is not a result: it is skipped here, so it never hides an earlier valid result in the window. A value
+  that is there but cannot be read (an unknown unit, a text value) is a result that may contradict the
+  earlier ones: the fact is unknown, with the raw value shown.
+- A bound (``valueQuantity.comparator``: "<0.1 g/dL", ">100") is kept as a bound: the checks decide
+  what it can and cannot show (``policies.checks.disease``); a ratio computed from bounded chains is a
+  bound too, or no ratio when the bounds pull opposite ways.
+- The latest valid result in the window is the one reported; the other valid results of the window
+  come with it (``others_in_window``), so a check can see when two results in the window disagree.
+
 Free light chains are an assay of three results (kappa, lambda, ratio) that are only meaningful
 together: they are paired by collection date and, when the lab names it, by the same specimen. The
-ratio is judged abnormal by the lab's ``interpretation`` first, then its ``referenceRange``, then the
-IMWG/Freelite default 0.26-1.65; the involved chain is kappa when the ratio is high, lambda when low.
-When no ratio was reported but both chains were, the ratio is computed from them.
+assay reported is the latest *complete* one in the window (kappa, lambda and a ratio all read), so a
+later draw with one chain missing (not resulted, preliminary, no value) does not hide an earlier
+complete draw; the later partial draws come along in ``others_in_window``. Only when no draw in the
+window is complete is the latest partial one reported. A later draw whose value could not be read
+makes the fact unknown. The ratio is judged abnormal by the lab's ``interpretation`` first, then its
+``referenceRange``, then the IMWG/Freelite default 0.26-1.65; the involved chain is kappa when the
+ratio is high, lambda when low. When no ratio was reported but both chains were, the ratio is computed
+from them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from fhir_mappings.facts import Evidence, Fact, FreeLightChains, Measurement, Observed, Unknown
@@ -60,9 +80,22 @@ def lab_results(record: PatientRecord, value_set_id: str) -> list[LabResult]:
     return list(record.memo(("labs.results", value_set_id), lambda: tuple(_select(record, value_set_id))))
 
 
+def has_value(obs: dict) -> bool:
+    """Whether an Observation carries a value: no ``dataAbsentReason``, and a ``value[x]`` (a
+    ``valueQuantity`` with its number)."""
+    if obs.get("dataAbsentReason") is not None:
+        return False
+    quantity = obs.get("valueQuantity")
+    if isinstance(quantity, dict):
+        return quantity.get("value") is not None
+    return any(key.startswith("value") and obs[key] is not None for key in obs)
+
+
 def _select(record: PatientRecord, value_set_id: str) -> list[LabResult]:
     out = []
     for obs, _ in coded_in(record, "Observation", "code", value_set_id):
+        if not has_value(obs):
+            continue  # not a result: it must not hide an earlier one
         span = effective_span(obs)
         if span is None or not span.exact:
             continue
@@ -103,6 +136,16 @@ def _text_value(obs: dict) -> str | None:
     return concept.get("text") if isinstance(concept, dict) and isinstance(concept.get("text"), str) else None
 
 
+def bounds(m: Measurement) -> tuple[float, float | None]:
+    """(lowest, highest) the true value can be: a value is both; "<x" lies between 0 (these labs are
+    amounts) and x; ">x" has no known highest (None)."""
+    if m.comparator in ("<", "<="):
+        return 0.0, m.value
+    if m.comparator in (">", ">="):
+        return m.value, None
+    return m.value, m.value
+
+
 def measurement_evidence(m: Measurement, element: str = "Observation.valueQuantity") -> Evidence:
     value = f"{m.comparator or ''}{m.raw_value:g}" if m.raw_value is not None else None
     return Evidence(m.reference, element, value, m.raw_unit, m.effective.isoformat())
@@ -123,20 +166,23 @@ def retrieval_unknown(record: PatientRecord, what: str) -> Unknown | None:
 def _latest_measurement(
     record: PatientRecord, value_set_id: str, analyte: Analyte, as_of: date, within_days: int
 ) -> Fact[Measurement]:
+    """The latest valid result in the window with the other valid ones (module docstring); malformed
+    results are reported in ``record.issues`` and skipped."""
     incomplete = retrieval_unknown(record, analyte.name)
     candidates = [r for r in lab_results(record, value_set_id) if in_window(r.day, as_of, within_days)]
     if not candidates:
         return incomplete or Unknown(f"no {analyte.name} result in the {within_days} days before {as_of.isoformat()}")
-    for result in reversed(candidates):
-        if not record.well_formed(result.resource):
-            continue  # malformed: reported in record.issues; the next latest result is used
-        fact = measure(record, result, analyte)
-        if isinstance(fact, Unknown):
-            return fact if incomplete is None else Unknown(incomplete.reason, True, fact.evidence)
-        if incomplete is not None:  # a later result may be among those not retrieved
-            return Unknown(incomplete.reason, True, (measurement_evidence(fact),))
-        return Observed(fact, (measurement_evidence(fact),))
-    return incomplete or Unknown(f"no valid {analyte.name} result in the {within_days} days before {as_of.isoformat()}")
+    valid = [r for r in candidates if record.well_formed(r.resource)]
+    if not valid:
+        return incomplete or Unknown(f"no valid {analyte.name} result in the {within_days} days before {as_of.isoformat()}")
+    latest = measure(record, valid[-1], analyte)
+    if isinstance(latest, Unknown):
+        return latest if incomplete is None else Unknown(incomplete.reason, True, latest.evidence)
+    earlier = (measure(record, r, analyte) for r in reversed(valid[:-1]))
+    latest = replace(latest, others_in_window=tuple(m for m in earlier if isinstance(m, Measurement)))
+    if incomplete is not None:  # a later result may be among those not retrieved
+        return Unknown(incomplete.reason, True, (measurement_evidence(latest),))
+    return Observed(latest, (measurement_evidence(latest),))
 
 
 def serum_m_protein(record: PatientRecord, as_of: date, within_days: int) -> Fact[Measurement]:
@@ -170,20 +216,22 @@ def _specimen(result: LabResult) -> str | None:
 
 def flc_assays(record: PatientRecord) -> list[FlcAssay]:
     """FLC results grouped per collection (day, then specimen when one is named), oldest first. A result
-    with no specimen joins the day's only specimen group, if there is exactly one."""
+    with no specimen joins the day's only specimen group, if there is exactly one. Linear in the number
+    of results: the specimen groups of each day are indexed once."""
     groups: dict[tuple[date, str | None], dict[str, LabResult]] = {}
     for part, vs_id in (("kappa", "serum-free-kappa"), ("lambda", "serum-free-lambda"), ("ratio", "serum-flc-ratio")):
         for result in lab_results(record, vs_id):
             groups.setdefault((result.day, _specimen(result)), {})[part] = result  # latest of the day wins
-    for (day, specimen), parts in list(groups.items()):
-        if specimen is not None:
-            continue
-        named = [key for key in groups if key[0] == day and key[1] is not None]
+    named_by_day: dict[date, list[tuple[date, str | None]]] = {}
+    for key in groups:
+        if key[1] is not None:
+            named_by_day.setdefault(key[0], []).append(key)
+    for key in [k for k in groups if k[1] is None]:
+        named = named_by_day.get(key[0], ())
         if len(named) == 1:
             target = groups[named[0]]
-            for part, result in parts.items():
+            for part, result in groups.pop(key).items():
                 target.setdefault(part, result)
-            del groups[(day, specimen)]
     return [
         FlcAssay(day, parts.get("kappa"), parts.get("lambda"), parts.get("ratio"))
         for (day, _), parts in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))
@@ -216,11 +264,24 @@ def _reference_range(obs: dict) -> tuple[float, float] | None:
     return None
 
 
-def judge_ratio(ratio: float, obs: dict | None) -> tuple[bool, str | None, str]:
-    """(abnormal, direction high/low/None, basis) for a kappa/lambda ratio."""
+def _side_of_range(ratio: float, comparator: str | None, low: float, high: float) -> str | None:
+    """``high``/``low`` when the ratio (a value, or a bound) is certainly beyond the range, else None."""
+    if comparator is None:
+        return "high" if ratio > high else "low" if ratio < low else None
+    if comparator == ">" and ratio >= high or comparator == ">=" and ratio > high:
+        return "high"
+    if comparator == "<" and ratio <= low or comparator == "<=" and ratio < low:
+        return "low"
+    return None
+
+
+def judge_ratio(ratio: float, obs: dict | None, comparator: str | None = None) -> tuple[bool | None, str | None, str]:
+    """(abnormal, direction high/low/None, basis) for a kappa/lambda ratio. A bound that does not reach
+    beyond the range (">1.2") cannot show a normal ratio either: abnormal is None (not judged) unless
+    the lab's interpretation says."""
     rng = _reference_range(obs) if obs else None
     low, high = rng or DEFAULT_RATIO_RANGE
-    by_value = "high" if ratio > high else "low" if ratio < low else None
+    by_value = _side_of_range(ratio, comparator, low, high)
     verdict = _interpretation_direction(obs) if obs else None
     if verdict == "normal":
         return False, None, "interpretation"
@@ -228,7 +289,25 @@ def judge_ratio(ratio: float, obs: dict | None) -> tuple[bool, str | None, str]:
         return True, verdict, "interpretation"
     if verdict == "abnormal":
         return True, by_value, "interpretation"
-    return by_value is not None, by_value, "referenceRange" if rng else DEFAULT_RATIO_BASIS
+    basis = "referenceRange" if rng else DEFAULT_RATIO_BASIS
+    if by_value is None and comparator is not None:
+        return None, None, basis
+    return by_value is not None, by_value, basis
+
+
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def _quotient_comparator(numerator: str | None, denominator: str | None) -> tuple[bool, str | None]:
+    """(bounded, comparator) of a quotient of two results that may be bounds: kappa 25 over lambda
+    "<0.15" is a ratio ">166.7"; two bounds that pull opposite ways leave the quotient unbounded."""
+    sides = [c for c in (numerator, _FLIPPED.get(denominator or "")) if c]
+    if not sides:
+        return True, None
+    if len({c[0] for c in sides}) > 1:
+        return False, None
+    strict = any(len(c) == 1 for c in sides)
+    return True, sides[0][0] + ("" if strict else "=")
 
 
 @dataclass(frozen=True)
@@ -239,15 +318,25 @@ class FlcReading:
     value: FreeLightChains | None
     evidence: tuple[Evidence, ...]
     problems: tuple[Unknown, ...]
+    kappa: Measurement | None = None
+    lambda_: Measurement | None = None
 
-    def dflc(self, involved: str) -> float | None:
-        """Involved minus uninvolved FLC (mg/dL) taking ``involved`` (kappa/lambda) as the clone's
-        chain; None unless both chains were measured."""
+    @property
+    def complete(self) -> bool:
+        """Kappa, lambda and a ratio (reported or computed) all read."""
         v = self.value
-        if v is None or v.kappa_mg_dl is None or v.lambda_mg_dl is None:
+        return v is not None and None not in (v.kappa_mg_dl, v.lambda_mg_dl, v.ratio)
+
+    def dflc(self, involved: str) -> tuple[float | None, float | None] | None:
+        """(lowest, highest) involved minus uninvolved FLC (mg/dL) can be, taking ``involved``
+        (kappa/lambda) as the clone's chain (see ``bounds``); None unless both chains were measured."""
+        chains = (self.kappa, self.lambda_) if involved == "kappa" else (self.lambda_, self.kappa)
+        if None in chains:
             return None
-        diff = v.kappa_mg_dl - v.lambda_mg_dl
-        return round(diff if involved == "kappa" else -diff, 6)
+        (inv_low, inv_high), (uninv_low, uninv_high) = (bounds(m) for m in chains)
+        low = round(inv_low - uninv_high, 6) if uninv_high is not None else None
+        high = round(inv_high - uninv_low, 6) if inv_high is not None else None
+        return low, high
 
 
 def read_assay(record: PatientRecord, assay: FlcAssay) -> FlcReading:
@@ -268,15 +357,16 @@ def read_assay(record: PatientRecord, assay: FlcAssay) -> FlcReading:
             evidence.append(measurement_evidence(got))
         values[part] = got
     kappa, lam, ratio_m = values["kappa"], values["lambda"], values["ratio"]
+    ratio, comparator, abnormal, direction, basis = None, None, None, None, None
     if ratio_m is not None:
-        ratio: float | None = ratio_m.value
-        abnormal, direction, basis = judge_ratio(ratio, assay.ratio.resource)
+        ratio, comparator = ratio_m.value, ratio_m.comparator
+        abnormal, direction, basis = judge_ratio(ratio, assay.ratio.resource, comparator)
     elif kappa is not None and lam is not None and lam.value > 0:
-        ratio = round(kappa.value / lam.value, 4)
-        abnormal, direction, basis = judge_ratio(ratio, None)
-        basis = f"{basis} (ratio computed from kappa and lambda)"
-    else:
-        ratio, abnormal, direction, basis = None, None, None, None
+        bounded, comparator = _quotient_comparator(kappa.comparator, lam.comparator)
+        if bounded:
+            ratio = round(kappa.value / lam.value, 4)
+            abnormal, direction, basis = judge_ratio(ratio, None, comparator)
+            basis = f"{basis} (ratio computed from kappa and lambda)"
     if ratio is None and kappa is None and lam is None:
         return FlcReading(assay, None, tuple(evidence), tuple(problems))
     involved = {"high": "kappa", "low": "lambda"}.get(direction or "")
@@ -290,22 +380,27 @@ def read_assay(record: PatientRecord, assay: FlcAssay) -> FlcReading:
         involved_mg_dl=involved_value.value if involved_value else None,
         kappa_mg_dl=kappa.value if kappa else None,
         lambda_mg_dl=lam.value if lam else None,
+        ratio_comparator=comparator,
+        involved_comparator=involved_value.comparator if involved_value else None,
+        references=tuple(m.reference for m in (kappa, lam, ratio_m) if m is not None),
     )
-    return FlcReading(assay, value, tuple(evidence), tuple(problems))
+    return FlcReading(assay, value, tuple(evidence), tuple(problems), kappa, lam)
 
 
 def free_light_chains(record: PatientRecord, as_of: date, within_days: int) -> Fact[FreeLightChains]:
-    """The latest FLC assay within the window, ratio judged and involved chain named."""
+    """The latest complete FLC assay within the window (else the latest partial one), ratio judged and
+    involved chain named, with the window's other assays (module docstring)."""
     incomplete = retrieval_unknown(record, "serum free light chains")
-    assays = [a for a in flc_assays(record) if in_window(a.day, as_of, within_days)]
-    for assay in reversed(assays):
-        reading = read_assay(record, assay)
-        if reading.value is None:
-            if reading.problems:
-                first = reading.problems[0]
-                return Unknown(first.reason, incomplete is not None, reading.evidence)
-            continue
-        if incomplete is not None:
-            return Unknown(incomplete.reason, True, reading.evidence)
-        return Observed(reading.value, reading.evidence)
-    return incomplete or Unknown(f"no serum free light chain assay in the {within_days} days before {as_of.isoformat()}")
+    readings = [read_assay(record, a) for a in flc_assays(record) if in_window(a.day, as_of, within_days)]
+    usable = [r for r in readings if r.value is not None]
+    chosen = next((r for r in reversed(usable) if r.complete), usable[-1] if usable else None)
+    after = [r for r in readings if chosen is None or r.assay.day > chosen.assay.day]
+    unreadable = next((r for r in reversed(after) if r.problems), None)
+    if unreadable is not None:  # a later value that could not be read may contradict the chosen assay
+        return Unknown(unreadable.problems[0].reason, incomplete is not None, unreadable.evidence)
+    if chosen is None:
+        return incomplete or Unknown(f"no serum free light chain assay in the {within_days} days before {as_of.isoformat()}")
+    others = tuple(r.value for r in reversed(usable) if r is not chosen)
+    if incomplete is not None:
+        return Unknown(incomplete.reason, True, chosen.evidence)
+    return Observed(replace(chosen.value, others_in_window=others), chosen.evidence)

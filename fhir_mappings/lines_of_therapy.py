@@ -110,14 +110,9 @@ def last_regimen_last_dose(record, as_of: date) -> Fact[date]:
     """Last documented dose day of the last anti-myeloma regimen (the last line of the finest reading;
     steroid-only regimens and transplant procedures are not doses of a regimen). Unknown when the
     last regimen is still running with no dose recorded after its start, or nothing is documented."""
-    failed = incomplete(record, EXPOSURE_TYPES)
-    if failed:
-        return Unknown(failed, retrieval_failed=True)
-    timed = [t for t in timed_exposures(record, as_of) if _counts(t)]
-    regimens = [r for line in _lines(timed, False, merge=False) for r in line.regimens if r.agents]
-    if not regimens:
-        return Unknown("no dated anti-myeloma regimen is documented")
-    last = max(regimens, key=lambda r: r.start)
+    last = _last_regimen(record, as_of)
+    if isinstance(last, Unknown):
+        return last
     doses = [(t.last_dose, t) for t in last.items if t.last_dose]
     if any(t.ongoing for t in last.items) and not doses:
         return Unknown("the last regimen is ongoing and no dose date is documented")
@@ -125,6 +120,30 @@ def last_regimen_last_dose(record, as_of: date) -> Fact[date]:
         return Unknown("the last regimen has no documented dose date")
     day, source = max(doses, key=lambda pair: pair[0])
     return Observed(day, (Evidence(source.exposure.reference, "last dose", source.exposure.ingredient, date=day.isoformat()),))
+
+
+def last_regimen_start(record, as_of: date) -> Fact[date]:
+    """Start day of the last anti-myeloma regimen (the one ``last_regimen_last_dose`` reads); the latest
+    day it may have started when its dates are partial."""
+    last = _last_regimen(record, as_of)
+    if isinstance(last, Unknown):
+        return last
+    first = min((t for t in last.items if t.exposure.start), key=lambda t: t.start_latest or t.exposure.start)
+    day = last.start_latest
+    return Observed(day, (Evidence(first.exposure.reference, "regimen start", first.exposure.ingredient, date=day.isoformat()),))
+
+
+def _last_regimen(record, as_of: date) -> _Regimen | Unknown:
+    """The last regimen with an anti-myeloma agent in the finest reading (steroid-only regimens and
+    transplant procedures are not regimens of drugs)."""
+    failed = incomplete(record, EXPOSURE_TYPES)
+    if failed:
+        return Unknown(failed, retrieval_failed=True)
+    timed = [t for t in timed_exposures(record, as_of) if _counts(t)]
+    regimens = [r for line in _lines(timed, False, merge=False) for r in line.regimens if r.agents]
+    if not regimens:
+        return Unknown("no dated anti-myeloma regimen is documented")
+    return max(regimens, key=lambda r: r.start)
 
 
 # ------------------------------------------------------------------------------------ the rule

@@ -8,8 +8,11 @@ Bundles) and keeps a resource only when it is usable clinical evidence about *th
 - ``entered-in-error`` resources, refuted/entered-in-error Conditions (``verificationStatus``),
   cancelled requests and negated events (``not-done``, ``not-taken``) are dropped and reported: they
   say the thing did *not* happen;
-- Observations count only when ``final``, ``amended`` or ``corrected`` (a preliminary result is not a
-  result a coverage decision may rest on).
+- Observations count only when ``final``, ``amended`` or ``corrected`` (a preliminary, registered or
+  ``unknown``-status result is not a result a coverage decision may rest on). This is the one place
+  that rule lives: fact modules never see another status, so a later preliminary or cancelled result
+  cannot hide an earlier final one. (A final result without a value, ``dataAbsentReason``, is a
+  matter of the value, left to ``labs``.)
 
 Resources outside the patient compartment (Medication, Practitioner, PractitionerRole, Organization,
 Location) are kept for reference resolution. Nothing is validated up front; ``well_formed`` validates

@@ -1,20 +1,38 @@
 """IMWG progressive disease (policy Appendix D; Kumar et al. 2016) from lab series or documented status.
 
 Per marker, the results are put in time order (units normalised first) and each result is compared
-with the lowest value before it (the nadir). Progression on that result needs BOTH a >= 25 % rise over
-the nadir AND the marker's absolute rise:
+with the lowest value before it (the nadir, the "lowest response value"). Progression on that result
+needs BOTH a >= 25 % rise over the nadir AND the marker's absolute rise:
 
 - serum M-protein: >= 0.5 g/dL;
 - 24-hour urine M-protein: >= 200 mg/24 h;
 - dFLC (involved - uninvolved), only when serum AND urine M-protein are not measurable
   (serum < 1.0 g/dL and urine < 200 mg/24 h in every result; both must have been measured): > 10 mg/dL;
-- bone-marrow plasma cells, only when additionally FLC is not measurable (no involved FLC >= 10 mg/dL
-  with an abnormal ratio): >= 10 percentage points.
+- bone-marrow plasma cells, only when additionally FLC is not measurable (every assay with a normal
+  ratio, or an involved FLC certainly under 10 mg/dL): >= 10 percentage points.
 
 Worked: a 1.2 g/dL nadir rising to 1.6 is not PD (+0.4 < 0.5); 2.4 -> 2.9 is not PD (+21 % < 25 %);
-2.0 -> 2.6 is PD (+0.6, +30 %). A lab bound such as "<0.1" may serve as a nadir (the true nadir is lower,
-so the rise is understated) but never as the rising result. The Kumar 2016 ">= 1 g/dL when the nadir is
->= 5 g/dL" variant is not in the policy text and is not applied.
+2.0 -> 2.6 is PD (+0.6, +30 %). The Kumar 2016 ">= 1 g/dL when the nadir is >= 5 g/dL" variant is not
+in the policy text and is not applied.
+
+Which nadir: the lowest response value is the nadir of the regimen the progression is measured on,
+the last regimen (``lines_of_therapy.last_regimen_start``), not the lowest value of the patient's
+whole history: a rise over an earlier line's nadir, already followed by new regimens, is the relapse
+that led to them, not progression after the last regimen. The series starts at the last regimen's
+start, with its baseline: the latest result in the 30 days before the start (the pre-treatment value a
+refractory disease rises from; an older result is not the disease at the start). When no regimen is
+documented (or therapy could not be retrieved) the whole history is the series. The last regimen is
+read finely: maintenance after a transplant is a regimen of its own here, although policy 481 counts
+induction, transplant and maintenance as one; a later start can only raise the nadir, so this finds
+fewer progressions, never more (a post-transplant value in the 30 days before maintenance is its baseline).
+
+A lab's bound is a bound, never a precise value: each point is the interval its true value lies in
+(a value is both ends; "<x" lies between 0 and x; ">x" is at least x; a dFLC from a chain reported as
+"<x" spans the width of that bound). The nadir is the lowest *highest* value before the point, the
+rise is measured from the point's *lowest* value, so a rise found is certain: "<0.1" can serve as a
+nadir (the true nadir is lower: the rise is understated), ">3.0" as a rising result (the true value
+is higher), never the other way round. The measurability gates likewise need a value certainly under
+the threshold.
 
 Documented status counts too: an mCODE disease-status Observation (97509-4, or 88040-1 of mCODE STU1)
 whose value is progression (SNOMED 271299001, or an un-negated "progressive disease" text).
@@ -26,12 +44,14 @@ The most recent qualifying event is returned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Callable, TypeVar
 
 from fhir_mappings.facts import Evidence, Fact, Measurement, Observed, ProgressionFinding, Unknown
 from fhir_mappings.labs import (
     FlcReading,
+    bounds,
     flc_assays,
     lab_results,
     measure,
@@ -39,6 +59,7 @@ from fhir_mappings.labs import (
     read_assay,
     retrieval_unknown,
 )
+from fhir_mappings.lines_of_therapy import last_regimen_start
 from fhir_mappings.parsing import effective_span
 from fhir_mappings.patient_record import PatientRecord
 from fhir_mappings.code_index import coded_in
@@ -49,15 +70,20 @@ MIN_RELATIVE_RISE = 0.25
 SERUM_MEASURABLE_G_DL = 1.0  # IMWG measurable thresholds (terminology.md §7), used only for the gates
 URINE_MEASURABLE_MG = 200.0
 FLC_MEASURABLE_MG_DL = 10.0
+BASELINE_DAYS = 30  # a result this close before the regimen's start is its baseline
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Point:
+    """One assessment of a marker: the true value lies in [low, high]; None is no known limit."""
+
     day: date
-    value: float
+    low: float | None  # usable as a rising result when known
+    high: float | None  # usable as a nadir when known
     reference: str
     evidence: Evidence
-    upper_bound: bool = False  # "<x": usable as a nadir, not as a rise
 
 
 @dataclass(frozen=True)
@@ -76,34 +102,46 @@ BMPC = Marker("bone-marrow-plasma-cells", "bone-marrow plasma cells", "%", 10.0)
 
 
 def _point(m: Measurement) -> Point:
-    return Point(m.effective, m.value, m.reference, measurement_evidence(m), m.comparator in ("<", "<="))
+    low, high = bounds(m)
+    return Point(m.effective, low, high, m.reference, measurement_evidence(m))
+
+
+def _from_regimen_start(items: list[T], day_of: Callable[[T], date], since: date | None) -> list[T]:
+    """Items (oldest first) of the regimen that started on ``since``: its baseline (the latest item in
+    the ``BASELINE_DAYS`` before the start) and every item from the start on; all when ``since`` is None."""
+    if since is None:
+        return items
+    before = [i for i in items if since - timedelta(days=BASELINE_DAYS) <= day_of(i) < since]
+    return before[-1:] + [i for i in items if day_of(i) >= since]
 
 
 def _series(record: PatientRecord, value_set_id: str, analyte, as_of: date, since: date | None) -> list[Point]:
     """One point per day (the day's last result), units normalised; unusable results are skipped."""
     by_day: dict[date, Point] = {}
     for result in lab_results(record, value_set_id):
-        if result.day > as_of or (since and result.day < since):
+        if result.day > as_of:
             continue
         m = measure(record, result, analyte)
-        if isinstance(m, Measurement) and m.comparator not in (">", ">="):
+        if isinstance(m, Measurement):
             by_day[m.effective] = _point(m)
-    return [by_day[d] for d in sorted(by_day)]
+    return _from_regimen_start([by_day[d] for d in sorted(by_day)], lambda p: p.day, since)
 
 
 def _rise_events(series: list[Point], marker: Marker) -> list[tuple[Point, Point, float, float]]:
-    """(result, nadir, absolute rise, relative rise) for every result that meets the marker's rule."""
+    """(result, nadir, absolute rise, relative rise) for every result that meets the marker's rule. The
+    nadir is the running minimum of the points before (the first of equal lows), so the series is
+    read once."""
     events = []
-    for i in range(1, len(series)):
-        current = series[i]
-        if current.upper_bound:
-            continue
-        nadir = min(series[:i], key=lambda p: p.value)
-        rise = round(current.value - nadir.value, 6)
-        relative = round(rise / nadir.value, 6) if nadir.value > 0 else (float("inf") if rise > 0 else 0.0)
-        absolute_ok = rise > marker.absolute_rise if marker.strictly_greater else rise >= marker.absolute_rise
-        if absolute_ok and relative >= MIN_RELATIVE_RISE:
-            events.append((current, nadir, rise, relative))
+    nadir: Point | None = None
+    for current in series:
+        if nadir is not None and current.low is not None:
+            rise = round(current.low - nadir.high, 6)
+            relative = round(rise / nadir.high, 6) if nadir.high > 0 else (float("inf") if rise > 0 else 0.0)
+            absolute_ok = rise > marker.absolute_rise if marker.strictly_greater else rise >= marker.absolute_rise
+            if absolute_ok and relative >= MIN_RELATIVE_RISE:
+                events.append((current, nadir, rise, relative))
+        if current.high is not None and (nadir is None or current.high < nadir.high):
+            nadir = current
     return events
 
 
@@ -115,9 +153,11 @@ def _finding(series: list[Point], marker: Marker) -> tuple[ProgressionFinding, t
     index = series.index(current)
     confirmed = index > 0 and any(e[0] is series[index - 1] for e in events)
     pct = "" if relative == float("inf") else f", +{relative * 100:.0f}%"
+    at_least = "" if current.high == current.low else "at least "
+    at_most = "" if nadir.low == nadir.high else "at most "
     basis = (
-        f"{marker.label} {current.value:g} {marker.unit} on {current.day.isoformat()} vs nadir "
-        f"{nadir.value:g} {marker.unit} on {nadir.day.isoformat()} (+{rise:g} {marker.unit}{pct})"
+        f"{marker.label} {at_least}{current.low:g} {marker.unit} on {current.day.isoformat()} vs nadir "
+        f"{at_most}{nadir.high:g} {marker.unit} on {nadir.day.isoformat()} (+{rise:g} {marker.unit}{pct})"
     )
     return ProgressionFinding(current.day, basis, marker.name, confirmed), (current.evidence, nadir.evidence)
 
@@ -131,8 +171,23 @@ def _dflc_series(readings: list[FlcReading]) -> list[Point]:
     for reading in readings:
         dflc = reading.dflc(involved)
         if dflc is not None:
-            points.append(Point(reading.assay.day, dflc, reading.evidence[0].reference, reading.evidence[0]))
+            points.append(Point(reading.assay.day, *dflc, reading.evidence[0].reference, reading.evidence[0]))
     return points
+
+
+def _flc_not_measurable(reading: FlcReading) -> bool:
+    """Certainly not measurable by FLC: a normal ratio, or the involved chain (both chains when the
+    involved one is not known) certainly under 10 mg/dL."""
+    if reading.value.ratio_abnormal is False:
+        return True
+    involved = {"kappa": reading.kappa, "lambda": reading.lambda_}.get(reading.value.involved or "")
+    chains = (involved,) if involved is not None else (reading.kappa, reading.lambda_)
+    highs = [bounds(m)[1] if m is not None else None for m in chains]
+    return all(high is not None and high < FLC_MEASURABLE_MG_DL for high in highs)
+
+
+def _all_below(series: list[Point], threshold: float) -> bool:
+    return all(p.high is not None and p.high < threshold for p in series)
 
 
 def _documented_status(
@@ -174,16 +229,17 @@ def latest_disease_assessment(record: PatientRecord, as_of: date) -> Fact[Progre
     return Observed(finding, (evidence,))
 
 
-def progressive_disease(record: PatientRecord, as_of: date, since: date | None = None) -> Fact[ProgressionFinding]:
-    """The most recent progression event on or before ``as_of`` (results from ``since`` on, e.g. the
-    start of the last regimen, when given). Found progression stands even if Observations were only
-    partly retrieved; no progression found in a partial retrieval is unknown with retrieval_failed.
-    Worked out once per record: ``latest_disease_assessment`` and the diagnosis both build on it."""
-    return record.memo(("progression.progressive_disease", as_of, since),
-                       lambda: _progressive_disease(record, as_of, since))
+def progressive_disease(record: PatientRecord, as_of: date) -> Fact[ProgressionFinding]:
+    """The most recent progression event on or before ``as_of``, measured on the last regimen (module
+    docstring). Found progression stands even if Observations were only partly retrieved; no
+    progression found in a partial retrieval is unknown with retrieval_failed. Worked out once per
+    record: ``latest_disease_assessment`` and the diagnosis both build on it."""
+    return record.memo(("progression.progressive_disease", as_of), lambda: _progressive_disease(record, as_of))
 
 
-def _progressive_disease(record: PatientRecord, as_of: date, since: date | None) -> Fact[ProgressionFinding]:
+def _progressive_disease(record: PatientRecord, as_of: date) -> Fact[ProgressionFinding]:
+    start = last_regimen_start(record, as_of)
+    since = start.value if isinstance(start, Observed) else None
     candidates: list[tuple[ProgressionFinding, tuple[Evidence, ...]]] = []
     serum = _series(record, "serum-m-protein", SERUM_M_PROTEIN, as_of, since)
     urine = _series(record, "urine-m-protein-24h", URINE_M_PROTEIN_24H, as_of, since)
@@ -192,22 +248,17 @@ def _progressive_disease(record: PatientRecord, as_of: date, since: date | None)
         if hit:
             candidates.append(hit)
     notes = []
-    m_protein_not_measurable = bool(serum) and bool(urine) and all(p.value < SERUM_MEASURABLE_G_DL for p in serum) and all(
-        p.value < URINE_MEASURABLE_MG for p in urine
+    m_protein_not_measurable = (
+        bool(serum) and bool(urine) and _all_below(serum, SERUM_MEASURABLE_G_DL) and _all_below(urine, URINE_MEASURABLE_MG)
     )
-    readings = [
-        read_assay(record, a) for a in flc_assays(record) if a.day <= as_of and (since is None or a.day >= since)
-    ]
-    readings = [r for r in readings if r.value is not None]
+    readings = [read_assay(record, a) for a in flc_assays(record) if a.day <= as_of]
+    readings = _from_regimen_start([r for r in readings if r.value is not None], lambda r: r.assay.day, since)
     dflc = _dflc_series(readings)
     if m_protein_not_measurable:
         hit = _finding(dflc, DFLC)
         if hit:
             candidates.append(hit)
-        flc_measurable = any(
-            r.value.ratio_abnormal and (r.value.involved_mg_dl or 0) >= FLC_MEASURABLE_MG_DL for r in readings
-        )
-        if readings and not flc_measurable:
+        if readings and all(_flc_not_measurable(r) for r in readings):
             hit = _finding(_series(record, "bone-marrow-plasma-cells", PERCENT, as_of, since), BMPC)
             if hit:
                 candidates.append(hit)
@@ -217,6 +268,9 @@ def _progressive_disease(record: PatientRecord, as_of: date, since: date | None)
         candidates.append((finding, (evidence,)))
     if candidates:
         finding, evidence = max(candidates, key=lambda c: c[0].assessed)
+        if finding.marker != "disease-status" and since is not None:
+            finding = replace(finding, basis=f"{finding.basis}; measured on the last regimen, started {since.isoformat()}")
+            evidence += start.evidence
         return Observed(finding, evidence)
     incomplete = retrieval_unknown(record, "progressive disease")
     if incomplete is not None:

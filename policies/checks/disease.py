@@ -1,11 +1,28 @@
-"""Checks about the disease: diagnosis, measurable disease (labs in a window), progressive disease."""
+"""Checks about the disease: diagnosis, measurable disease (labs in a window), progressive disease.
+
+Measurable disease ("assessed within the last 30 days: serum M-protein >= 0.5 g/dL", ...) is judged on
+the latest valid final result in the window (the facts say which: ``fhir_mappings.labs``):
+
+- A value meets the threshold or contradicts it. A lab's bound decides only what it can: a result
+  reported as below a value ("<0.1 g/dL", "<=0.3") cannot meet a threshold at or above that value and
+  contradicts it ("<0.1" is not ">= 0.5": not met; "<=0.5" might be exactly 0.5: unknown); a result
+  reported as above a value (">500 mg/L") meets a threshold its bound clears; any other bound is unknown.
+- Two valid results in the window that disagree: a careful reviewer reads the latest result as the
+  disease now, and does not approve on a value the record has since contradicted. So the latest result
+  meeting the threshold is met (an earlier lower value is the disease rising, as in relapse), but an
+  earlier result meeting it while the latest does not ("0.6 g/dL, then 0.4 g/dL a week later") is
+  unknown, not met and not not-met: the policy names one assessment in the window, the record holds two
+  that disagree, and a reviewer must reconcile them. For FLC, the latest complete assay is the one
+  judged; a later partial draw that contradicts it (a normal ratio) makes it unknown the same way.
+"""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any, Mapping
 
-from fhir_mappings.facts import Evidence, FactSource, Measurement, Observed, Unknown
+from fhir_mappings.facts import Evidence, FactSource, FreeLightChains, Measurement, Observed, Unknown
+from fhir_mappings.labs import measurement_evidence
 from policies.checks.registry import DAYS, NON_NEGATIVE, LeafResult, OrderContext, check, unknown_fact
 from policies.decision import Status
 
@@ -77,25 +94,72 @@ def indication_is_multiple_myeloma(
     return LeafResult(Status.UNKNOWN, "The indication (multiple myeloma) is not shown on the record")
 
 
+def _at_least(value: float, comparator: str | None, minimum: float) -> Status:
+    """Whether a result, a value or a lab's bound (module docstring), shows ">= minimum"."""
+    if comparator in (None, ">", ">=") and value + TOLERANCE >= minimum:
+        return Status.MET
+    if comparator is None or (comparator == "<" and value <= minimum + TOLERANCE) or (
+        comparator == "<=" and value + TOLERANCE < minimum
+    ):
+        return Status.NOT_MET
+    return Status.UNKNOWN
+
+
+def _weighed(judged: LeafResult, effective: date, others: list[tuple[LeafResult, date]]) -> LeafResult:
+    """The judged (latest) result, unless another result of the window disagrees with it (module
+    docstring): met with a result of the same day or later not met (two draws of one day have no
+    order a reviewer could rely on), or not met with another result met, is unknown."""
+    if judged.status is Status.MET:
+        against = [o for o, day in others if day >= effective and o.status is Status.NOT_MET]
+    elif judged.status is Status.NOT_MET:
+        against = [o for o, _ in others if o.status is Status.MET]
+    else:
+        return judged
+    if not against:
+        return judged
+    other = against[0]
+    return LeafResult(
+        Status.UNKNOWN,
+        f"Results in the window disagree: {judged.reason}; but {other.reason}",
+        judged.evidence + other.evidence,
+    )
+
+
+def _threshold_result(status: Status, shown: str, minimum: float, unit: str, evidence) -> LeafResult:
+    if status is Status.MET:
+        return LeafResult(status, f"{shown} (>= {minimum:g} {unit})", evidence)
+    if status is Status.NOT_MET:
+        return LeafResult(status, f"{shown}, below {minimum:g} {unit}", evidence)
+    return LeafResult(status, f"{shown}: the lab's bound does not show whether it is >= {minimum:g} {unit}", evidence)
+
+
+def _judged_in_window(fact, what: str, as_of: date, within_days: int, judge) -> LeafResult:
+    """``judge`` (a result -> LeafResult) applied to the fact's result, weighed against the window's
+    other results (``others_in_window``); a result outside the window is unknown."""
+    if isinstance(fact, Unknown):
+        return unknown_fact(fact, what)
+    result = fact.value
+    judged = judge(result)
+    evidence = fact.evidence or judged.evidence
+    if not _in_window(result.effective, as_of, within_days):
+        return LeafResult(
+            Status.UNKNOWN,
+            f"{what} of {result.effective.isoformat()} is not within the {within_days} days before {as_of}",
+            evidence,
+        )
+    others = [(judge(o), o.effective) for o in result.others_in_window if _in_window(o.effective, as_of, within_days)]
+    return _weighed(LeafResult(judged.status, judged.reason, evidence), result.effective, others)
+
+
 def _measurement_at_least(
     fact, what: str, unit: str, minimum: float, as_of: date, within_days: int
 ) -> LeafResult:
-    if isinstance(fact, Unknown):
-        return unknown_fact(fact, what)
-    m: Measurement = fact.value
-    evidence = fact.evidence or (
-        Evidence(m.reference, "valueQuantity", f"{m.raw_value if m.raw_value is not None else m.value:g}",
-                 m.raw_unit or unit, m.effective.isoformat()),
-    )
-    when = m.effective.isoformat()
-    if not _in_window(m.effective, as_of, within_days):
-        return LeafResult(
-            Status.UNKNOWN, f"{what} of {when} is not within the {within_days} days before {as_of}", evidence
-        )
-    shown = f"{what} {m.value:g} {unit} on {when}"
-    if m.value + TOLERANCE >= minimum:
-        return LeafResult(Status.MET, f"{shown} (>= {minimum:g} {unit})", evidence)
-    return LeafResult(Status.NOT_MET, f"{shown}, below {minimum:g} {unit}", evidence)
+    def judge(m: Measurement) -> LeafResult:
+        shown = f"{what} {m.comparator or ''}{m.value:g} {unit} on {m.effective.isoformat()}"
+        status = _at_least(m.value, m.comparator, minimum)
+        return _threshold_result(status, shown, minimum, unit, (measurement_evidence(m),))
+
+    return _judged_in_window(fact, what, as_of, within_days, judge)
 
 
 @check("serum_m_protein_at_least", params={"min_g_dl": NON_NEGATIVE, "within_days": DAYS})
@@ -122,30 +186,27 @@ def involved_flc_at_least(
 ) -> LeafResult:
     """Involved FLC >= threshold *provided the ratio is abnormal*: a normal ratio is not met whatever
     the level; a ratio that could not be judged is unknown."""
-    days = params["within_days"]
     minimum = params["min_mg_dl"]
+    days = params["within_days"]
     fact = facts.free_light_chains(as_of, days)
-    if isinstance(fact, Unknown):
-        return unknown_fact(fact, "Serum free light chains")
-    flc = fact.value
+    return _judged_in_window(fact, "Serum free light chains", as_of, days, lambda flc: _flc_status(flc, minimum))
+
+
+def _flc_status(flc: FreeLightChains, minimum: float) -> LeafResult:
+    """One assay against "involved FLC >= minimum provided the ratio is abnormal"."""
     when = flc.effective.isoformat()
-    if not _in_window(flc.effective, as_of, days):
-        return LeafResult(
-            Status.UNKNOWN, f"Free light chains of {when} are not within the {days} days before {as_of}", fact.evidence
-        )
-    ratio = f"ratio {flc.ratio:g}" if flc.ratio is not None else "ratio"
+    evidence = tuple(Evidence(ref, "Observation.valueQuantity", date=when) for ref in flc.references)
+    ratio = f"ratio {flc.ratio_comparator or ''}{flc.ratio:g}" if flc.ratio is not None else "ratio"
     if flc.ratio_abnormal is None:
-        return LeafResult(Status.UNKNOWN, f"Serum FLC {ratio} on {when} could not be judged normal or abnormal",
-                          fact.evidence)
+        return LeafResult(Status.UNKNOWN, f"Serum FLC {ratio} on {when} could not be judged normal or abnormal", evidence)
     if flc.ratio_abnormal is False:
-        return LeafResult(Status.NOT_MET, f"Serum FLC {ratio} on {when} is normal ({flc.ratio_abnormal_basis})",
-                          fact.evidence)
+        return LeafResult(Status.NOT_MET, f"Serum FLC {ratio} on {when} is normal ({flc.ratio_abnormal_basis})", evidence)
     if flc.involved_mg_dl is None:
-        return LeafResult(Status.UNKNOWN, f"Abnormal FLC {ratio} on {when} but no involved FLC level", fact.evidence)
-    shown = f"Involved FLC ({flc.involved}) {flc.involved_mg_dl:g} mg/dL with abnormal {ratio} on {when}"
-    if flc.involved_mg_dl + TOLERANCE >= minimum:
-        return LeafResult(Status.MET, f"{shown} (>= {minimum:g} mg/dL)", fact.evidence)
-    return LeafResult(Status.NOT_MET, f"{shown}, below {minimum:g} mg/dL", fact.evidence)
+        return LeafResult(Status.UNKNOWN, f"Abnormal FLC {ratio} on {when} but no involved FLC level", evidence)
+    level = f"{flc.involved_comparator or ''}{flc.involved_mg_dl:g}"
+    shown = f"Involved FLC ({flc.involved}) {level} mg/dL with abnormal {ratio} on {when}"
+    return _threshold_result(_at_least(flc.involved_mg_dl, flc.involved_comparator, minimum), shown, minimum, "mg/dL",
+                             evidence)
 
 
 @check("progressive_disease_after_last_regimen", params={"within_days": DAYS})

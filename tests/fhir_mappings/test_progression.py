@@ -140,3 +140,111 @@ def test_partial_retrieval():
     assert isinstance(found, Observed)  # progression found in partial data stands
     none = pd(*serum_series(2.5, 2.0), retrieval=partial)
     assert isinstance(none, Unknown) and none.retrieval_failed
+
+
+# ------------------------------------------------------------------- bounds: "<x" and ">x" results
+
+
+def bounded(rid, comparator, value, when, loinc=SERUM_M, unit="g/dL"):
+    obs = lab(rid, loinc, value, unit, when=when)
+    obs["valueQuantity"]["comparator"] = comparator
+    return obs
+
+
+def test_a_result_below_the_limit_serves_as_a_nadir_only():
+    fact = pd(bounded("s0", "<", 0.1, DATES[0]), lab("s1", SERUM_M, 0.7, "g/dL", when=DATES[1]))
+    assert fact.value.assessed.isoformat() == DATES[1] and "nadir at most 0.1 g/dL" in fact.value.basis
+    assert isinstance(pd(lab("s0", SERUM_M, 1.0, "g/dL", when=DATES[0]), bounded("s1", "<", 2.0, DATES[1])), Unknown)
+
+
+def test_a_result_above_the_range_serves_as_a_rising_result_only():
+    fact = pd(lab("s0", SERUM_M, 2.0, "g/dL", when=DATES[0]), bounded("s1", ">", 3.0, DATES[1]))
+    assert "serum M-protein at least 3 g/dL" in fact.value.basis
+    assert isinstance(pd(bounded("s0", ">", 0.5, DATES[0]), lab("s1", SERUM_M, 1.2, "g/dL", when=DATES[1])), Unknown)
+
+
+def test_dflc_from_an_uninvolved_chain_below_the_limit_spans_the_bound():
+    def assay(i, kappa, lam):
+        out = flc_assay(i, kappa, 10)
+        out[1]["valueQuantity"].update({"value": lam, "comparator": "<"})
+        del out[2]  # no reported ratio: computed from the chains, a bound
+        return out
+
+    base = serum_series(0.2, 0.2, 0.2) + [lab(f"u{i}", URINE_24H, 50, "mg/(24.h)", when=DATES[i]) for i in range(3)]
+    # dFLC 38.5-40 mg/dL at nadir, 50.5-52: rise at least 50.5 - 40 = 10.5 (> 10)
+    fact = pd(*base, *assay(0, 400, 15), *assay(1, 520, 15))
+    assert fact.value.marker == "dflc" and "vs nadir at most 40 mg/dL" in fact.value.basis
+    # 49.5-51 after a 38.5-40 nadir: at least +9.5, not certainly > 10
+    assert isinstance(pd(*base, *assay(0, 400, 15), *assay(1, 510, 15)), Unknown)
+
+
+# ------------------------------------------------- the nadir of the last regimen (Appendix D, class 3)
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def administered(rid, code, display, day):
+    """An infusion as the EHR's medication administration record sends it."""
+    return {
+        "resourceType": "MedicationAdministration", "id": rid, "status": "completed",
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": code, "display": display}], "text": display},
+        "subject": {"reference": f"Patient/{PATIENT}"}, "effectiveDateTime": f"{day}T10:15:00-05:00",
+    }
+
+
+def oral(rid, code, display, start, end):
+    return {
+        "resourceType": "MedicationStatement", "id": rid, "status": "completed",
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": code, "display": display}], "text": display},
+        "subject": {"reference": f"Patient/{PATIENT}"}, "effectivePeriod": {"start": start, "end": end},
+    }
+
+
+def two_lines():
+    """KRd from 2024-01 to 2024-09, then dara-Pd from 2025-01-10 (monthly daratumumab, daily pomalidomide)."""
+    krd = [oral("carf", "1302966", "carfilzomib", "2024-01-08", "2024-09-02"),
+           oral("len", "342369", "lenalidomide", "2024-01-08", "2024-09-02")]
+    dara = [administered(f"dara{n}", "1721947", "daratumumab", f"{2025 + (n // 12)}-{n % 12 + 1:02d}-10") for n in range(22)]
+    return krd + dara + [oral("pom", "1369713", "pomalidomide", "2025-01-10", "2026-10-20")]
+
+
+def spep(values: dict[str, float]):
+    return [lab(f"spep-{day}", SERUM_M, v, "g/dL", when=f"{day}T08:00:00-05:00") for day, v in values.items()]
+
+
+FIRST_LINE = {"2024-01-02": 3.1, "2024-05-06": 0.4, "2024-08-05": 0.2, "2024-12-02": 0.9}
+
+
+def test_a_rise_over_an_earlier_lines_nadir_is_not_progression_on_the_last_regimen():
+    on_dara_pd = {"2025-01-06": 1.0, "2025-04-07": 0.7, "2025-10-06": 0.8, "2026-08-03": 0.9, "2026-11-02": 0.95}
+    rec = PatientRecord.build(PATIENT, [searchset(*two_lines(), *spep(FIRST_LINE | on_dara_pd))])
+    # against the whole history (KRd nadir 0.2 g/dL) 0.95 would be +0.75, +375 %
+    fact = progressive_disease(rec, AS_OF)
+    assert isinstance(fact, Unknown), fact
+
+
+def test_progression_from_the_last_regimens_nadir():
+    on_dara_pd = {"2025-01-06": 1.0, "2025-04-07": 0.7, "2026-08-03": 1.0, "2026-11-02": 1.3}
+    rec = PatientRecord.build(PATIENT, [searchset(*two_lines(), *spep(FIRST_LINE | on_dara_pd))])
+    fact = progressive_disease(rec, AS_OF)
+    assert fact.value.assessed.isoformat() == "2026-11-02" and "vs nadir 0.7 g/dL on 2025-04-07" in fact.value.basis
+    assert "measured on the last regimen, started 2025-01-10" in fact.value.basis
+    assert {"Observation/spep-2026-11-02", "Observation/spep-2025-04-07"} <= {e.reference for e in fact.evidence}
+
+
+def test_refractory_disease_rises_from_the_baseline_before_the_regimen_started():
+    on_dara_pd = {"2025-01-06": 1.8, "2025-04-07": 2.0, "2025-06-02": 2.4}  # never responded
+    rec = PatientRecord.build(PATIENT, [searchset(*two_lines(), *spep(FIRST_LINE | on_dara_pd))])
+    fact = progressive_disease(rec, AS_OF)
+    assert "vs nadir 1.8 g/dL on 2025-01-06" in fact.value.basis
+
+
+def test_an_old_result_before_the_regimen_is_not_its_baseline():
+    on_dara_pd = {"2025-04-07": 0.9, "2025-06-02": 1.1}  # the latest before the start is 2024-12-02 (39 days)
+    rec = PatientRecord.build(PATIENT, [searchset(*two_lines(), *spep({"2024-08-05": 0.2, "2024-12-02": 0.5} | on_dara_pd))])
+    assert isinstance(progressive_disease(rec, AS_OF), Unknown)
+
+
+def test_without_documented_therapy_the_whole_history_is_the_series():
+    rec = PatientRecord.build(PATIENT, [searchset(*spep(FIRST_LINE))])
+    assert "nadir 0.2 g/dL on 2024-08-05" in progressive_disease(rec, AS_OF).value.basis
