@@ -153,13 +153,6 @@ def concurrent_requests(
     return Observed(tuple(found), _evidence(found))
 
 
-def last_regimen_last_dose(record, as_of: date) -> Fact[date]:
-    """Day of the last documented dose of the last anti-myeloma regimen (see ``lines_of_therapy``)."""
-    from fhir_mappings.lines_of_therapy import last_regimen_last_dose as from_lines  # lines builds on this module
-
-    return from_lines(record, as_of)
-
-
 # ------------------------------------------------------------------------------ identification
 
 

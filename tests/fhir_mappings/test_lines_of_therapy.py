@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from fhir_mappings.facts import Observed, RetrievalOutcome, RetrievalState, Unknown
-from fhir_mappings.lines_of_therapy import lines_of_therapy
+from fhir_mappings.lines_of_therapy import last_regimen_last_dose, lines_of_therapy
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.therapy import last_regimen_last_dose
 
 AS_OF = date(2026, 11, 24)
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
