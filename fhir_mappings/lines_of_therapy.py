@@ -53,23 +53,32 @@ MAINTENANCE_AGENTS = frozenset(
 
 @dataclass
 class _Regimen:
+    """Exposures given as one regimen. What ``_joins`` asks of it for every later unit (ingredients, last
+    activity) is kept up to date as units join, so building the regimens stays linear in the record."""
+
     items: list[TimedExposure]
     start: date  # earliest possible start
     start_latest: date
     groups: set[str] = field(default_factory=set)
+    ingredients: set[str] = field(default_factory=set)
+    last_activity: date = date.min
 
-    @property
-    def ingredients(self) -> set[str]:
-        return {t.exposure.ingredient for t in self.items}
+    @classmethod
+    def of(cls, unit: list[TimedExposure], start: date, start_latest: date, groups: set[str]) -> _Regimen:
+        regimen = cls([], start, start_latest)
+        regimen.add(unit, groups)
+        return regimen
+
+    def add(self, unit: list[TimedExposure], groups: set[str]) -> None:
+        self.items.extend(unit)
+        self.groups |= groups
+        self.ingredients.update(t.exposure.ingredient for t in unit)
+        days = [d for t in unit for d in (t.exposure.start, t.exposure.end, t.last_dose) if d]
+        self.last_activity = max([self.last_activity, *days])
 
     @property
     def agents(self) -> set[str]:
         return self.ingredients - STEROIDS
-
-    @property
-    def last_activity(self) -> date:
-        days = [d for t in self.items for d in (t.exposure.start, t.exposure.end, t.last_dose) if d]
-        return max(days)
 
     @property
     def marker(self) -> str | None:
@@ -227,10 +236,9 @@ def _regimens(units: list[list[TimedExposure]], merge: bool) -> list[_Regimen]:
         groups = {t.exposure.group for t in unit if t.exposure.group}
         current = regimens[-1] if regimens else None
         if current is not None and _joins(current, unit, start, start_latest, groups, merge):
-            current.items.extend(unit)
-            current.groups |= groups
+            current.add(unit, groups)
             continue
-        regimens.append(_Regimen(list(unit), start, start_latest, groups))
+        regimens.append(_Regimen.of(unit, start, start_latest, groups))
     return regimens
 
 
