@@ -224,7 +224,14 @@ def _units(drugs: list[TimedExposure], everything: list[TimedExposure]) -> list[
     for t in everything:
         if t.exposure.start is None and t.exposure.group in by_group:
             by_group[t.exposure.group].append(t)
-    return sorted(units, key=lambda u: min(x.exposure.start for x in u if x.exposure.start))
+    return sorted(units, key=_unit_order)
+
+
+def _unit_order(unit: list[TimedExposure]) -> tuple[date, bool]:
+    """By start; on the same day, steroids alone after the other drugs, so the dexamethasone given with
+    the first dose of a new regimen joins that regimen, not the previous one (whatever the record order)."""
+    start = min(t.exposure.start for t in unit if t.exposure.start)
+    return start, all(t.exposure.ingredient in STEROIDS for t in unit)
 
 
 def _regimens(units: list[list[TimedExposure]], merge: bool) -> list[_Regimen]:
