@@ -49,7 +49,9 @@ Where the record is ambiguous the interval widens: the minimum merges and the ma
 (1) units of different explicit groups starting within 28 days, (2) starts whose partial dates may or
 may not fall within 28 days, (3) a continuation after a gap over 90 days, (4) an unlabelled
 post-transplant regimen that is not maintenance, (5) labelled consolidation under 481. A regimen of
-steroids only (dexamethasone, prednisone) is not counted in the minimum but is in the maximum; each
+steroids only (dexamethasone, prednisone) is not counted in the minimum but is in the maximum, unless
+each of its exposures states a supportive purpose (premedication, nausea, CRS or ICANS, prophylaxis:
+``therapy.MARKERS``), which is no line at all; each
 undated unit adds one to the maximum only (but at least one line is shown when non-steroid therapy
 exists outside the dated regimens); a generic CAR-T procedure code (product not stated) with no CAR-T
 product exposure adds one to the maximum. ``lines`` lists the lines of the minimum reading.
@@ -119,8 +121,9 @@ class _Regimen:
 
     @property
     def marker(self) -> str | None:
-        """The phase its labelled exposures agree on; None when none is labelled or labels disagree."""
-        found = {t.marker for t in self.items if t.marker}
+        """The phase its labelled exposures agree on; None when none is labelled or labels disagree (the
+        premedication note of its dexamethasone says nothing of the regimen's phase)."""
+        found = {t.marker for t in self.items if t.marker and t.marker != "supportive"}
         return found.pop() if len(found) == 1 else None
 
 
@@ -225,6 +228,11 @@ def _is_transplant(t: TimedExposure) -> bool:
     )
 
 
+def _supportive(t: TimedExposure) -> bool:
+    """A steroid given for a stated supportive purpose (premedication, nausea, CRS...): no line at all."""
+    return t.exposure.ingredient in STEROIDS and t.marker == "supportive"
+
+
 def _is_generic_car_t(t: TimedExposure) -> bool:
     return "car-t-history" in t.exposure.classes and not _is_drug(t)
 
@@ -245,6 +253,7 @@ def _lines(found: tuple[TimedExposure, ...], consolidation_in_line: bool, merge:
     regimens = _regimens(_units(drugs, counted), merge)
     if merge:
         regimens = [r for r in regimens if r.agents]  # steroid-only regimens: only in the maximum
+    regimens = [r for r in regimens if r.agents or not all(_supportive(t) for t in r.items)]
     events = sorted([(r.start, 1, r) for r in regimens] + [(t.exposure.start, 0, t) for t in transplants],
                     key=lambda e: (e[0], e[1]))  # on one day, the transplant before the regimen
     lines: list[_Line] = []
@@ -387,7 +396,7 @@ def _joins(current: _Regimen, unit, start: date, start_latest: date, groups: set
 
 def _undated_units(timed: list[TimedExposure]) -> int:
     dated_groups = {t.exposure.group for t in timed if t.exposure.start and t.exposure.group}
-    undated = [t for t in timed if t.exposure.start is None and not _is_transplant(t) and not _is_generic_car_t(t)]
+    undated = [t for t in timed if t.exposure.start is None and _is_drug(t) and not _supportive(t)]
     keys = {t.exposure.group or t.exposure.reference for t in undated if t.exposure.group not in dated_groups}
     return len(keys)
 

@@ -79,13 +79,18 @@ CLASS_IDS = (
 TRACKED = ("anti-myeloma-agents", "car-t-products", "car-t-history", "autologous-hsct")
 # Phase words (``_marker``): the phase a regimen belongs to, said in words by the EHR. ``conditioning``
 # covers every step that prepares a cell infusion: transplant conditioning, lymphodepletion before CAR-T,
-# stem-cell mobilisation and collection ("maintenance dose" is a pharmacological phrase, not a phase).
+# stem-cell mobilisation and collection ("maintenance dose" is a pharmacological phrase, not a phase);
+# ``supportive`` a purpose that is not treating the myeloma.
 MARKERS = {
     "maintenance": re.compile(r"\bmaintenance\b(?!\s+dos)"),
     "consolidation": re.compile(r"\bconsolidat"),
     "induction": re.compile(r"induction\b"),
     "conditioning": re.compile(
         r"\bconditioning\b|lympho-?\s?deplet|\bmobili[sz]|\bharvest|\bapheresis\b|stem[- ]cell collection"),
+    # a supportive purpose (of a steroid given alone): premedication, antiemesis, CRS/ICANS, prophylaxis
+    "supportive": re.compile(
+        r"premedicat|\bpre-?med\b|antiemet|\bnausea|\bvomiting|cytokine release|\bcrs\b|\bicans\b|neurotoxicity"
+        r"|infusion[- ]related reaction|infusion reaction|prophyla"),
 }
 
 

@@ -223,6 +223,15 @@ def test_lymphodepletion_before_any_recorded_line_is_not_a_line():
 
 # ------------------------------------------------------------------------------------ supportive drugs
 
+
+@pytest.mark.parametrize("purpose", [{"reasonCode": [{"text": "Cytokine release syndrome, grade 2"}]},
+                                     {"note": [{"text": "Premedication before daratumumab"}]},
+                                     {"dosageInstruction": [{"text": "8 mg IV once for chemotherapy-induced nausea"}]}])
+def test_a_steroid_given_for_a_supportive_purpose_is_no_line_even_in_the_maximum(purpose):
+    dex = administration("dex-s", "dexamethasone", "2023-03-01")
+    assert count(two_lines() + [dex]) == (2, 3)  # dexamethasone alone: maybe a steroid-only course
+    assert count(two_lines() + [dict(dex, **purpose)]) == (2, 2)
+
 SUPPORTIVE = ["ondansetron", "filgrastim", "pegfilgrastim", "acyclovir", "zoledronic acid", "denosumab",
               "immune globulin (IVIG)", "tocilizumab", "mesna", "allopurinol", "trimethoprim-sulfamethoxazole",
               "levetiracetam", "plerixafor", "rasburicase", "fluconazole"]
