@@ -12,8 +12,8 @@ and maintenance, CP.PHAR.769's also consolidation):
      CT, or only as text ("stem cell transplant", "ASCT", "auto-HCT"). Allogeneic counts too: the
      policies say "hematopoietic stem cell transplant" without a type, and IMWG counts a planned
      transplant of either kind inside the line it completes (tandem auto -> allo is one line). Only a
-     Procedure is a transplant (a drug whose name mentions the transplant is not), and not one whose
-     words name a preparatory step (mobilisation, harvest, collection, apheresis, conditioning).
+     Procedure is a transplant (a drug whose name mentions the transplant is not), and not a stem-cell
+     mobilisation or collection (``stem-cell-collection``: "stem cell harvest for autologous transplant").
    - Supportive drugs (antiemetics, G-CSF, antimicrobials, bisphosphonates, denosumab, IVIG,
      tocilizumab, mesna, allopurinol...) are in no anti-myeloma value set, so they never form a regimen.
 2. Units: exposures sharing an explicit group (the same CarePlan/RequestGroup, or the same grouping
@@ -80,7 +80,7 @@ PRODUCT_CLASSES = frozenset(CAR_T_PRODUCTS) | {"car-t-products"}
 CAR_T_CLASSES = PRODUCT_CLASSES | {"car-t-history"}
 TRANSPLANT_CLASSES_ORDERED = ("autologous-hsct", "allogeneic-hsct", "hsct-type-not-stated")
 TRANSPLANT_CLASSES = frozenset(TRANSPLANT_CLASSES_ORDERED)
-LINE_INPUTS = TRACKED + ("allogeneic-hsct", "hsct-type-not-stated", "fludarabine")
+LINE_INPUTS = TRACKED + ("allogeneic-hsct", "hsct-type-not-stated", "stem-cell-collection", "fludarabine")
 LYMPHODEPLETING = frozenset({"cyclophosphamide", "bendamustine", "fludarabine"})
 PREPARATIVE = TRANSPLANT_ADJUNCTS | LYMPHODEPLETING
 LYMPHODEPLETION_DAYS = 14
@@ -218,13 +218,14 @@ def _is_drug(t: TimedExposure) -> bool:
 
 
 def _is_transplant(t: TimedExposure) -> bool:
-    """A transplant Procedure of any type; not one whose words name a preparatory step (stem-cell
-    mobilisation, collection, apheresis, conditioning), and not a drug record whose name mentions one."""
+    """A transplant Procedure of any type; not a stem-cell collection ("stem cell harvest for autologous
+    transplant"), and not a drug record whose name mentions a transplant."""
+    classes = t.exposure.classes
     return (
         t.exposure.reference.startswith("Procedure/")
-        and bool(t.exposure.classes & TRANSPLANT_CLASSES)
+        and bool(classes & TRANSPLANT_CLASSES)
+        and "stem-cell-collection" not in classes
         and not _is_drug(t)
-        and t.marker != "conditioning"
     )
 
 

@@ -72,6 +72,7 @@ CLASS_IDS = (
     "autologous-hsct",
     "allogeneic-hsct",
     "hsct-type-not-stated",
+    "stem-cell-collection",
     "fludarabine",
     "tocilizumab",
 ) + CAR_T_PRODUCTS

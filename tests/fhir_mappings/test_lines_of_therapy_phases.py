@@ -119,6 +119,11 @@ def test_a_stem_cell_collection_is_not_the_transplant(text):
     assert count(induction() + [procedure("pbsc", "2022-06-02", text=text)] + maintenance()) == (1, 2)
 
 
+def test_notes_on_the_transplant_naming_its_conditioning_do_not_hide_it():
+    asct = dict(procedure("asct", "2022-06-30", (CPT, "38241")), note=[{"text": "Conditioning: melphalan 200 mg/m2 day -2"}])
+    assert count(induction() + [asct] + maintenance()) == (1, 1)
+
+
 def test_a_drug_named_after_the_transplant_is_not_a_transplant():
     filgrastim = statement("gcsf", "filgrastim (post-ASCT engraftment)", "2022-07-05", "2022-07-15")
     assert count(induction() + [filgrastim] + maintenance()) == (1, 2)
@@ -246,7 +251,8 @@ def test_supportive_drugs_are_not_lines_of_therapy():
     assert listed == {"carfilzomib", "daratumumab", "dexamethasone", "lenalidomide", "pomalidomide"}
 
 
-@pytest.mark.parametrize("vs_id", ["autologous-hsct", "allogeneic-hsct", "hsct-type-not-stated", "fludarabine"])
+@pytest.mark.parametrize("vs_id", ["autologous-hsct", "allogeneic-hsct", "hsct-type-not-stated", "stem-cell-collection",
+                                   "fludarabine"])
 def test_transplant_and_fludarabine_codes_are_sourced_and_confidence_marked(vs_id):
     data = json.loads((resources.files("fhir_mappings") / "value_sets" / f"{vs_id}.json").read_text(encoding="utf-8"))
     assert data["id"] == vs_id and data["codes"] and data["text_terms"]
