@@ -85,7 +85,7 @@ TRACKED = ("anti-myeloma-agents", "car-t-products", "car-t-history", "autologous
 MARKERS = {
     "maintenance": re.compile(r"\bmaintenance\b(?!\s+dos)"),
     "consolidation": re.compile(r"\bconsolidat"),
-    "induction": re.compile(r"induction\b"),
+    "induction": re.compile(r"(?<!post-)(?<!post )(?<!after )(?<!following )induction\b"),  # not "post-induction"
     "conditioning": re.compile(
         r"\bconditioning\b|lympho-?\s?deplet|\bmobili[sz]|\bharvest|\bapheresis\b|stem[- ]cell collection"),
     # a supportive purpose (of a steroid given alone): premedication, antiemesis, CRS/ICANS, prophylaxis

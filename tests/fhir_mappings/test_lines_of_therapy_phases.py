@@ -144,6 +144,7 @@ LABELS = {
     "note": {"note": [{"text": "Lenalidomide maintenance 10 mg, started after count recovery"}]},
     "reasonCode": {"reasonCode": [{"text": "Multiple myeloma, maintenance therapy"}]},
     "CarePlan via basedOn": {"basedOn": [{"reference": "CarePlan/maint"}]},
+    "note after induction": {"note": [{"text": "Post-induction maintenance after ASCT"}]},
 }
 CAREPLAN = {"resourceType": "CarePlan", "id": "maint", "status": "active", "intent": "plan",
             "subject": {"reference": "Patient/p1"}, "title": "Post-transplant maintenance (lenalidomide)"}
