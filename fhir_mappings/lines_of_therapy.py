@@ -420,7 +420,7 @@ def _describe(number: int, line: _Line) -> LineOfTherapy:
         ingredients=tuple(sorted({t.exposure.ingredient for t in drugs})),
         classes=frozenset().union(*(t.exposure.classes for t in drugs)) if drugs else frozenset(),
         components=tuple(line.components),
-        references=tuple(t.exposure.reference for t in items),
+        references=tuple(t.exposure.reference for t in items + line.prepared),  # cited, not its dates or drugs
     )
 
 

@@ -221,6 +221,9 @@ def test_cyclophosphamide_before_a_car_t_infusion_or_labelled_lymphodepletion_is
     reason = {"reasonCode": [{"text": "Lymphodepleting chemotherapy prior to CAR T-cell infusion"}]}
     labelled = [administration(f"cy-{d}", "cyclophosphamide", f"2025-03-{d:02d}", **reason) for d in (3, 4, 5)]
     assert count(two_lines()[:3] + labelled) == (1, 1)
+    line = lines_of_therapy(PatientRecord.build("p1", two_lines()[:3] + labelled), AS_OF, False).value.lines[0]
+    assert "lymphodepletion" in line.components and "MedicationAdministration/cy-3" in line.references
+    assert "cyclophosphamide" not in line.ingredients and line.end == date(2022, 5, 20)
 
 
 def test_lymphodepletion_before_any_recorded_line_is_not_a_line():
