@@ -37,7 +37,9 @@ and maintenance, CP.PHAR.769's also consolidation):
    cyclophosphamide and/or bendamustine (with or without fludarabine) given within 7 days of fludarabine,
    within the 14 days before a CAR-T infusion, or labelled as a preparatory step, is recorded in
    the current line without being one of its drugs, and before any line it belongs to none (the
-   lymphodepletion of the CAR-T being ordered is not a prior line).
+   lymphodepletion of the CAR-T being ordered is not a prior line). The same drugs alone in the 14 days
+   before the decision date, with nothing else to tell, may be that lymphodepletion or a last regimen:
+   ambiguous.
 6. Transplant: a transplant belongs to the line of the last regimen started before it (a transplant
    with no regimen before it is a line of its own). An unlabelled regimen starting within 180 days after
    it is maintenance when it looks like maintenance (at most two agents among lenalidomide, thalidomide,
@@ -148,6 +150,7 @@ class _Infusions:
     transplants: list[date]
     car_t: list[date]
     fludarabine: list[date]
+    as_of: date  # the CAR-T being ordered will be infused after it
 
     @staticmethod
     def next_on_or_after(days: list[date], day: date) -> date | None:
@@ -170,8 +173,8 @@ def lines_of_therapy(record, as_of: date, consolidation_in_line: bool) -> Fact[L
     timed = [t for t in found if _counts(t)]
     if not timed:
         return Unknown("no anti-myeloma therapy is documented in the record")
-    low = _lines(found, consolidation_in_line, merge=True)
-    high = _lines(found, consolidation_in_line, merge=False)
+    low = _lines(found, as_of, consolidation_in_line, merge=True)
+    high = _lines(found, as_of, consolidation_in_line, merge=False)
     extra = _undated_units(timed) + _unplaced_car_t(timed)
     # therapy shown outside the dated regimens (undated drugs, transplants, CAR-T): at least one line
     elsewhere = any(t.exposure.ingredient not in STEROIDS for t in timed if not (_is_drug(t) and t.exposure.start))
@@ -193,7 +196,7 @@ def last_regimen_last_dose(record, as_of: date) -> Fact[date]:
     if failed:
         return Unknown(failed, retrieval_failed=True)
     found = timed_exposures(record, as_of, LINE_INPUTS)
-    regimens = [r for line in _lines(found, False, merge=False) for r in line.regimens if r.agents]
+    regimens = [r for line in _lines(found, as_of, False, merge=False) for r in line.regimens if r.agents]
     if not regimens:
         return Unknown("no dated anti-myeloma regimen is documented")
     last = max(regimens, key=lambda r: r.start)
@@ -242,7 +245,7 @@ def _transplant_kind(t: TimedExposure) -> str:
     return next(kind for kind in TRANSPLANT_CLASSES_ORDERED if kind in t.exposure.classes)
 
 
-def _lines(found: tuple[TimedExposure, ...], consolidation_in_line: bool, merge: bool) -> list[_Line]:
+def _lines(found: tuple[TimedExposure, ...], as_of: date, consolidation_in_line: bool, merge: bool) -> list[_Line]:
     counted = [t for t in found if _counts(t)]
     drugs = [t for t in counted if t.exposure.start and _is_drug(t)]
     transplants = sorted((t for t in counted if t.exposure.start and _is_transplant(t)), key=lambda t: t.exposure.start)
@@ -250,6 +253,7 @@ def _lines(found: tuple[TimedExposure, ...], consolidation_in_line: bool, merge:
         transplants=[t.exposure.start for t in transplants],
         car_t=sorted(t.exposure.start for t in found if t.exposure.start and t.exposure.classes & CAR_T_CLASSES),
         fludarabine=sorted(t.exposure.start for t in found if t.exposure.start and "fludarabine" in t.exposure.classes),
+        as_of=as_of,
     )
     regimens = _regimens(_units(drugs, counted), merge)
     if merge:
@@ -267,7 +271,7 @@ def _lines(found: tuple[TimedExposure, ...], consolidation_in_line: bool, merge:
             lines[-1].transplants.append(event)
             transplant_day = day
             continue
-        preparation = _preparation(event, infusions)
+        preparation = _preparation(event, infusions, merge)
         if preparation == "lymphodepletion":
             if lines:  # before any line it is nobody's line: not a line of its own
                 lines[-1].components.append(preparation)
@@ -287,10 +291,12 @@ def _lines(found: tuple[TimedExposure, ...], consolidation_in_line: bool, merge:
     return lines
 
 
-def _preparation(regimen: _Regimen, infusions: _Infusions) -> str | None:
+def _preparation(regimen: _Regimen, infusions: _Infusions, merge: bool) -> str | None:
     """``conditioning`` for a regimen preparing a transplant (melphalan/cyclophosphamide/fludarabine/
     steroids within 60 days before it, or labelled so), ``lymphodepletion`` for cyclophosphamide or
-    bendamustine given with fludarabine, in the 14 days before a CAR-T infusion, or labelled so; else None."""
+    bendamustine given with fludarabine, in the 14 days before a CAR-T infusion, or labelled so; else None.
+    In the 14 days before ``as_of`` with nothing else to tell, the same drugs may be the lymphodepletion
+    of the CAR-T being ordered or a last regimen: not a line in the minimum, a line in the maximum."""
     start, agents = regimen.start, regimen.agents
     upcoming = infusions.next_on_or_after(infusions.transplants, start)
     if upcoming and (upcoming - start).days <= PRE_TRANSPLANT_DAYS and regimen.ingredients <= PREPARATIVE:
@@ -300,6 +306,7 @@ def _preparation(regimen: _Regimen, infusions: _Infusions) -> str | None:
         labelled
         or infusions.any_within(infusions.fludarabine, start - _days(FLUDARABINE_DAYS), start + _days(FLUDARABINE_DAYS))
         or infusions.any_within(infusions.car_t, start, start + _days(LYMPHODEPLETION_DAYS))
+        or (merge and (infusions.as_of - start).days <= LYMPHODEPLETION_DAYS)
     ):
         return "lymphodepletion"
     if labelled and (agents <= PREPARATIVE or all(t.marker == "conditioning" for t in regimen.items)):

@@ -226,6 +226,11 @@ def test_cyclophosphamide_before_a_car_t_infusion_or_labelled_lymphodepletion_is
     assert "cyclophosphamide" not in line.ingredients and line.end == date(2022, 5, 20)
 
 
+def test_cyclophosphamide_alone_in_the_days_before_the_order_may_be_its_lymphodepletion():
+    cy = [administration(f"cy-{d}", "cyclophosphamide", f"2026-11-{d:02d}") for d in (17, 18, 19)]
+    assert count(two_lines() + cy) == (2, 3)  # lymphodepletion of the CAR-T ordered, or a third line
+
+
 def test_lymphodepletion_before_any_recorded_line_is_not_a_line():
     assert count(flu_cy(16)) == (0, 0)
 
