@@ -160,6 +160,16 @@ def test_maintenance_labelled_as_such_stays_in_the_line_whatever_its_start(label
     assert count(labelled) == (1, 1) and count(labelled, consolidation_in_line=True) == (1, 1)
 
 
+def test_consolidation_labelled_as_such_is_in_the_line_for_769_and_ambiguous_for_481():
+    late = induction() + [procedure("asct", "2022-06-30", (CPT, "38241"))]
+    vrd = [statement("bor-c", "bortezomib", "2023-02-06", "2023-04-30", category={"text": "Consolidation"}),
+           request("len-c", "lenalidomide", "2023-02-06", "2023-04-30", category=[{"text": "Consolidation (VRd x2)"}])]
+    assert count(late + vrd, consolidation_in_line=True) == (1, 1)
+    assert count(late + vrd, consolidation_in_line=False) == (1, 2)
+    unlabelled = [{k: v for k, v in r.items() if k != "category"} for r in vrd]
+    assert count(late + unlabelled, consolidation_in_line=True) == (2, 2)  # 7 months after: a new line
+
+
 def test_medication_statement_category_is_one_codeable_concept():
     late = induction() + [procedure("asct", "2022-06-30", (CPT, "38241"))]
     labelled = statement("len-m", "lenalidomide", "2023-03-30", "2024-06-30", category={"text": "Maintenance"})
