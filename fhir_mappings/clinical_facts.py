@@ -123,7 +123,7 @@ class ClinicalFacts:
 
     @_tolerant
     def last_regimen_last_dose(self, as_of: date) -> Fact[date]:
-        return therapy.last_regimen_last_dose(self.record, as_of)
+        return lines_of_therapy.last_regimen_last_dose(self.record, as_of)
 
     @_tolerant
     def lines_of_therapy(self, as_of: date, consolidation_in_line: bool) -> Fact[LinesOfTherapy]:
