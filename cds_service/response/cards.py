@@ -199,6 +199,15 @@ def decision_card(decision: PolicyDecision, settings: CardSettings) -> Card:
     )
 
 
+def card_decision(card: object) -> dict | None:
+    """The ``cart-cds.decision`` value of a card in JSON form (as answered, or as a client received it),
+    or None when the card carries none. The one reader of what ``decision_card`` writes: the audit trail,
+    the offline evaluation, the sandbox expectations and the bench all read decisions through it."""
+    extension = card.get("extension") if isinstance(card, dict) else None
+    decision = extension.get(DECISION_EXTENSION) if isinstance(extension, dict) else None
+    return decision if isinstance(decision, dict) else None
+
+
 def card_summary(decision: PolicyDecision, verdict: Verdict, tree: CriteriaTree) -> str:
     """"<product>: <verdict in words>", under 140 characters; the product name is shortened (then
     cut) only when the whole would not fit."""
