@@ -62,7 +62,7 @@ def evaluate_hook(body: bytes, *, settings: Settings, as_of: date, fhir_server: 
         settings = dataclasses.replace(settings, allow_loopback_fhir=True)
     service = OrderSignService.from_settings(settings)
     try:
-        return handle_order_sign(request, service=service, as_of=as_of).as_json()
+        return handle_order_sign(request, service=service, as_of=as_of).response.as_json()
     finally:
         service.session.close()
 
