@@ -15,7 +15,7 @@ from cds_service.auth.jti_store import (
     _key,
     jti_store_from_url,
 )
-from security_backends import REDIS_URL, REPLAY_BACKENDS, redis_only
+from tests.cds_service.store_backends import REDIS_URL, JTI_STORE_BACKENDS, redis_only
 
 
 def make_store(kind: str):
@@ -24,7 +24,7 @@ def make_store(kind: str):
     return RedisJtiStore.from_url(REDIS_URL)
 
 
-@pytest.mark.parametrize("kind", REPLAY_BACKENDS)
+@pytest.mark.parametrize("kind", JTI_STORE_BACKENDS)
 def test_first_use_then_replay(kind):
     store = make_store(kind)
     jti = str(uuid.uuid4())
@@ -35,7 +35,7 @@ def test_first_use_then_replay(kind):
     assert store.first_use("https://other.example", jti, exp) is True
 
 
-@pytest.mark.parametrize("kind", REPLAY_BACKENDS)
+@pytest.mark.parametrize("kind", JTI_STORE_BACKENDS)
 def test_concurrent_workers_accept_a_jti_exactly_once(kind):
     stores = [make_store(kind) for _ in range(8)] if kind == "redis" else [make_store(kind)] * 8
     jti = str(uuid.uuid4())

@@ -22,7 +22,7 @@ from cds_service.feedback import parse_feedback
 from cds_service.order_sign import OrderSignOutcome
 from cds_service.response.responses import Response
 from fhir_mappings.facts import RetrievalOutcome, RetrievalState
-from security_backends import DATABASES, POSTGRES_URL
+from tests.cds_service.store_backends import DATABASES, POSTGRES_URL
 
 SERVICE = "car-t-coverage"
 VERDICTS = ["meets-policy", "does-not-meet", "documentation-incomplete", "indeterminate"]
