@@ -17,7 +17,7 @@ from sqlalchemy import inspect
 
 from cds_service.audit import AuditStore, HookCallRecord, feedback_received, hook_answered, install_audit
 from cds_service.audit.cli import audit as audit_cli
-from cds_service.audit.store import _alembic_config, make_engine, migrate, schema_is_current
+from cds_service.audit.store import alembic_config, make_engine, migrate, schema_is_current
 from cds_service.feedback import parse_feedback
 from cds_service.order_sign import OrderSignOutcome
 from cds_service.response.responses import Response
@@ -186,7 +186,7 @@ def test_schema_comes_from_migrations(database_url):
     tables = set(inspect(engine).get_table_names())
     assert {"audit_hook_call", "audit_card", "audit_feedback", "alembic_version"} <= tables
     with engine.begin() as connection:  # the migration can be undone cleanly
-        command.downgrade(_alembic_config(connection), "base")
+        command.downgrade(alembic_config(connection), "base")
     assert not {"audit_hook_call", "audit_card", "audit_feedback"} & set(inspect(engine).get_table_names())
     engine.dispose()
 

@@ -1,4 +1,4 @@
-"""jti replay store: once per (issuer, jti) until expiry, in memory and in Redis shared by workers."""
+"""jti store: once per (issuer, jti) until expiry, in memory and in Redis shared by workers."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import time
 import uuid
 
 import pytest
+import redis
 
 from cds_service.auth.jti_store import (
+    JtiStoreUnavailable,
     MemoryJtiStore,
     RedisJtiStore,
-    JtiStoreUnavailable,
-    _key,
     jti_store_from_url,
+    storage_key,
 )
-from tests.cds_service.store_backends import REDIS_URL, JTI_STORE_BACKENDS, redis_only
+from tests.cds_service.store_backends import JTI_STORE_BACKENDS, REDIS_URL, redis_only
 
 
 def make_store(kind: str):
@@ -57,10 +58,11 @@ def test_concurrent_workers_accept_a_jti_exactly_once(kind):
 @pytest.mark.redis
 @redis_only
 def test_redis_entry_expires_after_the_token():
-    store = RedisJtiStore.from_url(REDIS_URL)
+    client = redis.Redis.from_url(REDIS_URL)
+    store = RedisJtiStore(client)
     jti = str(uuid.uuid4())
     assert store.first_use("iss", jti, time.time() + 1)
-    ttl = store._client.pttl(RedisJtiStore.PREFIX + _key("iss", jti))
+    ttl = client.pttl(RedisJtiStore.PREFIX + storage_key("iss", jti))
     assert 0 < ttl <= 2100  # remembered until exp (+1 s margin), not forever
 
 
