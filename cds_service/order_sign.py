@@ -40,15 +40,24 @@ from cds_service.retrieval.record_retrieval import (
     retrieve_record,
 )
 from cds_service.settings import Settings
-from fhir_mappings.clinical_facts import ClinicalFacts
-from fhir_mappings.coverage import LineOfBusinessTable, default_line_of_business_table, load_line_of_business_table
-from fhir_mappings.facts import Coded, RetrievalOutcome
-from fhir_mappings.patient_record import PatientRecord
-from policies.applicability import ScopedOrder, in_scope_orders
-from policies.decision import PolicyDecision
-from policies.engine import evaluate, evaluate_tocilizumab
-from policies.loader import shipped_policies
-from policies.model import Policy
+from fhir_mappings import (
+    ClinicalFacts,
+    Coded,
+    LineOfBusinessTable,
+    PatientRecord,
+    RetrievalOutcome,
+    default_line_of_business_table,
+    load_line_of_business_table,
+)
+from policies import (
+    Policy,
+    PolicyDecision,
+    ScopedOrder,
+    evaluate,
+    evaluate_tocilizumab,
+    in_scope_orders,
+    shipped_policies,
+)
 
 
 # The request resources CDS Hooks order-sign carries in draftOrders (other entries, such as a Medication

@@ -25,7 +25,7 @@ from cds_service.feedback import FeedbackItem
 from cds_service.input_limits import parsed_body
 from cds_service.order_sign import OrderSignOutcome
 from cds_service.response.cards import card_decision
-from fhir_mappings.facts import RetrievalOutcome
+from fhir_mappings import RetrievalOutcome
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 from cds_service.response.markdown_text import escape, plain
 from cds_service.response.responses import CARD_TYPE_SYSTEM, Card, Coding, Link, Source
-from fhir_mappings.facts import Evidence
-from policies.decision import CriterionResult, PolicyDecision, Status, Verdict
+from fhir_mappings import Evidence
+from policies import CriterionResult, PolicyDecision, Status, Verdict
 
 log = logging.getLogger(__name__)
 

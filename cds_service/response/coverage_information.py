@@ -33,7 +33,7 @@ from typing import Iterable
 from cds_service.response.cards import CriteriaTree, shown_verdict
 from cds_service.response.markdown_text import plain
 from cds_service.response.responses import SystemAction
-from policies.decision import PolicyDecision, Status, Verdict
+from policies import PolicyDecision, Status, Verdict
 
 COVERAGE_INFORMATION_URL = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 CRD_TEMP_CODES = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
