@@ -1,4 +1,4 @@
-"""Render policy decisions as CDS Hooks cards a clinician reads at a glance (decision contract, Card).
+"""Render policy decisions as CDS Hooks cards a clinician reads at a glance.
 
 One card per in-scope order. The ``summary`` names the product and the verdict; the ``detail``
 (GitHub-Flavored Markdown, no HTML) puts first what the clinician must act on:

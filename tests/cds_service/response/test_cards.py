@@ -32,7 +32,7 @@ def cards_json(decisions, settings: CardSettings, max_cards: int | None = None) 
 
 
 def card_problems(card: dict) -> list[str]:
-    """The structural rules every card must pass (CDS Hooks 2.0 + CRD; conformance.md §7, §13)."""
+    """The structural rules every card must pass (CDS Hooks 2.0 + CRD)."""
     problems = []
     summary = card.get("summary")
     if not isinstance(summary, str) or not summary.strip() or len(summary) >= 140:
