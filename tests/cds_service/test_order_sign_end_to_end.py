@@ -28,7 +28,7 @@ from tests.cds_service.conftest import HOOK_URL, protocol_settings
 from tests.crd_checks import COVERAGE_INFORMATION_URL, check_coverage_information
 from tests.response_checks import check_response
 
-HOOKS = Path(__file__).parents[1] / "sandbox" / "hooks"
+HOOKS = Path(__file__).parents[2] / "sandbox" / "hooks"
 AS_OF = date(2026, 11, 24)
 SANDBOX_FHIR = "http://127.0.0.1:8090/fhir"  # the fhirServer every sandbox hook names
 DECISION = "cart-cds.decision"

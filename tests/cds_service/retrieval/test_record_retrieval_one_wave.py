@@ -20,7 +20,7 @@ from sandbox.replay_server import make_server, base_url
 
 pytestmark = pytest.mark.loopback_http
 
-HOOK = Path(__file__).parents[2] / "sandbox" / "hooks" / "abecma-meets-all-criteria-no-prefetch.json"
+HOOK = Path(__file__).parents[3] / "sandbox" / "hooks" / "abecma-meets-all-criteria-no-prefetch.json"
 # Patient, Coverage, Practitioner (context.userId), Condition, Observation, MedicationStatement,
 # MedicationAdministration, MedicationRequest, Procedure, and the requester's PractitionerRole search.
 FIRST_WAVE = 10
