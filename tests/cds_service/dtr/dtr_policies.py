@@ -1,0 +1,57 @@
+"""Policies for the DTR tests: the shipped ones, and a tiny policy written here so that generation is
+shown to be generic over the ``Policy`` model (an ``all`` group inside an ``any`` branch, an ``n_of``
+group, a group with a check of its own, an exclusion without documentation)."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from policies.decision import ApprovalTerms
+from policies.loader import shipped_policies
+from policies.model import Criterion, Policy, Product, Referrals
+
+BASE = "https://payer.example/fhir"
+
+
+def leaf(cid: str, text: str, check: str = "age_at_least", documentation: str | None = None, **params) -> Criterion:
+    return Criterion(cid, text, f"/test/{cid}", check=check, params=MappingProxyType(params),
+                     documentation=documentation)
+
+
+def group(cid: str, text: str, logic: str, *children: Criterion, n: int | None = None, check: str | None = None,
+          documentation: str | None = None) -> Criterion:
+    return Criterion(cid, text, f"/test/{cid}", check=check, logic=logic, n=n, documentation=documentation,
+                     children=children)
+
+
+def tiny_policy() -> Policy:
+    initial = group(
+        "1", "Adult member with a qualifying finding (all of)", "all",
+        leaf("1.a", "Member is at least 18", documentation="Date of birth", min_years=18),
+        group("1.b", "One of (a or b)", "any",
+              group("1.b.1", "Both findings", "all", leaf("1.b.1.x", "Finding X", "finding_x", "Report X"),
+                    leaf("1.b.1.y", "Finding Y", "finding_y", "Report Y")),
+              leaf("1.b.2", "Finding Z", "finding_z", "Report Z"),
+              documentation="Reports X and Y, or report Z"),
+        group("1.c", "Two prior treatments, two of p, q and r", "n_of",
+              leaf("1.c.p", "Treatment P", "treated_p"), leaf("1.c.q", "Treatment Q", "treated_q"),
+              leaf("1.c.r", "Treatment R", "treated_r"), n=2, check="two_prior", documentation="Treatment history"),
+    )
+    return Policy(
+        id="TP-7", title="Tiny test policy", version="2030-01", effective="2030-01-01", last_review="2030-01",
+        lines_of_business=("commercial",),
+        product=Product("Product P", ("product p",), (), "product-p"),
+        initial=initial,
+        continued=leaf("2", "Continued therapy is not authorized", "no_prior_dose", "Treatment history"),
+        exclusions=(leaf("3", "Indications not addressed here", "indication_in_scope"),),
+        other_diagnoses=Referrals("1.B", "Other diagnoses", ()),
+        continued_other_diagnoses=Referrals("2.B", "Other diagnoses", ()),
+        referral_when_not_met="3",
+        approval=ApprovalTerms(3, 1, 0, 0.0, False),
+        tocilizumab=leaf("1.approval.extra", "Extra allowance", "extra_allowance"),
+        source="tiny.yaml",
+    )
+
+
+def all_policies() -> tuple[Policy, ...]:
+    return (*shipped_policies(), tiny_policy())
