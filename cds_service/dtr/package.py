@@ -36,7 +36,6 @@ from datetime import datetime
 from typing import Callable, Iterable, Mapping, Sequence
 
 from cds_service.dtr.prefill import DraftContext, draft_response
-from cds_service.errors import operation_outcome
 from policies.applicability import ExtraCodes, in_scope_orders
 from policies.decision import PolicyDecision, Status, Verdict
 from policies.model import Policy
@@ -44,6 +43,7 @@ from policies.model import Policy
 PACKAGE_BUNDLE_PROFILE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/DTR-QPackageBundle"
 OUTPUT_NAMES = ("PackageBundle", "packagebundle")
 FHIR_DATETIME = re.compile(r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?)?)?$")
+ISSUE_CODES = {400: "invalid", 403: "forbidden", 404: "not-found", 415: "not-supported"}
 ORDER_TYPES = frozenset({"MedicationRequest", "ServiceRequest", "DeviceRequest", "NutritionOrder",
                          "VisionPrescription", "CommunicationRequest", "Appointment", "Encounter"})
 
@@ -56,10 +56,12 @@ class PackageError(Exception):
         self.status, self.text, self.expression = status, text, expression
 
     def outcome(self) -> dict:
-        """The OperationOutcome, with ``details.text`` (what DTR apps show) as well as diagnostics."""
-        body = operation_outcome(self.status, self.text, self.expression)
-        body["issue"][0]["details"] = {"text": self.text}
-        return body
+        """The OperationOutcome: ``details.text`` is what DTR apps show (the RI reads issue[0])."""
+        issue = {"severity": "error", "code": ISSUE_CODES.get(self.status, "processing"),
+                 "details": {"text": self.text}, "diagnostics": self.text}
+        if self.expression:
+            issue["expression"] = [self.expression]
+        return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,9 @@ def parse_request(parameters: object) -> PackageRequest:
     for name in ("context", "changedsince"):
         if len(found.get(name, [])) > 1:
             raise PackageError(400, f"at most one {name} parameter is allowed", name)
+    single = {name: next(iter(found.get(name, [])), None) for name in ("context", "changedsince")}
     request = PackageRequest(coverages[0], tuple(found.get("order", [])), tuple(found.get("questionnaire", [])),
-                             next(iter(found.get("context", [])), None), next(iter(found.get("changedsince", [])), None))
+                             single["context"], single["changedsince"])
     if not (request.orders or request.canonicals or request.context):
         raise PackageError(400, "at least one of order, questionnaire or context is required (dtr-1)", "Parameters")
     return request
@@ -131,9 +134,10 @@ def _resource(entry: dict, path: str, types: Iterable[str], what: str) -> dict:
 
 def _value(entry: dict, path: str, keys: tuple[str, ...], pattern: re.Pattern | None = None) -> str:
     values = [entry[k] for k in keys if k in entry]
-    if len(values) != 1 or not isinstance(values[0], str) or not values[0] or (pattern and not pattern.match(values[0])):
+    value = values[0] if len(values) == 1 else None
+    if not isinstance(value, str) or not value or (pattern is not None and not pattern.match(value)):
         raise PackageError(400, f"{path} ({entry['name']}) must have one {' or '.join(keys)}", path)
-    return values[0]
+    return value
 
 
 _READERS: dict[str, Callable[[dict, str], object]] = {

@@ -9,44 +9,26 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from dtr_policies import BASE
+from dtr_fixtures import (ASSERTION, BASE, COVERAGE, check_package_bundle, context_param, order_param, parameters,
+                          stored_context)
 from fhir.resources.R4B.parameters import Parameters
 
 from cds_service.dtr.package import DecisionContext, PackageError, questionnaire_package
 from cds_service.dtr.questionnaire import questionnaires
 from fhir_mappings.facts import CellDose, Evidence, Observed
-from policies.engine import evaluate
 from policies.loader import shipped_policies
-from tests.dtr_checks import check_questionnaire, check_response, walk_items
-from tests.policies.policy_fakes import ABECMA_ORDER, AS_OF, NOT_SHOWN, FakeFacts
+from tests.dtr_checks import walk_items
+from tests.policies.policy_fakes import ABECMA_ORDER, NOT_SHOWN, FakeFacts
 
 NOW = datetime(2026, 11, 24, 10, 30, tzinfo=timezone.utc)
 POLICIES = shipped_policies()
 FORMS = questionnaires(POLICIES, BASE)
-ASSERTION = "0b7e1c9a4f2d4e8a9c3b5d6e7f8a9b0c"
-COVERAGE = {"resourceType": "Coverage", "id": "cov1", "status": "active", "beneficiary": {"reference": "Patient/p1"},
-            "payor": [{"display": "Example Health Plan"}]}
 KITE_ORDER = {"resourceType": "MedicationRequest", "id": "kite-1", "status": "draft", "intent": "order",
               "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": {"text": "KITE-772 (anito-cel)"}}
 
 
 def stored(facts: FakeFacts = FakeFacts(serum=NOT_SHOWN), **changes) -> DecisionContext:
-    decision = evaluate(POLICIES[0], facts, ABECMA_ORDER, AS_OF)
-    context = DecisionContext(ASSERTION, "Patient/p1", "Coverage/cov1", ("MedicationRequest/car-t-1",), (decision,),
-                              NOW + timedelta(days=30))
-    return replace(context, **changes)
-
-
-def parameters(*entries: dict) -> dict:
-    return {"resourceType": "Parameters", "parameter": [{"name": "coverage", "resource": COVERAGE}, *entries]}
-
-
-def context_param(value: str = ASSERTION) -> dict:
-    return {"name": "context", "valueString": value}
-
-
-def order_param(order: dict = ABECMA_ORDER) -> dict:
-    return {"name": "order", "resource": order}
+    return replace(stored_context(NOW + timedelta(days=30), facts), **changes)
 
 
 def package(body: dict, context: DecisionContext | None = None, **options) -> dict:
@@ -70,18 +52,6 @@ def bundles(out: dict) -> list[dict]:
 
 def outcome_texts(out: dict) -> list[str]:
     return [i["details"]["text"] for p in out["parameter"] if p["name"] == "outcome" for i in p["resource"]["issue"]]
-
-
-def check_package_bundle(bundle: dict) -> tuple[dict, dict]:
-    """One DTR-QPackageBundle: a collection, the Questionnaire first, exactly one draft response for it."""
-    assert bundle["type"] == "collection"
-    assert bundle["meta"]["profile"] == ["http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/DTR-QPackageBundle"]
-    types = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert types[0] == "Questionnaire" and types.count("QuestionnaireResponse") == 1
-    form, response = bundle["entry"][0]["resource"], bundle["entry"][1]["resource"]
-    check_questionnaire(form)
-    check_response(response, form)
-    return form, response
 
 
 def test_a_context_returns_its_policys_form_prefilled_from_the_hooks_decision():

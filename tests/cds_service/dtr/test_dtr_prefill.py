@@ -10,7 +10,7 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from dtr_policies import BASE, tiny_policy
+from dtr_fixtures import BASE, tiny_policy
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from cds_service.dtr.prefill import DraftContext, draft_response, evidence_line
@@ -23,7 +23,7 @@ from tests.dtr_checks import ORIGIN, check_response, walk_items
 from tests.policies.policy_fakes import ABECMA_ORDER, AS_OF, NOT_SHOWN, RETRIEVAL_FAILED, FakeFacts, lines
 
 AUTHORED = datetime(2026, 11, 24, 10, 5, tzinfo=timezone.utc)
-CONTEXT = DraftContext("Patient/p1", "Coverage/cov1", ("MedicationRequest/car-t-1",), "5f0c4d1e9a7b4b0c8d2e6f3a1b9c7d5e")
+CONTEXT = DraftContext("Patient/p1", "Coverage/cov1", ("MedicationRequest/car-t-1",), "5f0c4d1e9a7b4b0c8d2e6f3a")
 ABECMA = shipped_policies()[0]
 
 

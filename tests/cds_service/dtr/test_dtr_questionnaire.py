@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 from tests.dtr_checks import check_questionnaire, expressions, questionnaire_problems, walk_items
-from dtr_policies import BASE, all_policies, leaf, tiny_policy
+from dtr_fixtures import BASE, all_policies, leaf, tiny_policy
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhirpathpy import evaluate
 from fhirpathpy.models import models

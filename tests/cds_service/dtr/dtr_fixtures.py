@@ -1,16 +1,24 @@
-"""Policies for the DTR tests: the shipped ones, and a tiny policy written here so that generation is
-shown to be generic over the ``Policy`` model (an ``all`` group inside an ``any`` branch, an ``n_of``
-group, a group with a check of its own, an exclusion without documentation)."""
+"""Shared DTR test data: the shipped policies, a tiny policy written here so that generation is shown
+to be generic over the ``Policy`` model (an ``all`` group inside an ``any`` branch, an ``n_of`` group, a
+group with a check of its own, an exclusion without documentation), and $questionnaire-package inputs."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import MappingProxyType
 
+from cds_service.dtr.package import DecisionContext
 from policies.decision import ApprovalTerms
+from policies.engine import evaluate
 from policies.loader import shipped_policies
 from policies.model import Criterion, Policy, Product, Referrals
+from tests.dtr_checks import check_questionnaire, check_response
+from tests.policies.policy_fakes import ABECMA_ORDER, AS_OF, NOT_SHOWN, FakeFacts
 
 BASE = "https://payer.example/fhir"
+ASSERTION = "0b7e1c9a4f2d4e8a9c3b5d6e7f8a9b0c"
+COVERAGE = {"resourceType": "Coverage", "id": "cov1", "status": "active", "beneficiary": {"reference": "Patient/p1"},
+            "payor": [{"display": "Example Health Plan"}]}
 
 
 def leaf(cid: str, text: str, check: str = "age_at_least", documentation: str | None = None, **params) -> Criterion:
@@ -55,3 +63,35 @@ def tiny_policy() -> Policy:
 
 def all_policies() -> tuple[Policy, ...]:
     return (*shipped_policies(), tiny_policy())
+
+
+def parameters(*entries: dict) -> dict:
+    return {"resourceType": "Parameters", "parameter": [{"name": "coverage", "resource": COVERAGE}, *entries]}
+
+
+def context_param(value: str = ASSERTION) -> dict:
+    return {"name": "context", "valueString": value}
+
+
+def order_param(order: dict = ABECMA_ORDER) -> dict:
+    return {"name": "order", "resource": order}
+
+
+def check_package_bundle(bundle: dict) -> tuple[dict, dict]:
+    """One DTR-QPackageBundle: a collection, the Questionnaire first, exactly one draft response for it."""
+    assert bundle["type"] == "collection"
+    assert bundle["meta"]["profile"] == ["http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/DTR-QPackageBundle"]
+    types = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert types[0] == "Questionnaire" and types.count("QuestionnaireResponse") == 1
+    form, response = bundle["entry"][0]["resource"], bundle["entry"][1]["resource"]
+    check_questionnaire(form)
+    check_response(response, form)
+    return form, response
+
+
+def stored_context(expires: datetime, facts: FakeFacts = FakeFacts(serum=NOT_SHOWN)) -> DecisionContext:
+    """What the hook keeps for ABECMA_ORDER under Coverage/cov1: by default a documentation-incomplete
+    decision (no serum result) made by the real engine."""
+    decision = evaluate(shipped_policies()[0], facts, ABECMA_ORDER, AS_OF)
+    return DecisionContext(ASSERTION, "Patient/p1", "Coverage/cov1", ("MedicationRequest/car-t-1",), (decision,),
+                           expires)

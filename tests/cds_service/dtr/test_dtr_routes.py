@@ -1,0 +1,88 @@
+"""The $questionnaire-package endpoints over HTTP, as a DTR client calls them (Flask test client)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from dtr_fixtures import (ASSERTION, COVERAGE, check_package_bundle, context_param, order_param, parameters,
+                          stored_context)
+
+from cds_service import create_app
+from cds_service.dtr.package import DecisionContext
+from cds_service.dtr.routes import CONTEXT_STORE_KEY
+from cds_service.settings import CONFIG_KEY
+from tests.cds_service.conftest import protocol_settings
+
+TYPE_LEVEL = "/fhir/Questionnaire/$questionnaire-package"
+SYSTEM_LEVEL = "/fhir/$questionnaire-package"
+
+
+class Store:
+    def __init__(self, *contexts: DecisionContext):
+        self.contexts = {c.assertion_id: c for c in contexts}
+
+    def find(self, assertion_id: str) -> DecisionContext | None:
+        return self.contexts.get(assertion_id)
+
+
+@pytest.fixture
+def dtr_app():
+    app = create_app(protocol_settings(public_base_url="https://payer.example"))
+    app.extensions[CONTEXT_STORE_KEY] = Store(stored_context(datetime.now(timezone.utc) + timedelta(days=1)))
+    return app
+
+
+def post(app, path: str, body, content_type: str = "application/fhir+json"):
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return app.test_client().post(path, data=data, content_type=content_type)
+
+
+@pytest.mark.parametrize("path", [TYPE_LEVEL, SYSTEM_LEVEL])
+def test_both_paths_answer_a_package_as_fhir_json(dtr_app, path):
+    response = post(dtr_app, path, parameters(context_param(), order_param()))
+    assert response.status_code == 200 and response.mimetype == "application/fhir+json"
+    (entry,) = response.get_json()["parameter"]
+    form, draft = check_package_bundle(entry["resource"])
+    assert form["url"] == "https://payer.example/fhir/Questionnaire/cp-phar-481"
+    assert draft["identifier"]["value"] == ASSERTION
+
+
+def test_plain_json_is_accepted_and_the_host_is_the_base_without_a_public_url(dtr_app):
+    dtr_app.config[CONFIG_KEY] = replace(dtr_app.config[CONFIG_KEY], public_base_url=None)
+    response = post(dtr_app, TYPE_LEVEL, parameters(order_param()), "application/json")
+    form = response.get_json()["parameter"][0]["resource"]["entry"][0]["resource"]
+    assert form["url"] == "http://localhost/fhir/Questionnaire/cp-phar-481"
+
+
+@pytest.mark.parametrize("body, content_type, status, text", [
+    (parameters(context_param("unknown")), "application/fhir+json", 404, "no coverage decision is known"),
+    (b"{not json", "application/fhir+json", 400, "not valid JSON"),
+    (parameters(order_param()), "text/plain", 415, "Content-Type"),
+    ({"resourceType": "Parameters", "parameter": [order_param()]}, "application/json", 400, "coverage"),
+])
+def test_errors_are_operation_outcomes_with_details_text(dtr_app, body, content_type, status, text):
+    response = post(dtr_app, TYPE_LEVEL, body, content_type)
+    assert response.status_code == status and response.mimetype == "application/fhir+json"
+    issue = response.get_json()["issue"][0]
+    assert text in issue["details"]["text"]
+
+
+def test_get_is_not_allowed(dtr_app):
+    assert dtr_app.test_client().get(TYPE_LEVEL).status_code == 405
+
+
+def test_without_a_context_store_every_context_is_unknown():
+    app = create_app(protocol_settings())
+    response = post(app, TYPE_LEVEL, parameters(context_param()))
+    assert response.status_code == 404
+
+
+def test_refused_while_client_authentication_is_on(dtr_app):
+    dtr_app.config[CONFIG_KEY] = replace(dtr_app.config[CONFIG_KEY], auth_disabled=False)
+    response = post(dtr_app, TYPE_LEVEL, parameters(context_param()))
+    assert response.status_code == 403
+    assert "SMART Backend Services" in response.get_json()["issue"][0]["details"]["text"]
+    assert COVERAGE["id"] not in response.get_data(as_text=True)
