@@ -12,8 +12,9 @@ payer may prefill). Per criterion with a check of its own (docs/dtr.md, dtr.md Â
 
 Every answer carries ``information-origin`` ``auto-server`` (DTR 2.2 spec-65; the clinician's edit
 makes it ``override``). A criterion that is also a group (a check of its own plus parts) stores only the
-combined status, so its own status is used only where the combination proves it (combined met, or
-not met while its parts are not); otherwise its question is left to the clinician: in doubt, never met.
+combined status, so its own status is used only where the combination proves it
+(``policies.engine.own_result``); otherwise its question is left to the clinician and only the values
+found are cited: in doubt, never met.
 
 The response follows DTR 2.2 ``dtr-questionnaireresponse``: ``questionnaire`` = ``url|version``,
 ``subject`` the patient, ``qr-coverage``, ``qr-context`` (the orders), ``intendedUse`` ``withpa``, status
@@ -29,9 +30,10 @@ from datetime import datetime
 from typing import Iterator, Mapping
 
 from fhir_mappings.facts import Evidence
-from policies.decision import CriterionResult, PolicyDecision, Status
-from policies.logic import combine
-from policies.model import Criterion, Policy
+from policies.checks import LeafResult
+from policies.decision import PolicyDecision, Status
+from policies.engine import own_result
+from policies.model import Policy
 from cds_service.dtr.questionnaire import evidence_link, met_link
 
 DTR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/"
@@ -101,47 +103,30 @@ def _answers(policy: Policy, decision: PolicyDecision) -> dict[str, dict]:
             result = results.get(node.id)
             if node.check is None or result is None:
                 continue
-            status = own_status(node, results)
-            if status in (Status.MET, Status.NOT_MET):
-                answers[met_link(node.id)] = _answer("valueBoolean", status is Status.MET)
-            text = evidence_answer(result, status, own_only=bool(node.children))
+            own = own_result(node, results)
+            if own is not None and own.status is not Status.UNKNOWN:
+                answers[met_link(node.id)] = _answer("valueBoolean", own.status is Status.MET)
+            text = evidence_answer(own, result.evidence)
             if text:
                 answers[evidence_link(node.id)] = _answer("valueString", text)
     return answers
 
 
-def own_status(node: Criterion, results: Mapping[str, CriterionResult]) -> Status | None:
-    """The status of ``node``'s own check, where the stored (combined) status proves it; ``None`` when
-    it cannot be told (a group whose combined status is unknown or whose parts alone explain it)."""
-    status = results[node.id].status
-    if not node.children:
-        return status
-    parts = [results[c.id].status for c in node.children if c.id in results]
-    if len(parts) != len(node.children):
-        return None
-    combined_parts = combine(node.logic, parts, node.n)
-    if status is Status.MET:
-        return Status.MET
-    if status is Status.NOT_MET and combined_parts is not Status.NOT_MET:
-        return Status.NOT_MET
-    if status is Status.UNKNOWN and combined_parts is Status.MET:
-        return Status.UNKNOWN
-    return None
-
-
-def evidence_answer(result: CriterionResult, status: Status | None, own_only: bool = False) -> str | None:
-    """The prefilled evidence text for one criterion, or ``None`` when the clinician writes it all.
-    ``own_only``: the criterion is a group, whose retrieval flag may come from its parts."""
-    cited = "; ".join(evidence_line(e) for e in result.evidence)
-    if status is Status.MET:
-        return _text("Shown on the record", result.reason, "Evidence", cited)
-    if status is Status.NOT_MET:
-        return _text("Not met on the record", result.reason, "Evidence", cited)
-    if status is Status.UNKNOWN and result.retrieval_failed and not own_only:
+def evidence_answer(own: LeafResult | None, evidence: tuple[Evidence, ...]) -> str | None:
+    """The prefilled evidence text for one criterion's own check (``None``: it cannot be told from the
+    stored decision, so only what was found is cited), or ``None`` when the clinician writes it all."""
+    cited = "; ".join(evidence_line(e) for e in evidence)
+    if own is None:
+        return f"Found on the record: {cited}." if cited else None
+    if own.status is Status.MET:
+        return _text("Shown on the record", own.reason, "Evidence", cited)
+    if own.status is Status.NOT_MET:
+        return _text("Not met on the record", own.reason, "Evidence", cited)
+    if own.retrieval_failed:
         lead = "Could not be retrieved from the EHR when coverage was checked, so not assessed"
-        return _text(lead, result.reason, "Found", cited) + " Please answer from the chart."
+        return _text(lead, own.reason, "Found", cited) + " Please answer from the chart."
     if cited:
-        return _text("Not shown on the record", result.reason, "Values found but not usable", cited)
+        return _text("Not shown on the record", own.reason, "Values found but not usable", cited)
     return None
 
 
