@@ -22,12 +22,12 @@ missing, exactly as at hook time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
-from typing import Iterator
+from datetime import date, datetime
+from typing import Callable, Iterator, Mapping, Sequence
 
 from cds_service.cards import shown_verdict
 from cds_service.coverage_information import coverage_information_extension
-from cds_service.dtr.package import PackageError
+from cds_service.dtr.package import DecisionContext, PackageError
 from cds_service.dtr.questionnaire import evidence_link, met_link
 from fhir_mappings.facts import Evidence
 from policies.checks import LeafResult
@@ -164,3 +164,39 @@ def _note_attestation(extension: dict, attested: tuple[str, ...]) -> None:
             text = part["valueCodeableConcept"].get("text", "")
             part["valueCodeableConcept"]["text"] = (
                 f"{text}; met on the clinician's attestation, for prior authorization review: {', '.join(attested)}")
+
+
+def evaluate_operation(parameters: object, *, policies: Sequence[Policy], forms: Mapping[str, dict],
+                       find_context: Callable[[str], DecisionContext | None], now: datetime) -> dict:
+    """``$evaluate``: a ``Parameters`` with ``questionnaireResponse`` (the completed response) and
+    ``context`` (the coverage-assertion-id it was prefilled for) in, ``evaluation_parameters`` out.
+    The response must answer the form of one of the context's decisions, and carry that context in
+    its ``identifier`` if it carries one, so that answers are never applied to another decision."""
+    if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters" \
+            or not isinstance(parameters.get("parameter"), list):
+        raise PackageError(400, "the request body must be a FHIR Parameters resource", "Parameters")
+    named = {p.get("name"): p for p in parameters["parameter"] if isinstance(p, dict)}
+    assertion_id = (named.get("context") or {}).get("valueString")
+    if not isinstance(assertion_id, str) or not assertion_id:
+        raise PackageError(400, "the context parameter (the coverage-assertion-id, valueString) is required",
+                           "context")
+    response = (named.get("questionnaireResponse") or {}).get("resource")
+    if not isinstance(response, dict) or response.get("resourceType") != "QuestionnaireResponse":
+        raise PackageError(400, "the questionnaireResponse parameter must carry a QuestionnaireResponse",
+                           "questionnaireResponse")
+    identifier = response.get("identifier")
+    if isinstance(identifier, dict) and identifier.get("value") not in (None, assertion_id):
+        raise PackageError(400, "the response was prefilled for another context", "QuestionnaireResponse.identifier")
+    context = find_context(assertion_id)
+    if context is None or context.expires <= now:
+        raise PackageError(404, "no coverage decision is known for this context (coverage-assertion-id), or it "
+                                "has expired", "context")
+    url = str(response.get("questionnaire", "")).partition("|")[0]
+    by_id = {policy.id: policy for policy in policies}
+    for decision in context.decisions:
+        form = forms.get(decision.policy_id)
+        if decision.order_kind == "car-t" and form is not None and form["url"] == url:
+            result = reevaluate(by_id[decision.policy_id], form, decision, response)
+            return evaluation_parameters(result, now.date(), assertion_id)
+    raise PackageError(422, "the response does not answer a form of this context's coverage decisions",
+                       "QuestionnaireResponse.questionnaire")

@@ -2,6 +2,7 @@
 
 ``POST /fhir/Questionnaire/$questionnaire-package``  (type level, as the OperationDefinition says)
 ``POST /fhir/$questionnaire-package``                (system-level alias: DTR's specification page uses it)
+``POST /fhir/QuestionnaireResponse/$evaluate``       re-evaluation of a completed form (ours, not DTR's)
 
 Bodies are ``application/fhir+json`` (``application/json`` accepted); answers are FHIR JSON, errors a
 4xx ``OperationOutcome`` whose ``issue[0].details.text`` a DTR app shows.
@@ -27,6 +28,7 @@ from typing import Protocol
 import orjson
 from flask import Blueprint, Response, current_app, request
 
+from cds_service.dtr.evaluate import evaluate_operation
 from cds_service.dtr.package import DecisionContext, PackageError, questionnaire_package
 from cds_service.dtr.questionnaire import questionnaires
 from cds_service.settings import current_settings
@@ -81,14 +83,24 @@ def _body() -> object:
         raise PackageError(400, "the request body is not valid JSON", "Parameters") from None
 
 
+def _find_context():
+    store: ContextStore | None = current_app.extensions.get(CONTEXT_STORE_KEY)
+    return store.find if store is not None else (lambda _: None)
+
+
 @blueprint.post("/Questionnaire/$questionnaire-package")
 @blueprint.post("/$questionnaire-package")
 def questionnaire_package_operation() -> Response:
-    store: ContextStore | None = current_app.extensions.get(CONTEXT_STORE_KEY)
     extra_codes = {policy: tuple(Coded(system, code) for system, code in codes)
                    for policy, codes in current_settings().extra_product_codes.items()}
     out = questionnaire_package(
-        _body(), policies=shipped_policies(), forms=_forms(fhir_base_url()),
-        find_context=store.find if store is not None else (lambda _: None),
+        _body(), policies=shipped_policies(), forms=_forms(fhir_base_url()), find_context=_find_context(),
         now=datetime.now(timezone.utc), extra_codes=extra_codes)
+    return _fhir(out)
+
+
+@blueprint.post("/QuestionnaireResponse/$evaluate")
+def evaluate_questionnaire_response() -> Response:
+    out = evaluate_operation(_body(), policies=shipped_policies(), forms=_forms(fhir_base_url()),
+                             find_context=_find_context(), now=datetime.now(timezone.utc))
     return _fhir(out)

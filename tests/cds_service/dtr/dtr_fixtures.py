@@ -12,7 +12,7 @@ from policies.decision import ApprovalTerms
 from policies.engine import evaluate
 from policies.loader import shipped_policies
 from policies.model import Criterion, Policy, Product, Referrals
-from tests.dtr_checks import check_questionnaire, check_response
+from tests.dtr_checks import ORIGIN, check_questionnaire, check_response, walk_items
 from tests.policies.policy_fakes import ABECMA_ORDER, AS_OF, NOT_SHOWN, FakeFacts
 
 BASE = "https://payer.example/fhir"
@@ -95,3 +95,27 @@ def stored_context(expires: datetime, facts: FakeFacts = FakeFacts(serum=NOT_SHO
     decision = evaluate(shipped_policies()[0], facts, ABECMA_ORDER, AS_OF)
     return DecisionContext(ASSERTION, "Patient/p1", "Coverage/cov1", ("MedicationRequest/car-t-1",), (decision,),
                            expires)
+
+
+MANUAL = {"url": ORIGIN, "extension": [
+    {"url": "source", "valueCode": "manual"},
+    {"url": "author", "extension": [{"url": "practitioner", "valueReference": {"reference": "Practitioner/dr-1"}}]}]}
+
+
+def with_answers(draft: dict, form: dict, answers: dict[str, object]) -> dict:
+    """``draft`` completed with the clinician's ``answers`` (``manual`` origin, replacing a prefilled
+    answer), nested as the form nests them, status completed: what a form filler sends back."""
+    given = {item["linkId"]: item["answer"] for item, _ in walk_items(draft.get("item")) if "answer" in item}
+    for link, value in answers.items():
+        given[link] = [{"valueBoolean" if isinstance(value, bool) else "valueString": value, "extension": [MANUAL]}]
+
+    def items(form_items):
+        for item in form_items:
+            if item["type"] == "group":
+                inner = list(items(item["item"]))
+                if inner:
+                    yield {"linkId": item["linkId"], "item": inner}
+            elif item["linkId"] in given:
+                yield {"linkId": item["linkId"], "answer": given[item["linkId"]]}
+
+    return draft | {"status": "completed", "item": list(items(form["item"]))}

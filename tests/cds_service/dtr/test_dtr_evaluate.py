@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import pytest
-from dtr_fixtures import BASE
+from dtr_fixtures import BASE, with_answers
 from fhir.resources.R4B.parameters import Parameters
 
 from cds_service.dtr.evaluate import ATTESTED, evaluation_parameters, reevaluate
@@ -18,15 +18,11 @@ from policies.decision import PolicyDecision, Status, Verdict
 from policies.engine import evaluate
 from policies.loader import shipped_policies
 from tests.crd_checks import extension_problems
-from tests.dtr_checks import ORIGIN, walk_items
 from tests.policies.policy_fakes import ABECMA_ORDER, AS_OF, NOT_SHOWN, RETRIEVAL_FAILED, FakeFacts
 
 POLICY = shipped_policies()[0]
 FORM = questionnaire(POLICY, BASE)
 CONTEXT = DraftContext("Patient/p1", "Coverage/cov1", ("MedicationRequest/car-t-1",), "a1b2c3")
-MANUAL = {"url": ORIGIN, "extension": [
-    {"url": "source", "valueCode": "manual"},
-    {"url": "author", "extension": [{"url": "practitioner", "valueReference": {"reference": "Practitioner/dr-1"}}]}]}
 
 
 def decided(facts: FakeFacts) -> PolicyDecision:
@@ -34,23 +30,9 @@ def decided(facts: FakeFacts) -> PolicyDecision:
 
 
 def completed(decision: PolicyDecision, answers: dict[str, object]) -> dict:
-    """The package's draft for ``decision`` completed with the clinician's ``answers`` (``manual``
-    origin, replacing a prefilled one), nested as the form nests them, as a form filler exports it."""
+    """The package's draft for ``decision`` completed with the clinician's ``answers``."""
     draft = draft_response(FORM, CONTEXT, datetime(2026, 11, 24, tzinfo=timezone.utc), POLICY, decision)
-    prefilled = {item["linkId"]: item["answer"] for item, _ in walk_items(draft.get("item")) if "answer" in item}
-    for link, value in answers.items():
-        prefilled[link] = [{"valueBoolean" if isinstance(value, bool) else "valueString": value, "extension": [MANUAL]}]
-
-    def items(form_items):
-        for item in form_items:
-            if item["type"] == "group":
-                inner = list(items(item["item"]))
-                if inner:
-                    yield {"linkId": item["linkId"], "item": inner}
-            elif item["linkId"] in prefilled:
-                yield {"linkId": item["linkId"], "answer": prefilled[item["linkId"]]}
-
-    return draft | {"id": "qr-1", "status": "completed", "item": list(items(FORM["item"]))}
+    return with_answers(draft | {"id": "qr-1"}, FORM, answers)
 
 
 def statuses(decision: PolicyDecision) -> dict[str, Status]:

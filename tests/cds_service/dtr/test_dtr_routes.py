@@ -8,13 +8,14 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 from dtr_fixtures import (ASSERTION, COVERAGE, check_package_bundle, context_param, order_param, parameters,
-                          stored_context)
+                          stored_context, with_answers)
 
 from cds_service import create_app
 from cds_service.dtr.package import DecisionContext
 from cds_service.dtr.routes import CONTEXT_STORE_KEY
 from cds_service.settings import CONFIG_KEY
 from tests.cds_service.conftest import protocol_settings
+from tests.dtr_checks import check_response
 
 TYPE_LEVEL = "/fhir/Questionnaire/$questionnaire-package"
 SYSTEM_LEVEL = "/fhir/$questionnaire-package"
@@ -86,3 +87,38 @@ def test_refused_while_client_authentication_is_on(dtr_app):
     assert response.status_code == 403
     assert "SMART Backend Services" in response.get_json()["issue"][0]["details"]["text"]
     assert COVERAGE["id"] not in response.get_data(as_text=True)
+
+
+def test_package_then_evaluate_round_trip(dtr_app):
+    package = post(dtr_app, TYPE_LEVEL, parameters(context_param())).get_json()
+    form, draft = (e["resource"] for e in package["parameter"][0]["resource"]["entry"])
+    done = with_answers(draft, form, {"I.A.4.b.met": True, "I.A.4.b.evidence": "PD by IMWG on 2026-11-02"})
+    check_response(done, form)
+    body = {"resourceType": "Parameters", "parameter": [context_param(),
+                                                         {"name": "questionnaireResponse", "resource": done}]}
+    response = post(dtr_app, "/fhir/QuestionnaireResponse/$evaluate", body)
+    assert response.status_code == 200, response.get_json()
+    out = response.get_json()
+    assert {"name": "verdict", "valueCode": "meets-policy"} in out["parameter"]
+    extension = out["parameter"][0]["extension"][0]
+    assert {"url": "coverage-assertion-id", "valueString": ASSERTION} in extension["extension"]
+
+
+@pytest.mark.parametrize("edit, status, text", [
+    (lambda body: body["parameter"].pop(0), 400, "context parameter"),
+    (lambda body: body.update(parameter=[context_param("other"), body["parameter"][1]])
+     or body["parameter"][1]["resource"].pop("identifier"), 404, "no coverage decision"),
+    (lambda body: body["parameter"][1]["resource"].update(identifier={"value": "other"}), 400, "another context"),
+    (lambda body: body["parameter"][1]["resource"].update(questionnaire="https://x.example/Questionnaire/q"), 422,
+     "does not answer a form"),
+    (lambda body: body["parameter"][1].pop("resource"), 400, "questionnaireResponse"),
+])
+def test_evaluate_refusals(dtr_app, edit, status, text):
+    package = post(dtr_app, TYPE_LEVEL, parameters(context_param())).get_json()
+    form, draft = (e["resource"] for e in package["parameter"][0]["resource"]["entry"])
+    body = {"resourceType": "Parameters", "parameter": [
+        context_param(), {"name": "questionnaireResponse", "resource": with_answers(draft, form, {})}]}
+    edit(body)
+    response = post(dtr_app, "/fhir/QuestionnaireResponse/$evaluate", body)
+    assert response.status_code == status
+    assert text in response.get_json()["issue"][0]["details"]["text"]
