@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 from cds_service.cards import shown_verdict
 from cds_service.coverage_information import coverage_information_extension
-from cds_service.dtr.package import DecisionContext, PackageError
+from cds_service.dtr.package import DecisionContext, OperationError
 from cds_service.dtr.questionnaire import evidence_link, met_link
 from fhir_mappings.facts import Evidence
 from policies.checks import LeafResult
@@ -50,9 +50,9 @@ class Reevaluation:
 
 def reevaluate(policy: Policy, questionnaire: dict, stored: PolicyDecision, response: object) -> Reevaluation:
     """The decision for ``stored``'s order with the answers of ``response`` (a completed response to
-    ``questionnaire``, the form of ``policy``), or a 4xx ``PackageError`` naming what is wrong."""
+    ``questionnaire``, the form of ``policy``), or a 4xx ``OperationError`` naming what is wrong."""
     if stored.policy_version != policy.version:
-        raise PackageError(422, "the policy changed since the coverage decision; sign the order again", "context")
+        raise OperationError(422, "the policy changed since the coverage decision; sign the order again", "context")
     answers = _answers(questionnaire, response)
     results = {c.id: c for c in stored.criteria}
     reference = _reference(response)
@@ -98,27 +98,27 @@ def _answers(questionnaire: dict, response: object) -> dict[str, object]:
     """linkId -> the one answer value of each answered question, after checking that ``response``
     answers this version of this form and is complete."""
     if not isinstance(response, dict) or response.get("resourceType") != "QuestionnaireResponse":
-        raise PackageError(400, "a QuestionnaireResponse is required", "QuestionnaireResponse")
+        raise OperationError(400, "a QuestionnaireResponse is required", "QuestionnaireResponse")
     expected = f"{questionnaire['url']}|{questionnaire['version']}"
     if response.get("questionnaire") not in (expected, questionnaire["url"]):
-        raise PackageError(422, "the response does not answer the current version of this form; fill the "
+        raise OperationError(422, "the response does not answer the current version of this form; fill the "
                                 "current package again", "QuestionnaireResponse.questionnaire")
     if response.get("status") not in ACCEPTED_STATUSES:
-        raise PackageError(422, "the response must be completed before it is evaluated",
+        raise OperationError(422, "the response must be completed before it is evaluated",
                            "QuestionnaireResponse.status")
     types = {item["linkId"]: item.get("type") for item in _walk(questionnaire.get("item"))}
     answers: dict[str, object] = {}
     for item in _walk(response.get("item")):
         link = item.get("linkId") if isinstance(item, dict) else None
         if link not in types:
-            raise PackageError(400, "an item's linkId is not in the form", "QuestionnaireResponse.item.linkId")
+            raise OperationError(400, "an item's linkId is not in the form", "QuestionnaireResponse.item.linkId")
         values = [v for a in item.get("answer") or () if isinstance(a, dict) for k, v in a.items()
                   if k.startswith("value")]
         if not values:
             continue
         expected_type = bool if types[link] == "boolean" else str
         if link in answers or len(values) != 1 or not isinstance(values[0], expected_type):
-            raise PackageError(400, f"item {link} must have one {types[link]} answer", "QuestionnaireResponse.item")
+            raise OperationError(400, f"item {link} must have one {types[link]} answer", "QuestionnaireResponse.item")
         answers[link] = values[0]
     return answers
 
@@ -174,22 +174,22 @@ def evaluate_operation(parameters: object, *, policies: Sequence[Policy], forms:
     its ``identifier`` if it carries one, so that answers are never applied to another decision."""
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters" \
             or not isinstance(parameters.get("parameter"), list):
-        raise PackageError(400, "the request body must be a FHIR Parameters resource", "Parameters")
+        raise OperationError(400, "the request body must be a FHIR Parameters resource", "Parameters")
     named = {p.get("name"): p for p in parameters["parameter"] if isinstance(p, dict)}
     assertion_id = (named.get("context") or {}).get("valueString")
     if not isinstance(assertion_id, str) or not assertion_id:
-        raise PackageError(400, "the context parameter (the coverage-assertion-id, valueString) is required",
+        raise OperationError(400, "the context parameter (the coverage-assertion-id, valueString) is required",
                            "context")
     response = (named.get("questionnaireResponse") or {}).get("resource")
     if not isinstance(response, dict) or response.get("resourceType") != "QuestionnaireResponse":
-        raise PackageError(400, "the questionnaireResponse parameter must carry a QuestionnaireResponse",
+        raise OperationError(400, "the questionnaireResponse parameter must carry a QuestionnaireResponse",
                            "questionnaireResponse")
     identifier = response.get("identifier")
     if isinstance(identifier, dict) and identifier.get("value") not in (None, assertion_id):
-        raise PackageError(400, "the response was prefilled for another context", "QuestionnaireResponse.identifier")
+        raise OperationError(400, "the response was prefilled for another context", "QuestionnaireResponse.identifier")
     context = find_context(assertion_id)
     if context is None or context.expires <= now:
-        raise PackageError(404, "no coverage decision is known for this context (coverage-assertion-id), or it "
+        raise OperationError(404, "no coverage decision is known for this context (coverage-assertion-id), or it "
                                 "has expired", "context")
     url = str(response.get("questionnaire", "")).partition("|")[0]
     by_id = {policy.id: policy for policy in policies}
@@ -198,5 +198,5 @@ def evaluate_operation(parameters: object, *, policies: Sequence[Policy], forms:
         if decision.order_kind == "car-t" and form is not None and form["url"] == url:
             result = reevaluate(by_id[decision.policy_id], form, decision, response)
             return evaluation_parameters(result, now.date(), assertion_id)
-    raise PackageError(422, "the response does not answer a form of this context's coverage decisions",
+    raise OperationError(422, "the response does not answer a form of this context's coverage decisions",
                        "QuestionnaireResponse.questionnaire")

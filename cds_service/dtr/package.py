@@ -1,5 +1,5 @@
-"""DTR ``$questionnaire-package`` as a pure function: a ``Parameters`` in, a ``Parameters`` out (or a
-``PackageError`` that the HTTP layer answers with its 4xx OperationOutcome).
+"""DTR ``$questionnaire-package`` as a pure function: a ``Parameters`` in, a ``Parameters`` out (or an
+``OperationError`` that the HTTP layer answers with its 4xx OperationOutcome).
 
 Inputs (DTR 2.2 ``dtr-qpackage-input-parameters``; 2.0.1/2.1 inputs are a superset and also accepted):
 ``coverage`` (a Coverage resource, required), ``order`` (draft orders), ``questionnaire`` (canonicals,
@@ -48,8 +48,8 @@ ORDER_TYPES = frozenset({"MedicationRequest", "ServiceRequest", "DeviceRequest",
                          "VisionPrescription", "CommunicationRequest", "Appointment", "Encounter"})
 
 
-class PackageError(Exception):
-    """A request the operation refuses: HTTP ``status``, a ``text`` a DTR app can show, the parameter."""
+class OperationError(Exception):
+    """A request a DTR operation refuses: HTTP ``status``, a ``text`` a DTR app can show, the parameter."""
 
     def __init__(self, status: int, text: str, expression: str | None = None):
         super().__init__(text)
@@ -97,38 +97,38 @@ class _Outcome:
 def parse_request(parameters: object) -> PackageRequest:
     """The operation's inputs, or a 400 naming the parameter at fault."""
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
-        raise PackageError(400, "the request body must be a FHIR Parameters resource", "Parameters")
+        raise OperationError(400, "the request body must be a FHIR Parameters resource", "Parameters")
     entries = parameters.get("parameter")
     if not isinstance(entries, list) or not entries:
-        raise PackageError(400, "Parameters.parameter must be a non-empty array", "Parameters.parameter")
+        raise OperationError(400, "Parameters.parameter must be a non-empty array", "Parameters.parameter")
     found: dict[str, list] = {}
     for i, entry in enumerate(entries):
         path = f"Parameters.parameter[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise PackageError(400, f"{path} must have a name", path)
+            raise OperationError(400, f"{path} must have a name", path)
         reader = _READERS.get(entry["name"])
         if reader is not None:
             found.setdefault(entry["name"], []).append(reader(entry, path))
     coverages = found.get("coverage", [])
     if not coverages:
-        raise PackageError(400, "the coverage parameter (a Coverage resource) is required", "coverage")
+        raise OperationError(400, "the coverage parameter (a Coverage resource) is required", "coverage")
     for name in ("context", "changedsince"):
         if len(found.get(name, [])) > 1:
-            raise PackageError(400, f"at most one {name} parameter is allowed", name)
+            raise OperationError(400, f"at most one {name} parameter is allowed", name)
     single = {name: next(iter(found.get(name, [])), None) for name in ("context", "changedsince")}
     request = PackageRequest(coverages[0], tuple(found.get("order", [])), tuple(found.get("questionnaire", [])),
                              single["context"], single["changedsince"])
     if not (request.orders or request.canonicals or request.context):
-        raise PackageError(400, "at least one of order, questionnaire or context is required (dtr-1)", "Parameters")
+        raise OperationError(400, "at least one of order, questionnaire or context is required (dtr-1)", "Parameters")
     return request
 
 
 def _resource(entry: dict, path: str, types: Iterable[str], what: str) -> dict:
     resource = entry.get("resource")
     if not isinstance(resource, dict) or resource.get("resourceType") not in types:
-        raise PackageError(400, f"{path} ({entry['name']}) must carry {what} resource", f"{path}.resource")
+        raise OperationError(400, f"{path} ({entry['name']}) must carry {what} resource", f"{path}.resource")
     if not isinstance(resource.get("id"), str) or not resource["id"]:
-        raise PackageError(400, f"{path} ({entry['name']}) must have an id", f"{path}.resource.id")
+        raise OperationError(400, f"{path} ({entry['name']}) must have an id", f"{path}.resource.id")
     return resource
 
 
@@ -136,7 +136,7 @@ def _value(entry: dict, path: str, keys: tuple[str, ...], pattern: re.Pattern | 
     values = [entry[k] for k in keys if k in entry]
     value = values[0] if len(values) == 1 else None
     if not isinstance(value, str) or not value or (pattern is not None and not pattern.match(value)):
-        raise PackageError(400, f"{path} ({entry['name']}) must have one {' or '.join(keys)}", path)
+        raise OperationError(400, f"{path} ({entry['name']}) must have one {' or '.join(keys)}", path)
     return value
 
 
@@ -170,7 +170,7 @@ def questionnaire_package(
     by_id = {policy.id: policy for policy in policies}
     chosen = _chosen_policies(request, context, by_id, forms, outcome, extra_codes)
     if not chosen:
-        raise PackageError(404, "no Questionnaire of this payer matches the order(s), questionnaire(s) or context",
+        raise OperationError(404, "no Questionnaire of this payer matches the order(s), questionnaire(s) or context",
                            "Parameters")
     draft = _draft_context(request, context)
     output = []
@@ -188,15 +188,15 @@ def _context(request: PackageRequest, find_context, now: datetime) -> DecisionCo
         return None
     context = find_context(request.context)
     if context is None:
-        raise PackageError(404, "no coverage decision is known for this context (coverage-assertion-id)", "context")
+        raise OperationError(404, "no coverage decision is known for this context (coverage-assertion-id)", "context")
     if context.expires <= now:
-        raise PackageError(404, "the coverage decision for this context has expired; sign the order again to "
+        raise OperationError(404, "the coverage decision for this context has expired; sign the order again to "
                                 "get a new one", "context")
     if _reference(request.coverage) != context.coverage:
-        raise PackageError(400, "the coverage is not the Coverage this context was decided for", "coverage")
+        raise OperationError(400, "the coverage is not the Coverage this context was decided for", "coverage")
     for order in request.orders:
         if _reference(order) not in context.orders:
-            raise PackageError(400, "an order is not one of the orders this context was decided for", "order")
+            raise OperationError(400, "an order is not one of the orders this context was decided for", "order")
     return context
 
 
@@ -227,7 +227,7 @@ def _draft_context(request: PackageRequest, context: DecisionContext | None) -> 
         return DraftContext(context.patient, context.coverage, orders or context.orders, context.assertion_id)
     beneficiary = (request.coverage.get("beneficiary") or {}).get("reference")
     if not isinstance(beneficiary, str) or not re.fullmatch(r"Patient/[A-Za-z0-9\-.]{1,64}", beneficiary):
-        raise PackageError(400, "without a context, coverage.beneficiary must reference the Patient (Patient/id)",
+        raise OperationError(400, "without a context, coverage.beneficiary must reference the Patient (Patient/id)",
                            "coverage.beneficiary")
     return DraftContext(beneficiary, _reference(request.coverage), orders)
 

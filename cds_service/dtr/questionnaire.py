@@ -4,8 +4,9 @@ written by hand, and an edit of a policy file is an edit of its form.
 Shape (Da Vinci DTR 2.2 ``dtr-std-questionnaire``, R4 item types only):
 
 - canonical ``[base]/Questionnaire/<policy slug>`` (``CP.PHAR.481`` -> ``cp-phar-481``); ``version`` is
-  the policy's version plus a hash of the generated content, so any change of the form changes the
-  version and equal content always has equal version (the output is a pure function of the policy);
+  the policy's version plus a hash of the generated content (all but the deployment's base URL), so
+  any change of the form changes the version and equal content always has equal version, wherever it
+  is served (the output is a pure function of the policy);
 - one ``group`` per criterion, in the policy's order (the initial criteria, the continued-therapy
   criterion, then the section III exclusions), ``linkId`` and ``prefix`` = the criterion id, ``text`` =
   the policy's words. A criterion with a check of its own asks ``<id>.met`` (boolean: is it met?) and
@@ -121,7 +122,7 @@ def questionnaire(policy: Policy, base_url: str) -> dict:
         "item": items,
     }
     body = {key: value for key, value in body.items() if value}
-    version = f"{policy.version}-{content_hash(body)}"
+    version = f"{policy.version}-{content_hash({k: v for k, v in body.items() if k != 'url'})}"
     return {**body, "version": version, "text": _narrative(policy, version)}
 
 

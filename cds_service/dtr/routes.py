@@ -29,7 +29,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 
 from cds_service.dtr.evaluate import evaluate_operation
-from cds_service.dtr.package import DecisionContext, PackageError, questionnaire_package
+from cds_service.dtr.package import DecisionContext, OperationError, questionnaire_package
 from cds_service.dtr.questionnaire import questionnaires
 from cds_service.settings import current_settings
 from fhir_mappings.facts import Coded
@@ -64,23 +64,23 @@ def _fhir(body: dict, status: int = 200) -> Response:
 def _development_only() -> Response | None:
     if request.method == "OPTIONS" or current_settings().auth_disabled:
         return None
-    return _fhir(PackageError(403, "DTR operations need SMART Backend Services authentication, which this "
+    return _fhir(OperationError(403, "DTR operations need SMART Backend Services authentication, which this "
                                    "service does not offer yet").outcome(), 403)
 
 
-@blueprint.errorhandler(PackageError)
-def _refused(error: PackageError) -> Response:
+@blueprint.errorhandler(OperationError)
+def _refused(error: OperationError) -> Response:
     return _fhir(error.outcome(), error.status)
 
 
 def _body() -> object:
     mimetype = request.mimetype
     if mimetype not in (FHIR_JSON, "application/json"):
-        raise PackageError(415, "Content-Type must be application/fhir+json or application/json")
+        raise OperationError(415, "Content-Type must be application/fhir+json or application/json")
     try:
         return orjson.loads(request.get_data(cache=False))
     except orjson.JSONDecodeError:
-        raise PackageError(400, "the request body is not valid JSON", "Parameters") from None
+        raise OperationError(400, "the request body is not valid JSON", "Parameters") from None
 
 
 def _find_context():

@@ -10,7 +10,7 @@ from dtr_fixtures import BASE, with_answers
 from fhir.resources.R4B.parameters import Parameters
 
 from cds_service.dtr.evaluate import ATTESTED, evaluation_parameters, reevaluate
-from cds_service.dtr.package import PackageError
+from cds_service.dtr.package import OperationError
 from cds_service.dtr.prefill import DraftContext, draft_response
 from cds_service.dtr.questionnaire import questionnaire
 from fhir_mappings.facts import CellDose, Evidence, Observed, Unknown
@@ -127,7 +127,7 @@ def test_responses_that_cannot_be_evaluated_are_refused(edit, status, expression
     stored = decided(FakeFacts(serum=NOT_SHOWN))
     response = completed(stored, {})
     edit(response)
-    with pytest.raises(PackageError) as caught:
+    with pytest.raises(OperationError) as caught:
         reevaluate(POLICY, FORM, stored, response)
     assert (caught.value.status, caught.value.expression) == (status, expression)
 
@@ -135,5 +135,5 @@ def test_responses_that_cannot_be_evaluated_are_refused(edit, status, expression
 def test_a_decision_under_another_policy_version_is_refused():
     stored = decided(FakeFacts(serum=NOT_SHOWN))
     old = PolicyDecision(**{**stored.__dict__, "policy_version": "2025-11"})
-    with pytest.raises(PackageError, match="policy changed"):
+    with pytest.raises(OperationError, match="policy changed"):
         reevaluate(POLICY, FORM, old, completed(stored, {}))

@@ -13,7 +13,7 @@ from dtr_fixtures import (ASSERTION, BASE, COVERAGE, check_package_bundle, conte
                           stored_context)
 from fhir.resources.R4B.parameters import Parameters
 
-from cds_service.dtr.package import DecisionContext, PackageError, questionnaire_package
+from cds_service.dtr.package import DecisionContext, OperationError, questionnaire_package
 from cds_service.dtr.questionnaire import questionnaires
 from fhir_mappings.facts import CellDose, Evidence, Observed
 from policies.loader import shipped_policies
@@ -38,8 +38,8 @@ def package(body: dict, context: DecisionContext | None = None, **options) -> di
     return out
 
 
-def refused(body: object, context: DecisionContext | None = None) -> PackageError:
-    with pytest.raises(PackageError) as caught:
+def refused(body: object, context: DecisionContext | None = None) -> OperationError:
+    with pytest.raises(OperationError) as caught:
         package(body, context)
     outcome = caught.value.outcome()
     assert outcome["issue"][0]["details"]["text"] == caught.value.text

@@ -195,3 +195,9 @@ def test_checks_catch_what_the_r4b_model_accepts():
     assert any("1.b: text is required" in p for p in problems)
     assert any("1.a.fact: an item filled from the EHR" in p for p in problems)
     assert not any("1.c.p.met" in p for p in problems)
+
+
+def test_the_version_does_not_depend_on_where_the_form_is_served():
+    policy = tiny_policy()
+    here, there = questionnaire(policy, BASE), questionnaire(policy, "https://other.example/dtr")
+    assert here["url"] != there["url"] and here["version"] == there["version"]
