@@ -3,15 +3,18 @@
 ``POST /fhir/Questionnaire/$questionnaire-package``  (type level, as the OperationDefinition says)
 ``POST /fhir/$questionnaire-package``                (system-level alias: DTR's specification page uses it)
 ``POST /fhir/QuestionnaireResponse/$evaluate``       re-evaluation of a completed form (ours, not DTR's)
+``GET /fhir/Questionnaire/<id>``                     a generated form, so that every canonical resolves
+``GET /fhir/metadata``                               CapabilityStatement of what is served here
 
 Bodies are ``application/fhir+json`` (``application/json`` accepted); answers are FHIR JSON, errors a
 4xx ``OperationOutcome`` whose ``issue[0].details.text`` a DTR app shows.
 
 Authentication: DTR requires SMART Backend Services (client_credentials with a signed JWT assertion),
 which is not built yet. The CDS Hooks client JWT does not apply here (its scope is ``/cds-services``),
-so until it exists these routes answer only when authentication is switched off for development
-(``CART_CDS_AUTH_DISABLED=true``) and refuse with 403 otherwise: a package can carry a member's
-prefilled answers and must never be served unauthenticated in production.
+so until it exists the operations (POST) answer only when authentication is switched off for
+development (``CART_CDS_AUTH_DISABLED=true``) and refuse with 403 otherwise: a package can carry a
+member's prefilled answers and must never be served unauthenticated in production. The forms and the
+CapabilityStatement (GET) are policy content with no member data and are always served.
 
 Canonicals are ``[base]/Questionnaire/<slug>`` with ``[base]`` = ``CART_CDS_PUBLIC_BASE_URL`` + ``/fhir``
 (the request's host when unset). The decisions behind ``context`` come from the store the app keeps
@@ -27,6 +30,7 @@ from typing import Protocol
 
 import orjson
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from cds_service.dtr.evaluate import evaluate_operation
 from cds_service.dtr.package import DecisionContext, OperationError, questionnaire_package
@@ -62,7 +66,7 @@ def _fhir(body: dict, status: int = 200) -> Response:
 
 @blueprint.before_request
 def _development_only() -> Response | None:
-    if request.method == "OPTIONS" or current_settings().auth_disabled:
+    if request.method != "POST" or current_settings().auth_disabled:
         return None
     return _fhir(OperationError(403, "DTR operations need SMART Backend Services authentication, which this "
                                    "service does not offer yet").outcome(), 403)
@@ -104,3 +108,39 @@ def evaluate_questionnaire_response() -> Response:
     out = evaluate_operation(_body(), policies=shipped_policies(), forms=_forms(fhir_base_url()),
                              find_context=_find_context(), now=datetime.now(timezone.utc))
     return _fhir(out)
+
+
+@blueprint.get("/Questionnaire/<form_id>")
+def read_questionnaire(form_id: str) -> Response:
+    if form_id.startswith("$"):  # an operation name, not an id: operations are POST only
+        raise MethodNotAllowed(valid_methods=["POST"])
+    for form in _forms(fhir_base_url()).values():
+        if form["id"] == form_id:
+            return _fhir(form)
+    raise OperationError(404, "no Questionnaire with this id; the forms are listed in the CapabilityStatement at "
+                              f"{FHIR_BASE_PATH}/metadata", "Questionnaire.id")
+
+
+@blueprint.get("/metadata")
+def metadata() -> Response:
+    return _fhir(capability_statement(fhir_base_url(), _forms(fhir_base_url()).values()))
+
+
+def capability_statement(base_url: str, forms) -> dict:
+    """What this FHIR base serves, and no more: it does not claim the DTR payer-service
+    CapabilityStatement, whose $next-question and ValueSet/$expand are not offered."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": max(form.get("effectivePeriod", {}).get("start", "2026") for form in forms),
+        "kind": "instance",
+        "implementation": {"description": "cart-cds DTR payer operations", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [{"mode": "server", "resource": [{
+            "type": "Questionnaire",
+            "interaction": [{"code": "read"}],
+            "operation": [{"name": "questionnaire-package",
+                           "definition": "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package"}],
+        }]}],
+    }

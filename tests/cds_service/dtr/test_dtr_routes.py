@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from dtr_fixtures import (ASSERTION, COVERAGE, check_package_bundle, context_param, order_param, parameters,
                           stored_context, with_answers)
 
@@ -122,3 +123,25 @@ def test_evaluate_refusals(dtr_app, edit, status, text):
     response = post(dtr_app, "/fhir/QuestionnaireResponse/$evaluate", body)
     assert response.status_code == status
     assert text in response.get_json()["issue"][0]["details"]["text"]
+
+
+def test_every_canonical_resolves_and_metadata_lists_the_operation(dtr_app):
+    client = dtr_app.test_client()
+    statement = client.get("/fhir/metadata").get_json()
+    CapabilityStatement.model_validate(statement)
+    (resource,) = statement["rest"][0]["resource"]
+    assert resource["operation"][0]["name"] == "questionnaire-package"
+    package = post(dtr_app, TYPE_LEVEL, parameters(order_param())).get_json()
+    form = package["parameter"][0]["resource"]["entry"][0]["resource"]
+    read = client.get(form["url"].removeprefix("https://payer.example"))
+    assert read.status_code == 200 and read.get_json() == form
+    missing = client.get("/fhir/Questionnaire/nope")
+    assert missing.status_code == 404 and missing.get_json()["issue"][0]["details"]["text"]
+
+
+def test_forms_and_metadata_are_served_while_client_authentication_is_on(dtr_app):
+    dtr_app.config[CONFIG_KEY] = replace(dtr_app.config[CONFIG_KEY], auth_disabled=False)
+    client = dtr_app.test_client()
+    assert client.get("/fhir/metadata").status_code == 200
+    assert client.get("/fhir/Questionnaire/cp-phar-481").status_code == 200
+    assert post(dtr_app, "/fhir/QuestionnaireResponse/$evaluate", {}).status_code == 403
