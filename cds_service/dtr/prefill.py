@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator, Mapping
 
+from cds_service.dtr.questionnaire import evidence_link, met_link
 from fhir_mappings.facts import Evidence
 from policies.checks import LeafResult
 from policies.decision import PolicyDecision, Status
 from policies.engine import own_result
 from policies.model import Policy
-from cds_service.dtr.questionnaire import evidence_link, met_link
 
 DTR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/"
 DTR_QUESTIONNAIRE_RESPONSE = DTR + "dtr-questionnaireresponse"
