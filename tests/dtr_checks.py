@@ -17,6 +17,9 @@ Questionnaire (DTR 2.2 ``dtr-base-questionnaire`` / ``dtr-std-questionnaire`` on
 - no ``sdc-questionnaire-endpoint`` and no assemble expectation (prohibited by DTR std); no item is
   hidden or read-only while it is filled from the EHR (DTR sec-4).
 
+``check_package(parameters)`` checks a whole ``$questionnaire-package`` answer (the rules below for
+every form and draft in it, the Bundle rules, and ``outcome_problems`` for its OperationOutcomes).
+
 QuestionnaireResponse (DTR 2.2 ``dtr-questionnaireresponse`` on SDC, and core R4):
 - ``meta.profile``, ``questionnaire`` = the form's ``url|version`` (or ``url``), ``subject`` a Patient,
   no ``basedOn``/``partOf``, ``qr-coverage`` 1..* (a Coverage), ``intendedUse`` 1..* with the CRD
@@ -242,6 +245,53 @@ def origin_problems(answer: dict) -> list[str]:
     elif bool(authors) != (sources[0] in ("override", "manual")):
         problems.append("information-origin author is required for override/manual and only then (dtrx-1)")
     return problems
+
+
+def package_problems(parameters: dict) -> list[str]:
+    """A ``$questionnaire-package`` answer (DTR 2.2 ``dtr-qpackage-output-parameters``, oper-10): a
+    Parameters of ``PackageBundle``/``packagebundle`` collection Bundles (DTR-QPackageBundle), each with
+    its Questionnaire first (dtrb-1) and exactly one draft QuestionnaireResponse for it (oper-18), plus
+    optional ``outcome`` OperationOutcomes; at least one parameter."""
+    if parameters.get("resourceType") != "Parameters" or not parameters.get("parameter"):
+        return ["the answer must be a Parameters with at least one parameter"]
+    problems = []
+    for i, parameter in enumerate(parameters["parameter"]):
+        resource = parameter.get("resource") or {}
+        if parameter.get("name") == "outcome":
+            problems += [f"outcome {i}: {p}" for p in outcome_problems(resource)]
+        elif parameter.get("name") in ("PackageBundle", "packagebundle"):
+            problems += [f"bundle {i}: {p}" for p in _bundle_problems(resource)]
+        else:
+            problems.append(f"parameter {i}: unexpected name {parameter.get('name')!r}")
+    return problems
+
+
+def _bundle_problems(bundle: dict) -> list[str]:
+    if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "collection":
+        return ["must be a collection Bundle"]
+    problems = []
+    if DTR_SD + "DTR-QPackageBundle" not in (bundle.get("meta") or {}).get("profile", []):
+        problems.append("meta.profile must name DTR-QPackageBundle")
+    resources = [entry.get("resource") or {} for entry in bundle.get("entry") or ()]
+    if not resources or resources[0].get("resourceType") != "Questionnaire":
+        return problems + ["the Questionnaire must be the first entry (dtrb-1)"]
+    responses = [r for r in resources if r.get("resourceType") == "QuestionnaireResponse"]
+    if len(responses) != 1:
+        return problems + [f"exactly one QuestionnaireResponse is required, found {len(responses)}"]
+    return problems + questionnaire_problems(resources[0]) + response_problems(responses[0], resources[0])
+
+
+def outcome_problems(outcome: dict) -> list[str]:
+    """An OperationOutcome a DTR app can show: issues with severity, code and ``details.text``."""
+    if outcome.get("resourceType") != "OperationOutcome" or not outcome.get("issue"):
+        return ["must be an OperationOutcome with at least one issue"]
+    return [f"issue {i}: needs severity, code and details.text" for i, issue in enumerate(outcome["issue"])
+            if not (issue.get("severity") and issue.get("code") and (issue.get("details") or {}).get("text"))]
+
+
+def check_package(parameters: dict) -> None:
+    problems = package_problems(parameters)
+    assert not problems, "\n".join(problems)
 
 
 def check_questionnaire(q: dict) -> None:

@@ -102,10 +102,10 @@ def _answers(questionnaire: dict, response: object) -> dict[str, object]:
     expected = f"{questionnaire['url']}|{questionnaire['version']}"
     if response.get("questionnaire") not in (expected, questionnaire["url"]):
         raise OperationError(422, "the response does not answer the current version of this form; fill the "
-                                "current package again", "QuestionnaireResponse.questionnaire")
+                                  "current package again", "QuestionnaireResponse.questionnaire")
     if response.get("status") not in ACCEPTED_STATUSES:
         raise OperationError(422, "the response must be completed before it is evaluated",
-                           "QuestionnaireResponse.status")
+                             "QuestionnaireResponse.status")
     types = {item["linkId"]: item.get("type") for item in _walk(questionnaire.get("item"))}
     answers: dict[str, object] = {}
     for item in _walk(response.get("item")):
@@ -179,11 +179,11 @@ def evaluate_operation(parameters: object, *, policies: Sequence[Policy], forms:
     assertion_id = (named.get("context") or {}).get("valueString")
     if not isinstance(assertion_id, str) or not assertion_id:
         raise OperationError(400, "the context parameter (the coverage-assertion-id, valueString) is required",
-                           "context")
+                             "context")
     response = (named.get("questionnaireResponse") or {}).get("resource")
     if not isinstance(response, dict) or response.get("resourceType") != "QuestionnaireResponse":
         raise OperationError(400, "the questionnaireResponse parameter must carry a QuestionnaireResponse",
-                           "questionnaireResponse")
+                             "questionnaireResponse")
     identifier = response.get("identifier")
     if isinstance(identifier, dict) and identifier.get("value") not in (None, assertion_id):
         raise OperationError(400, "the response was prefilled for another context", "QuestionnaireResponse.identifier")
@@ -199,4 +199,4 @@ def evaluate_operation(parameters: object, *, policies: Sequence[Policy], forms:
             result = reevaluate(by_id[decision.policy_id], form, decision, response)
             return evaluation_parameters(result, now.date(), assertion_id)
     raise OperationError(422, "the response does not answer a form of this context's coverage decisions",
-                       "QuestionnaireResponse.questionnaire")
+                         "QuestionnaireResponse.questionnaire")

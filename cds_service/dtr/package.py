@@ -171,7 +171,7 @@ def questionnaire_package(
     chosen = _chosen_policies(request, context, by_id, forms, outcome, extra_codes)
     if not chosen:
         raise OperationError(404, "no Questionnaire of this payer matches the order(s), questionnaire(s) or context",
-                           "Parameters")
+                             "Parameters")
     draft = _draft_context(request, context)
     output = []
     for policy in chosen:
@@ -191,7 +191,7 @@ def _context(request: PackageRequest, find_context, now: datetime) -> DecisionCo
         raise OperationError(404, "no coverage decision is known for this context (coverage-assertion-id)", "context")
     if context.expires <= now:
         raise OperationError(404, "the coverage decision for this context has expired; sign the order again to "
-                                "get a new one", "context")
+                                  "get a new one", "context")
     if _reference(request.coverage) != context.coverage:
         raise OperationError(400, "the coverage is not the Coverage this context was decided for", "coverage")
     for order in request.orders:
@@ -228,7 +228,7 @@ def _draft_context(request: PackageRequest, context: DecisionContext | None) -> 
     beneficiary = (request.coverage.get("beneficiary") or {}).get("reference")
     if not isinstance(beneficiary, str) or not re.fullmatch(r"Patient/[A-Za-z0-9\-.]{1,64}", beneficiary):
         raise OperationError(400, "without a context, coverage.beneficiary must reference the Patient (Patient/id)",
-                           "coverage.beneficiary")
+                             "coverage.beneficiary")
     return DraftContext(beneficiary, _reference(request.coverage), orders)
 
 

@@ -69,7 +69,7 @@ def _development_only() -> Response | None:
     if request.method != "POST" or current_settings().auth_disabled:
         return None
     return _fhir(OperationError(403, "DTR operations need SMART Backend Services authentication, which this "
-                                   "service does not offer yet").outcome(), 403)
+                                     "service does not offer yet").outcome(), 403)
 
 
 @blueprint.errorhandler(OperationError)

@@ -12,7 +12,7 @@ from policies.decision import ApprovalTerms
 from policies.engine import evaluate
 from policies.loader import shipped_policies
 from policies.model import Criterion, Policy, Product, Referrals
-from tests.dtr_checks import ORIGIN, check_questionnaire, check_response, walk_items
+from tests.dtr_checks import ORIGIN, walk_items
 from tests.policies.policy_fakes import ABECMA_ORDER, AS_OF, NOT_SHOWN, FakeFacts
 
 BASE = "https://payer.example/fhir"
@@ -77,16 +77,10 @@ def order_param(order: dict = ABECMA_ORDER) -> dict:
     return {"name": "order", "resource": order}
 
 
-def check_package_bundle(bundle: dict) -> tuple[dict, dict]:
-    """One DTR-QPackageBundle: a collection, the Questionnaire first, exactly one draft response for it."""
-    assert bundle["type"] == "collection"
-    assert bundle["meta"]["profile"] == ["http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/DTR-QPackageBundle"]
-    types = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert types[0] == "Questionnaire" and types.count("QuestionnaireResponse") == 1
-    form, response = bundle["entry"][0]["resource"], bundle["entry"][1]["resource"]
-    check_questionnaire(form)
-    check_response(response, form)
-    return form, response
+def form_and_draft(bundle: dict) -> tuple[dict, dict]:
+    """The Questionnaire and the draft response of one package Bundle (``check_package`` checks it)."""
+    resources = [entry["resource"] for entry in bundle["entry"]]
+    return resources[0], next(r for r in resources if r["resourceType"] == "QuestionnaireResponse")
 
 
 def stored_context(expires: datetime, facts: FakeFacts = FakeFacts(serum=NOT_SHOWN)) -> DecisionContext:

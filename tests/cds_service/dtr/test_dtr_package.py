@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from dtr_fixtures import (ASSERTION, BASE, COVERAGE, check_package_bundle, context_param, order_param, parameters,
+from dtr_fixtures import (ASSERTION, BASE, COVERAGE, form_and_draft, context_param, order_param, parameters,
                           stored_context)
 from fhir.resources.R4B.parameters import Parameters
 
@@ -17,7 +17,7 @@ from cds_service.dtr.package import DecisionContext, OperationError, questionnai
 from cds_service.dtr.questionnaire import questionnaires
 from fhir_mappings.facts import CellDose, Evidence, Observed
 from policies.loader import shipped_policies
-from tests.dtr_checks import walk_items
+from tests.dtr_checks import check_package, outcome_problems, package_problems, walk_items
 from tests.policies.policy_fakes import ABECMA_ORDER, NOT_SHOWN, FakeFacts
 
 NOW = datetime(2026, 11, 24, 10, 30, tzinfo=timezone.utc)
@@ -35,6 +35,7 @@ def package(body: dict, context: DecisionContext | None = None, **options) -> di
     contexts = {context.assertion_id: context} if context else {}
     out = questionnaire_package(body, policies=POLICIES, forms=FORMS, find_context=contexts.get, now=NOW, **options)
     Parameters.model_validate(out)
+    check_package(out)
     return out
 
 
@@ -42,7 +43,7 @@ def refused(body: object, context: DecisionContext | None = None) -> OperationEr
     with pytest.raises(OperationError) as caught:
         package(body, context)
     outcome = caught.value.outcome()
-    assert outcome["issue"][0]["details"]["text"] == caught.value.text
+    assert outcome["issue"][0]["details"]["text"] == caught.value.text and outcome_problems(outcome) == []
     return caught.value
 
 
@@ -57,7 +58,7 @@ def outcome_texts(out: dict) -> list[str]:
 def test_a_context_returns_its_policys_form_prefilled_from_the_hooks_decision():
     out = package(parameters(context_param(), order_param()), stored())
     (bundle,) = bundles(out)
-    form, response = check_package_bundle(bundle)
+    form, response = form_and_draft(bundle)
     assert form["url"] == f"{BASE}/Questionnaire/cp-phar-481"
     assert response["identifier"]["value"] == ASSERTION
     assert response["subject"] == {"reference": "Patient/p1"}
@@ -70,7 +71,7 @@ def test_a_context_returns_its_policys_form_prefilled_from_the_hooks_decision():
 
 def test_context_alone_names_the_orders_it_was_decided_for():
     out = package(parameters(context_param()), stored())
-    _, response = check_package_bundle(bundles(out)[0])
+    _, response = form_and_draft(bundles(out)[0])
     assert any(item.get("answer") for item, _ in walk_items(response["item"]))
 
 
@@ -82,7 +83,7 @@ def test_each_questionnaire_once_when_context_canonical_and_order_name_the_same_
 
 def test_orders_alone_give_the_forms_of_the_policies_covering_them_blank_for_the_beneficiary():
     out = package(parameters(order_param(), order_param(KITE_ORDER)))
-    forms = [check_package_bundle(b) for b in bundles(out)]
+    forms = [form_and_draft(b) for b in bundles(out)]
     assert [f["id"] for f, _ in forms] == ["cp-phar-481", "cp-phar-769"]
     for _, response in forms:
         assert response["subject"] == {"reference": "Patient/p1"} and "item" not in response
@@ -118,7 +119,7 @@ def test_a_decision_under_another_policy_version_prefills_nothing():
     context = stored()
     old = replace(context, decisions=(replace(context.decisions[0], policy_version="2025-11"),))
     out = package(parameters(context_param()), old)
-    _, response = check_package_bundle(bundles(out)[0])
+    _, response = form_and_draft(bundles(out)[0])
     assert "item" not in response and "not prefilled" in outcome_texts(out)[0]
 
 
@@ -169,3 +170,16 @@ def test_changedsince_and_unknown_parameters_are_accepted_and_the_package_return
 def test_error_texts_never_repeat_what_was_sent():
     error = refused(parameters(context_param("Patient-Jane-Doe-1961")), None)
     assert "Jane" not in error.text and "Jane" not in str(error.outcome())
+
+
+def test_the_package_checks_catch_a_misordered_or_doubled_bundle():
+    out = package(parameters(order_param()))
+    bundle = bundles(out)[0]
+    bundle["entry"].reverse()
+    assert any("dtrb-1" in p for p in package_problems(out))
+    bundle["entry"].reverse()
+    bundle["entry"].append(bundle["entry"][1])
+    assert any("exactly one QuestionnaireResponse" in p for p in package_problems(out))
+    out["parameter"].append({"name": "outcome", "resource": {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "warning", "code": "not-found"}]}})
+    assert any("details.text" in p for p in package_problems(out))

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
-from dtr_fixtures import (ASSERTION, COVERAGE, check_package_bundle, context_param, order_param, parameters,
+from dtr_fixtures import (ASSERTION, COVERAGE, form_and_draft, context_param, order_param, parameters,
                           stored_context, with_answers)
 
 from cds_service import create_app
@@ -16,7 +16,7 @@ from cds_service.dtr.package import DecisionContext
 from cds_service.dtr.routes import CONTEXT_STORE_KEY
 from cds_service.settings import CONFIG_KEY
 from tests.cds_service.conftest import protocol_settings
-from tests.dtr_checks import check_response
+from tests.dtr_checks import check_package, check_response, outcome_problems
 
 TYPE_LEVEL = "/fhir/Questionnaire/$questionnaire-package"
 SYSTEM_LEVEL = "/fhir/$questionnaire-package"
@@ -46,8 +46,9 @@ def post(app, path: str, body, content_type: str = "application/fhir+json"):
 def test_both_paths_answer_a_package_as_fhir_json(dtr_app, path):
     response = post(dtr_app, path, parameters(context_param(), order_param()))
     assert response.status_code == 200 and response.mimetype == "application/fhir+json"
+    check_package(response.get_json())
     (entry,) = response.get_json()["parameter"]
-    form, draft = check_package_bundle(entry["resource"])
+    form, draft = form_and_draft(entry["resource"])
     assert form["url"] == "https://payer.example/fhir/Questionnaire/cp-phar-481"
     assert draft["identifier"]["value"] == ASSERTION
 
@@ -68,8 +69,8 @@ def test_plain_json_is_accepted_and_the_host_is_the_base_without_a_public_url(dt
 def test_errors_are_operation_outcomes_with_details_text(dtr_app, body, content_type, status, text):
     response = post(dtr_app, TYPE_LEVEL, body, content_type)
     assert response.status_code == status and response.mimetype == "application/fhir+json"
-    issue = response.get_json()["issue"][0]
-    assert text in issue["details"]["text"]
+    assert outcome_problems(response.get_json()) == []
+    assert text in response.get_json()["issue"][0]["details"]["text"]
 
 
 def test_get_is_not_allowed(dtr_app):
