@@ -27,7 +27,9 @@ QuestionnaireResponse (DTR 2.2 ``dtr-questionnaireresponse`` on SDC, and core R4
 - every item's ``linkId`` is in the Questionnaire at the same place (parent group), groups carry no
   answers, display items nothing, each answer's value type fits its item's type;
 - every answer has exactly one ``information-origin`` whose ``source`` is auto-client, auto-server,
-  override or manual, with an ``author`` exactly when the source is override or manual (dtrx-1).
+  override or manual, with an ``author`` exactly when the source is override or manual (dtrx-1);
+- no payer (``auto-server``) answer sits on an item with an initial or calculated expression: the
+  client would overwrite it (DTR spec-73, LHC-Forms verified in dtr.md §5).
 
 Written from ../shared/reference/dtr.md independently of ``cds_service.dtr`` so that it can catch that
 package's mistakes.
@@ -224,12 +226,21 @@ def _answer_problems(qr: dict, q: dict) -> list[str]:
         answers = item.get("answer") or []
         if answers and question.get("type") in ("group", "display"):
             problems.append(f"{link}: a {question.get('type')} item has no answers")
+        filled_by_client = any(ext.get("url") in FILLED_FROM_EHR for ext in question.get("extension") or ())
         for answer in answers:
+            if filled_by_client and "auto-server" in _origin_sources(answer):
+                problems.append(f"{link}: a payer answer on an item with an initial/calculated expression, which "
+                                "the client lets overwrite it (spec-73)")
             values = {key for key in answer if key.startswith("value")}
             if len(values) != 1 or not values <= ANSWER_VALUE.get(question.get("type"), set()):
                 problems.append(f"{link}: answer {sorted(values)} does not fit type {question.get('type')}")
             problems += [f"{link}: {p}" for p in origin_problems(answer)]
     return problems
+
+
+def _origin_sources(answer: dict) -> list[str]:
+    return [part.get("valueCode") for ext in answer.get("extension") or () if ext.get("url") == ORIGIN
+            for part in ext.get("extension") or () if part.get("url") == "source"]
 
 
 def origin_problems(answer: dict) -> list[str]:

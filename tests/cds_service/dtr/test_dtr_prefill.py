@@ -19,7 +19,7 @@ from fhir_mappings.facts import CellDose, Evidence, Observed, Unknown
 from policies.decision import CriterionResult, PolicyDecision, Status, Verdict
 from policies.engine import evaluate
 from policies.loader import shipped_policies
-from tests.dtr_checks import ORIGIN, check_response, walk_items
+from tests.dtr_checks import ORIGIN, check_response, response_problems, walk_items
 from tests.policies.policy_fakes import ABECMA_ORDER, AS_OF, NOT_SHOWN, RETRIEVAL_FAILED, FakeFacts, lines
 
 AUTHORED = datetime(2026, 11, 24, 10, 5, tzinfo=timezone.utc)
@@ -172,3 +172,11 @@ def test_evidence_line_reads_reference_element_value_unit_and_date():
     assert evidence_line(Evidence("Observation/m1", "valueQuantity", "1.2", "g/dL", "2026-11-10")) == \
         "Observation/m1 valueQuantity = 1.2 g/dL (2026-11-10)"
     assert evidence_line(Evidence("Condition/c1", "code")) == "Condition/c1 code"
+
+
+def test_the_checks_refuse_a_payer_answer_on_an_item_the_client_fills():
+    qr, _, q = prefilled(FakeFacts())
+    group = next(item for item in qr["item"][0]["item"] if item["linkId"] == "I.A.3")
+    group["item"].insert(0, {"linkId": "I.A.3.fact", "answer": [{"valueDate": "1959-03-02", "extension": [
+        {"url": ORIGIN, "extension": [{"url": "source", "valueCode": "auto-server"}]}]}]})
+    assert any("spec-73" in p for p in response_problems(qr, q))
