@@ -27,7 +27,8 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 from cds_service.cards import shown_verdict
 from cds_service.coverage_information import coverage_information_extension
-from cds_service.dtr.package import DecisionContext, OperationError
+from cds_service.dtr.context import DecisionContext
+from cds_service.dtr.package import OperationError
 from cds_service.dtr.questionnaire import evidence_link, met_link
 from fhir_mappings.facts import Evidence
 from policies.checks import LeafResult

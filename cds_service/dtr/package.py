@@ -9,7 +9,8 @@ one of order, questionnaire, context (invariant dtr-1). Other parameters (2.1 ``
 Processing:
 - the Questionnaires returned are the union of those named by canonical, by the context's decisions
   and by the policies covering the orders (``policies.applicability``), each once, in that order;
-- a context names a stored decision (``DecisionContext``; keeping them is the hook's job). Unknown or
+- a context names a stored decision (``cds_service.dtr.context.DecisionContext``; keeping them is the
+  hook's job). Unknown or
   expired: 404 (DTR spec-130). A coverage or order the context was not made for: 400 (spec-129), so a
   package is never prefilled from another member's or another order's decision;
 - a canonical we do not publish, or an older version of one, is a warning in ``outcome`` (oper-9);
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable, Mapping, Sequence
 
+from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.prefill import DraftContext, draft_response
 from policies.applicability import ExtraCodes, in_scope_orders
 from policies.decision import PolicyDecision, Status, Verdict
@@ -62,19 +64,6 @@ class OperationError(Exception):
         if self.expression:
             issue["expression"] = [self.expression]
         return {"resourceType": "OperationOutcome", "issue": [issue]}
-
-
-@dataclass(frozen=True)
-class DecisionContext:
-    """What the order-sign hook keeps for one ``coverage-assertion-id``: EHR-relative references and the
-    decisions made for that Coverage's orders."""
-
-    assertion_id: str
-    patient: str  # "Patient/abc"
-    coverage: str  # "Coverage/abc"
-    orders: tuple[str, ...]  # "MedicationRequest/abc"
-    decisions: tuple[PolicyDecision, ...]
-    expires: datetime
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from cds_service.dtr.evaluate import evaluate_operation
-from cds_service.dtr.package import DecisionContext, OperationError, questionnaire_package
+from cds_service.dtr.context import DecisionContext
+from cds_service.dtr.package import OperationError, questionnaire_package
 from cds_service.dtr.questionnaire import questionnaires
 from cds_service.settings import current_settings
 from fhir_mappings.facts import Coded

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from types import MappingProxyType
 
-from cds_service.dtr.package import DecisionContext
+from cds_service.dtr.context import DecisionContext
 from policies.decision import ApprovalTerms
 from policies.engine import evaluate
 from policies.loader import shipped_policies

@@ -13,7 +13,8 @@ from dtr_fixtures import (ASSERTION, BASE, COVERAGE, form_and_draft, context_par
                           stored_context)
 from fhir.resources.R4B.parameters import Parameters
 
-from cds_service.dtr.package import DecisionContext, OperationError, questionnaire_package
+from cds_service.dtr.context import DecisionContext
+from cds_service.dtr.package import OperationError, questionnaire_package
 from cds_service.dtr.questionnaire import questionnaires
 from fhir_mappings.facts import CellDose, Evidence, Observed
 from policies.loader import shipped_policies

@@ -12,7 +12,7 @@ from dtr_fixtures import (ASSERTION, COVERAGE, form_and_draft, context_param, or
                           stored_context, with_answers)
 
 from cds_service import create_app
-from cds_service.dtr.package import DecisionContext
+from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.routes import CONTEXT_STORE_KEY
 from cds_service.settings import CONFIG_KEY
 from tests.cds_service.conftest import protocol_settings
