@@ -3,6 +3,7 @@
 ``POST /fhir/Questionnaire/$questionnaire-package``  (type level, as the OperationDefinition says)
 ``POST /fhir/$questionnaire-package``                (system-level alias: DTR's specification page uses it)
 ``POST /fhir/QuestionnaireResponse/$evaluate``       re-evaluation of a completed form (ours, not DTR's)
+``POST /fhir/Questionnaire/$log-questionnaire-errors`` a DTR app's report of problems with a form
 ``GET /fhir/Questionnaire/<id>``                     a generated form, so that every canonical resolves
 ``GET /fhir/metadata``                               CapabilityStatement of what is served here
 
@@ -33,6 +34,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from cds_service.dtr.evaluate import evaluate_operation
+from cds_service.dtr.log_errors import log_report, parse_report
 from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.package import OperationError, questionnaire_package
 from cds_service.dtr.questionnaire import questionnaires
@@ -43,6 +45,7 @@ from policies.loader import shipped_policies
 FHIR_BASE_PATH = "/fhir"
 CONTEXT_STORE_KEY = "cart_cds.dtr_contexts"
 FHIR_JSON = "application/fhir+json"
+DTR_OPERATIONS = "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/"
 
 blueprint = Blueprint("dtr", __name__, url_prefix=FHIR_BASE_PATH)
 
@@ -111,6 +114,11 @@ def evaluate_questionnaire_response() -> Response:
     return _fhir(out)
 
 
+@blueprint.post("/Questionnaire/$log-questionnaire-errors")
+def log_questionnaire_errors() -> Response:
+    return _fhir(log_report(parse_report(_body(), _forms(fhir_base_url()))))
+
+
 @blueprint.get("/Questionnaire/<form_id>")
 def read_questionnaire(form_id: str) -> Response:
     if form_id.startswith("$"):  # an operation name, not an id: operations are POST only
@@ -141,7 +149,7 @@ def capability_statement(base_url: str, forms) -> dict:
         "rest": [{"mode": "server", "resource": [{
             "type": "Questionnaire",
             "interaction": [{"code": "read"}],
-            "operation": [{"name": "questionnaire-package",
-                           "definition": "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/questionnaire-package"}],
+            "operation": [{"name": name, "definition": f"{DTR_OPERATIONS}{name}"}
+                          for name in ("questionnaire-package", "log-questionnaire-errors")],
         }]}],
     }

@@ -146,3 +146,12 @@ def test_forms_and_metadata_are_served_while_client_authentication_is_on(dtr_app
     assert client.get("/fhir/metadata").status_code == 200
     assert client.get("/fhir/Questionnaire/cp-phar-481").status_code == 200
     assert post(dtr_app, "/fhir/QuestionnaireResponse/$evaluate", {}).status_code == 403
+
+
+def test_log_questionnaire_errors_is_acknowledged(dtr_app):
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "Questionnaire", "valueCanonical": "https://payer.example/fhir/Questionnaire/cp-phar-481"},
+        {"name": "OperationOutcome", "resource": {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "error", "code": "processing", "diagnostics": "enableWhenExpression failed"}]}}]}
+    response = post(dtr_app, "/fhir/Questionnaire/$log-questionnaire-errors", body)
+    assert response.status_code == 200 and outcome_problems(response.get_json()) == []
