@@ -110,10 +110,10 @@ def _answers(questionnaire: dict, response: object) -> dict[str, object]:
     types = {item["linkId"]: item.get("type") for item in _walk(questionnaire.get("item"))}
     answers: dict[str, object] = {}
     for item in _walk(response.get("item")):
-        link = item.get("linkId") if isinstance(item, dict) else None
-        if link not in types:
+        link = item.get("linkId")
+        if not isinstance(link, str) or link not in types:
             raise OperationError(400, "an item's linkId is not in the form", "QuestionnaireResponse.item.linkId")
-        values = [v for a in item.get("answer") or () if isinstance(a, dict) for k, v in a.items()
+        values = [v for a in _list(item.get("answer")) if isinstance(a, dict) for k, v in a.items()
                   if k.startswith("value")]
         if not values:
             continue
@@ -124,12 +124,17 @@ def _answers(questionnaire: dict, response: object) -> dict[str, object]:
     return answers
 
 
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _walk(items) -> Iterator[dict]:
-    for item in items if isinstance(items, list) else ():
+    """Every item dict of an (untrusted) item tree, pre-order, through groups and answers."""
+    for item in _list(items):
         if isinstance(item, dict):
             yield item
             yield from _walk(item.get("item"))
-            for answer in item.get("answer") or ():
+            for answer in _list(item.get("answer")):
                 if isinstance(answer, dict):
                     yield from _walk(answer.get("item"))
 
@@ -176,7 +181,7 @@ def evaluate_operation(parameters: object, *, policies: Sequence[Policy], forms:
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters" \
             or not isinstance(parameters.get("parameter"), list):
         raise OperationError(400, "the request body must be a FHIR Parameters resource", "Parameters")
-    named = {p.get("name"): p for p in parameters["parameter"] if isinstance(p, dict)}
+    named = {p["name"]: p for p in parameters["parameter"] if isinstance(p, dict) and isinstance(p.get("name"), str)}
     assertion_id = (named.get("context") or {}).get("valueString")
     if not isinstance(assertion_id, str) or not assertion_id:
         raise OperationError(400, "the context parameter (the coverage-assertion-id, valueString) is required",

@@ -35,7 +35,7 @@ def parse_report(parameters: object, forms: Mapping[str, dict]) -> ErrorReport:
         parameters.get("resourceType") == "Parameters" else None
     if not isinstance(entries, list):
         raise OperationError(400, "the request body must be a FHIR Parameters resource", "Parameters")
-    named = {e.get("name"): e for e in entries if isinstance(e, dict)}
+    named = {e["name"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
     canonical = (named.get("Questionnaire") or {}).get("valueCanonical")
     outcome = (named.get("OperationOutcome") or {}).get("resource")
     if not isinstance(canonical, str) or not canonical:
@@ -46,7 +46,7 @@ def parse_report(parameters: object, forms: Mapping[str, dict]) -> ErrorReport:
     policy, form = next(((pid, f) for pid, f in forms.items() if f["url"] == url), (None, None))
     version = None if form is None or not version else version if version == form["version"] else "other"
     codes = tuple(issue.get("code") if isinstance(issue, dict) and ISSUE_CODE.match(str(issue.get("code"))) else "other"
-                  for issue in outcome.get("issue") or ())
+                  for issue in (outcome.get("issue") if isinstance(outcome.get("issue"), list) else ()))
     return ErrorReport(policy, version, codes)
 
 

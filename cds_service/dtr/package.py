@@ -114,7 +114,8 @@ def parse_request(parameters: object) -> PackageRequest:
 
 def _resource(entry: dict, path: str, types: Iterable[str], what: str) -> dict:
     resource = entry.get("resource")
-    if not isinstance(resource, dict) or resource.get("resourceType") not in types:
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str) \
+            or resource["resourceType"] not in types:
         raise OperationError(400, f"{path} ({entry['name']}) must carry {what} resource", f"{path}.resource")
     if not isinstance(resource.get("id"), str) or not resource["id"]:
         raise OperationError(400, f"{path} ({entry['name']}) must have an id", f"{path}.resource.id")
