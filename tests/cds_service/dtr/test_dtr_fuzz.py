@@ -4,9 +4,9 @@ naming the input), never another exception (which would be a 500)."""
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from dtr_fixtures import BASE, context_param, order_param, parameters, stored_context, with_answers
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -15,6 +15,7 @@ from cds_service.dtr.log_errors import parse_report
 from cds_service.dtr.package import OperationError, questionnaire_package
 from cds_service.dtr.questionnaire import questionnaires
 from policies.loader import shipped_policies
+from tests.cds_service.conftest import replaced
 from tests.dtr_checks import outcome_problems
 
 NOW = datetime(2026, 11, 24, 10, 30, tzinfo=timezone.utc)
@@ -42,22 +43,11 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 
 def paths(value, prefix=()):
-    """Every (key or index) path into a JSON value, the root included."""
-    yield prefix
+    """Every (key or index) path into a JSON value, below the root."""
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, child in items:
+        yield (*prefix, key)
         yield from paths(child, (*prefix, key))
-
-
-def replaced(body, path, value):
-    if not path:
-        return value
-    body = copy.deepcopy(body)
-    target = body
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return body
 
 
 def handled(operation, body):
@@ -73,24 +63,21 @@ def parameters_or_refused(out) -> bool:
     return out is None or out["resourceType"] == "Parameters"
 
 
+CASES = {
+    "package": (PACKAGE_BODY, lambda b: questionnaire_package(b, policies=POLICIES, forms=FORMS, find_context=FIND,
+                                                              now=NOW), parameters_or_refused),
+    "evaluate": (EVALUATE_BODY, lambda b: evaluate_operation(b, policies=POLICIES, forms=FORMS, find_context=FIND,
+                                                             now=NOW), parameters_or_refused),
+    "log-errors": (LOG_BODY, lambda b: parse_report(b, FORMS),
+                   lambda report: report is None or all(isinstance(c, str) for c in report.issue_codes)),
+}
+
+
+@pytest.mark.parametrize("operation", CASES)
 @FUZZ
-@given(st.sampled_from(list(paths(PACKAGE_BODY))), json_values)
-def test_package_never_fails_unhandled(path, value):
-    out = handled(lambda b: questionnaire_package(b, policies=POLICIES, forms=FORMS, find_context=FIND, now=NOW),
-                  replaced(PACKAGE_BODY, path, value))
-    assert parameters_or_refused(out)
-
-
-@FUZZ
-@given(st.sampled_from(list(paths(EVALUATE_BODY))), json_values)
-def test_evaluate_never_fails_unhandled(path, value):
-    out = handled(lambda b: evaluate_operation(b, policies=POLICIES, forms=FORMS, find_context=FIND, now=NOW),
-                  replaced(EVALUATE_BODY, path, value))
-    assert parameters_or_refused(out)
-
-
-@FUZZ
-@given(st.sampled_from(list(paths(LOG_BODY))), json_values)
-def test_log_errors_never_fails_unhandled(path, value):
-    report = handled(lambda b: parse_report(b, FORMS), replaced(LOG_BODY, path, value))
-    assert report is None or all(isinstance(code, str) for code in report.issue_codes)
+@given(data=st.data())
+def test_any_value_anywhere_is_answered_or_refused_with_a_4xx(operation, data):
+    body, call, acceptable = CASES[operation]
+    path = data.draw(st.sampled_from(list(paths(body))), label="path")
+    value = data.draw(json_values, label="value")
+    assert acceptable(handled(call, replaced(body, path, value)))
