@@ -10,6 +10,10 @@ decision contract's verdict rules:
 - ``documentation-incomplete`` when the outcome is unknown only for lack of documentation;
 - ``meets-policy`` when every required criterion is met.
 
+``redecide`` applies the same rules to given results of each criterion's own check instead of running
+the checks (DTR re-evaluation with a clinician's attested answers, over a stored decision), and
+``own_result`` recovers such a result from a stored decision where its combined status proves it.
+
 A section III criterion is met when the request is clear of that exclusion. When the criterion the
 policy names for it (III.A) is not met -- the request is not for multiple myeloma -- the decision carries
 the I.B referral for the member's line of business, or for every line when it cannot be told.
