@@ -9,8 +9,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from fhir_mappings.facts import Evidence
-from policies.decision import ApprovalTerms, CriterionResult, PolicyDecision, Referral, ReferralPolicy, Status, Verdict
+from fhir_mappings import Evidence
+from policies import (
+    ApprovalTerms,
+    CriterionResult,
+    PolicyDecision,
+    Referral,
+    ReferralPolicy,
+    Status,
+    Verdict,
+)
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Callable, Iterator, Mapping, Sequence
 
-from cds_service.cards import shown_verdict
-from cds_service.coverage_information import coverage_information_extension
 from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.package import OperationError
 from cds_service.dtr.questionnaire import evidence_link, met_link
-from fhir_mappings.facts import Evidence
-from policies.checks import LeafResult
-from policies.decision import PolicyDecision, Status
-from policies.engine import own_result, redecide
-from policies.model import Policy
+from cds_service.response.cards import shown_verdict
+from cds_service.response.coverage_information import coverage_information_extension
+from fhir_mappings import Evidence
+from policies import LeafResult, Policy, PolicyDecision, Status, own_result, redecide
 
 ACCEPTED_STATUSES = ("completed", "amended")
 ATTESTED = "Attested met by the clinician in the documentation questionnaire"

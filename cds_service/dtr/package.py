@@ -38,9 +38,14 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.prefill import DraftContext, draft_response
-from policies.applicability import ExtraCodes, in_scope_orders
-from policies.decision import PolicyDecision, Status, Verdict
-from policies.model import Policy
+from policies import (
+    ExtraCodes,
+    Policy,
+    PolicyDecision,
+    Status,
+    Verdict,
+    in_scope_orders,
+)
 
 PACKAGE_BUNDLE_PROFILE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/DTR-QPackageBundle"
 OUTPUT_NAMES = ("PackageBundle", "packagebundle")

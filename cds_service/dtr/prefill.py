@@ -30,11 +30,8 @@ from datetime import datetime
 from typing import Iterator, Mapping
 
 from cds_service.dtr.questionnaire import evidence_link, met_link
-from fhir_mappings.facts import Evidence
-from policies.checks import LeafResult
-from policies.decision import PolicyDecision, Status
-from policies.engine import own_result
-from policies.model import Policy
+from fhir_mappings import Evidence
+from policies import LeafResult, Policy, PolicyDecision, Status, own_result
 
 DTR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/"
 DTR_QUESTIONNAIRE_RESPONSE = DTR + "dtr-questionnaireresponse"

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Iterable
 
-from policies.model import Criterion, Policy
+from policies import Criterion, Policy
 
 DTR_STD_QUESTIONNAIRE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire"
 SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/"
