@@ -89,6 +89,15 @@ Fact = Union[Observed[T], Unknown]
 
 
 @dataclass(frozen=True)
+class AgeBounds:
+    """The youngest and oldest age (whole years) a birthDate allows on a day: equal for a full date,
+    a range for a partial one (``1960`` on 2026-11-24: 65 .. 66)."""
+
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True)
 class Coded:
     system: str | None
     code: str | None
@@ -237,7 +246,7 @@ class FactSource(Protocol):
     ``fhir_mappings.clinical_facts.ClinicalFacts``; tests may supply fakes. Every method is pure: the
     same record and arguments give the same answer, no clock, no I/O."""
 
-    def age_years(self, as_of: date) -> Fact[int]: ...
+    def age_bounds(self, as_of: date) -> Fact[AgeBounds]: ...
 
     def myeloma_diagnosis(self, as_of: date, order: dict | None = None) -> Fact[DiagnosisFinding]: ...
     # ``order``: the draft order, whose reasonCode/reasonReference give ``other_indications``

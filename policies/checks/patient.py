@@ -15,12 +15,20 @@ ACTIVE_STATUSES = frozenset({"active", "recurrence", "relapse"})
 
 @check("age_at_least", params={"min_years": {"type": "integer", "minimum": 0}})
 def age_at_least(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
-    fact = facts.age_years(as_of)
+    """Met when even the youngest age the birthDate allows reaches ``min_years``, not met when even the
+    oldest falls short; a partial birthDate whose age range straddles the threshold is unknown."""
+    fact = facts.age_bounds(as_of)
     if isinstance(fact, Unknown):
         return unknown_fact(fact, "Age")
     minimum = params["min_years"]
-    status = Status.MET if fact.value >= minimum else Status.NOT_MET
-    return LeafResult(status, f"Age {fact.value} on {as_of.isoformat()} (required >= {minimum})", fact.evidence)
+    low, high = fact.value.minimum, fact.value.maximum
+    age = f"Age {low}" if low == high else f"Age {low} to {high} (partial birthDate)"
+    shown = f"{age} on {as_of.isoformat()} (required >= {minimum})"
+    if low >= minimum:
+        return LeafResult(Status.MET, shown, fact.evidence)
+    if high < minimum:
+        return LeafResult(Status.NOT_MET, shown, fact.evidence)
+    return LeafResult(Status.UNKNOWN, f"{shown}: the full birthDate decides", fact.evidence)
 
 
 @check(

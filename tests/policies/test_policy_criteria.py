@@ -13,7 +13,7 @@ from policy_fakes import (
 )
 
 from fhir_mappings.facts import (
-    CellDose, Coded, ConditionFinding, Evidence, LineOfTherapy, LinesOfTherapy, Observed, ProgressionFinding,
+    AgeBounds, CellDose, Coded, ConditionFinding, Evidence, LineOfTherapy, LinesOfTherapy, Observed, ProgressionFinding,
     TocilizumabRequest,
 )
 from policies.decision import Status
@@ -76,6 +76,9 @@ def test_I_A_2_prescriber_oncologist_or_hematologist(policy, facts, expected):
     (BOTH, "18-on-birthday", {"age": Observed(18)}, MET),
     (BOTH, "17", {"age": Observed(17)}, NOT_MET),
     (BOTH, "no-birth-date", {"age": NOT_SHOWN}, UNKNOWN),
+    (BOTH, "partial-birth-date-all-adult", {"age": Observed(AgeBounds(65, 66))}, MET),
+    (BOTH, "partial-birth-date-all-minor", {"age": Observed(AgeBounds(16, 17))}, NOT_MET),
+    (BOTH, "partial-birth-date-straddles-18", {"age": Observed(AgeBounds(17, 18))}, UNKNOWN),
 ))
 def test_I_A_3_adult(policy, facts, expected):
     run(policy, "I.A.3", facts, expected)
