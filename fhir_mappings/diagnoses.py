@@ -27,7 +27,9 @@ from fhir_mappings.facts import (
     ProgressionFinding,
     Unknown,
 )
-from fhir_mappings.parsing import parse_date
+from fhir_mappings import assertions
+from fhir_mappings.assertions import PRESENT, Match
+from fhir_mappings.parsing import DateSpan, on_or_before, parse_date
 from fhir_mappings.patient_record import PatientRecord
 from fhir_mappings.terminology import affirmative_match, codings_of, value_set
 
@@ -37,54 +39,70 @@ RELAPSE_STATUSES = frozenset({"relapse", "recurrence"})
 REMISSION_STATUSES = frozenset({"remission"})
 
 
-def _clinical_status(condition: dict) -> str | None:
-    concept = condition.get("clinicalStatus")
-    for coding in codings_of(concept):
-        if isinstance(coding.get("code"), str):
-            return coding["code"]
-    return None
+def _first_code(concept) -> str | None:
+    return next((c["code"] for c in codings_of(concept) if isinstance(c.get("code"), str)), None)
 
 
-def _onset(condition: dict) -> date | None:
+def _onset_span(condition: dict) -> DateSpan | None:
     for key in ("onsetDateTime", "onsetPeriod"):
         value = condition.get(key)
         span = parse_date(value.get("start") if isinstance(value, dict) else value)
         if span:
-            return span.earliest
+            return span
     return None
 
 
-def _finding(record: PatientRecord, condition: dict, value_set_id: str, coded: Coded) -> ConditionFinding:
+def _finding(record: PatientRecord, condition: dict, value_set_id: str, coded: Coded,
+             assertion: str = PRESENT) -> ConditionFinding:
+    onset = _onset_span(condition)
     recorded = parse_date(condition.get("recordedDate"))
     return ConditionFinding(
         reference=record.reference_of(condition),
         code=coded,
         value_set=value_set_id,
-        clinical_status=_clinical_status(condition),
-        onset=_onset(condition),
+        clinical_status=_first_code(condition.get("clinicalStatus")),
+        onset=onset.earliest if onset else None,
         recorded=recorded.earliest if recorded else None,
+        assertion=assertion,
     )
 
 
 def _evidence(f: ConditionFinding) -> Evidence:
     shown = f.code.code or f.code.display
+    element = "Condition.code" if f.code.code else "Condition.code.text"
     status = f" ({f.clinical_status})" if f.clinical_status else ""
     when = f.onset or f.recorded
-    return Evidence(f.reference, "Condition.code", f"{shown}{status}", None, when.isoformat() if when else None)
+    return Evidence(f.reference, element, f"{shown}{status}", None, when.isoformat() if when else None)
+
+
+def _known_by(condition: dict, as_of: date) -> bool:
+    """Whether the Condition was on the record by ``as_of``, judged on its onset (else recordedDate)
+    as a span: only a date wholly after ``as_of`` (an entry made later) leaves it out. A partial date
+    reaching past ``as_of`` ("2026-11" on 2026-11-24) is kept: the record holds the entry, so a
+    possible later day is no reason to ignore it, and for an exclusion ignoring it would be unsafe."""
+    span = _onset_span(condition) or parse_date(condition.get("recordedDate"))
+    return span is None or on_or_before(span, as_of) is not False
+
+
+def _match(value_set_id: str, condition: dict) -> Match | None:
+    """The Condition's match: a myeloma diagnosis only when plainly asserted (``affirmative_match``:
+    not hedged, not smoldering); any other value set with what the entry asserts (``assertions``)."""
+    if value_set_id == MYELOMA:
+        coded = affirmative_match(MYELOMA, condition.get("code"))
+        return Match(coded, PRESENT) if coded else None
+    return assertions.match(value_set_id, condition.get("code"), _first_code(condition.get("verificationStatus")))
 
 
 def _matching(record: PatientRecord, value_set_ids: tuple[str, ...], as_of: date) -> list[ConditionFinding]:
-    """Conditions in any of the value sets, known on or before ``as_of`` (the first set matched wins)."""
+    """Conditions in any of the value sets, known by ``as_of`` (the first set matched wins)."""
     found = []
     for condition in record.of_type("Condition"):
         for vs_id in value_set_ids:
-            coded = affirmative_match(vs_id, condition.get("code"))
-            if coded is None:
+            hit = _match(vs_id, condition)
+            if hit is None:
                 continue
-            finding = _finding(record, condition, vs_id, coded)
-            start = finding.onset or finding.recorded
-            if (start is None or start <= as_of) and record.well_formed(condition):
-                found.append(finding)
+            if _known_by(condition, as_of) and record.well_formed(condition):
+                found.append(_finding(record, condition, vs_id, hit.coded, hit.assertion))
             break
     return found
 

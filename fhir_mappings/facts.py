@@ -149,12 +149,19 @@ class ProgressionFinding:
 
 @dataclass(frozen=True)
 class ConditionFinding:
+    """A Condition in a value set. ``code`` is the matching coding, or for an entry recognised from its
+    words (``Condition.code.text``, a display without a code) system and code None with the text as
+    display. ``assertion`` says what the entry asserts (``fhir_mappings.assertions``): ``present``,
+    ``historical`` ("history of seizure"), or ``uncertain`` ("rule out CNS involvement", or a
+    provisional/differential/unconfirmed verificationStatus)."""
+
     reference: str
     code: Coded
     value_set: str  # the value-set id that matched
     clinical_status: str | None
     onset: date | None
     recorded: date | None = None
+    assertion: str = "present"
 
 
 @dataclass(frozen=True)

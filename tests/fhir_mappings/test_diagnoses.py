@@ -116,6 +116,30 @@ def test_no_cns_condition_is_an_empty_observed_unless_retrieval_failed():
     assert isinstance(found, Observed) and found.value[0].reference == "Condition/epi"  # a contradiction stands
 
 
-def test_negated_text_does_not_count():
-    fact = cns(condition("t1", text="Rule out CNS involvement"), condition("t2", text="CNS involvement by myeloma"))
-    assert [f.reference for f in fact.value] == ["Condition/t2"]
+def test_negated_text_does_not_count_and_hedged_text_is_uncertain():
+    fact = cns(condition("t1", text="Rule out CNS involvement"), condition("t2", text="CNS involvement by myeloma"),
+               condition("t3", text="No CNS involvement"))
+    found = {f.reference: f.assertion for f in fact.value}
+    assert found == {"Condition/t1": "uncertain", "Condition/t2": "present"}
+
+
+def test_text_only_cns_pathology_is_cited_as_the_text():
+    fact = cns(condition("t4", text="Seizure disorder, on levetiracetam", clinical="active"),
+               condition("t5", text="History of stroke", clinical="resolved"))
+    found = {f.reference: f for f in fact.value}
+    assert found["Condition/t4"].value_set == "seizure" and found["Condition/t4"].code.code is None
+    assert found["Condition/t5"].assertion == "historical" and found["Condition/t5"].value_set == "stroke"
+    assert {e.element for e in fact.evidence} == {"Condition.code.text"}
+    assert fact.evidence[0].value.startswith("Seizure disorder, on levetiracetam")
+
+
+def test_provisional_coded_condition_is_uncertain():
+    fact = cns(condition("c1", [(ICD10CM, "C79.31", "Secondary malignant neoplasm of brain")], verification="provisional"))
+    assert fact.value[0].assertion == "uncertain"
+
+
+def test_condition_dated_only_to_a_month_or_year_is_judged_on_its_whole_span():
+    epilepsy = [(ICD10CM, "G40.909", "Epilepsy")]
+    assert cns(condition("past", epilepsy, onset="2026-11")).value  # 2026-11-01 .. 30 reaches past AS_OF: kept
+    assert cns(condition("year", epilepsy, onset="2026")).value
+    assert cns(condition("later", epilepsy, onset="2027-01")).value == ()  # wholly after AS_OF

@@ -204,6 +204,11 @@ def test_I_A_5_a_reason_names_only_the_agents_of_the_class():
     assert result("481", "I.A.5.b", **facts).reason == "Prior proteasome inhibitor: bortezomib"
 
 
+def said(value_set: str, assertion: str) -> ConditionFinding:
+    """An active entry recognised from its words (``Condition.code.text``) with what the words assert."""
+    return replace(condition(value_set), code=Coded(None, None, f"{assertion} {value_set}"), assertion=assertion)
+
+
 @pytest.mark.parametrize("policy, facts, expected", cases(
     (BOTH, "none-retrieved-in-full", {}, MET),
     (BOTH, "epilepsy-history", {"conditions": Observed((condition("epilepsy", "inactive"),))}, NOT_MET),
@@ -212,10 +217,23 @@ def test_I_A_5_a_reason_names_only_the_agents_of_the_class():
     (("769",), "resolved-cns-malignancy-not-active", {"conditions": Observed((condition("cns-malignancy-involvement", "resolved"),))}, MET),
     (("769",), "active-cns-malignancy", {"conditions": Observed((condition("cns-malignancy-involvement", "active"),))}, NOT_MET),
     (("769",), "cns-malignancy-status-missing", {"conditions": Observed((condition("cns-malignancy-involvement", None),))}, UNKNOWN),
+    (BOTH, "rule-out-cns-involvement", {"conditions": Observed((said("cns-malignancy-involvement", "uncertain"),))}, UNKNOWN),
+    (BOTH, "provisional-epilepsy", {"conditions": Observed((said("epilepsy", "uncertain"),))}, UNKNOWN),
+    (BOTH, "history-of-epilepsy-text", {"conditions": Observed((said("epilepsy", "historical"),))}, NOT_MET),
+    (("481",), "history-of-cns-involvement-text", {"conditions": Observed((said("cns-malignancy-involvement", "historical"),))}, NOT_MET),
+    (("769",), "active-entry-saying-history-of-cns-involvement", {"conditions": Observed((said("cns-malignancy-involvement", "historical"),))}, UNKNOWN),
+    (BOTH, "uncertain-and-present", {"conditions": Observed((said("epilepsy", "uncertain"), condition("dementia")))}, NOT_MET),
     (BOTH, "conditions-failed", {"conditions": RETRIEVAL_FAILED}, UNKNOWN),
 ))
 def test_I_A_6_no_cns_involvement_or_pathology(policy, facts, expected):
     run(policy, "I.A.6", facts, expected)
+
+
+def test_a_condition_recognised_from_text_is_cited_as_the_text_and_named_as_uncertain():
+    got = run("481", "I.A.6", {"conditions": Observed((said("cns-malignancy-involvement", "uncertain"),))}, UNKNOWN)
+    assert [(e.element, e.value) for e in got.evidence] == [
+        ("Condition.code.text", "uncertain cns-malignancy-involvement")]
+    assert "recorded as uncertain" in got.reason
 
 
 @pytest.mark.parametrize("policy, facts, expected", cases(
@@ -299,6 +317,7 @@ def test_III_A_non_fda_approved_indication(policy, facts, expected):
     (("769",), "prior-cns-involvement", {"conditions": Observed((condition("cns-malignancy-involvement", "resolved"),))}, NOT_MET),
     (("769",), "meningeal-signs", {"conditions": Observed((condition("meningeal-involvement", "active"),))}, NOT_MET),
     (("769",), "meningeal-resolved", {"conditions": Observed((condition("meningeal-involvement", "resolved"),))}, MET),
+    (("769",), "meningeal-signs-suspected", {"conditions": Observed((said("meningeal-involvement", "uncertain"),))}, UNKNOWN),
     (("481",), "dementia", {"conditions": Observed((condition("dementia"),))}, NOT_MET),
     (BOTH, "conditions-failed", {"conditions": RETRIEVAL_FAILED}, UNKNOWN),
 ))

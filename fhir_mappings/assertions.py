@@ -1,0 +1,132 @@
+"""What a problem-list entry asserts about a concept: present, historical, uncertain, or negated.
+
+Problem lists often carry a condition in words only (``Condition.code.text``, or a coding with a
+display and no code). A recognised text is evidence like a code, but words can deny or hedge what they
+name, which a code cannot: "No CNS involvement", "Rule out leptomeningeal disease", "History of
+seizure". Reading such a text as the concept being present would turn a denial into a contradiction,
+and reading a hedge as absent would turn doubt into "meets policy". So each text hit is classified, in
+the manner of NegEx (cue words before or after the term, in the same sentence):
+
+- ``negated`` -- the text denies the concept ("no", "denies", "negative for", "without", "ruled
+  out" before it, "non-" on it; "ruled out", "excluded", "absent", "not present" after it, or a
+  form's answer "CNS involvement: none"). The entry is
+  not evidence of the concept. A negation cue elsewhere ("Epilepsy, not intractable, without status
+  epilepticus") qualifies another word and changes nothing.
+- ``uncertain`` -- the text hedges ("rule out", "r/o", "possible", "probable", "suspected", "query",
+  "concern for", "cannot exclude", "?"). The concept is neither shown nor denied: unknown.
+- ``historical`` -- the text places the concept in the past ("history of", "h/o", "prior", "status
+  post", "resolved"). It counts wherever history counts, and leaves "is it active?" unanswered.
+- ``present`` -- anything else.
+
+A coded match is ``present`` unless the entry's own verificationStatus hedges it (provisional,
+differential, unconfirmed: ``uncertain``) or its text denies or hedges it (a code with the text
+"no brain metastases" contradicts itself: ``uncertain``); its text may also make it ``historical``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_mappings.facts import Coded
+from fhir_mappings.terminology import codings_of, value_set
+
+PRESENT = "present"
+HISTORICAL = "historical"
+UNCERTAIN = "uncertain"
+NEGATED = "negated"
+
+HEDGED_VERIFICATION = frozenset({"unconfirmed", "provisional", "differential"})
+
+_SENTENCE = re.compile(r"[.;\n]")  # a cue reaches its term only within one sentence or list item
+_NEGATED_BEFORE = re.compile(
+    r"\b(no|not|never|without|denies|denied|negative for|free of|absence of|ruled out|excluded)\b"
+)
+# After the term only unambiguous denials count: "Seizure disorder, EEG negative" or "Seizures: none
+# since 2019" still record a seizure history, and a denial misread would clear an exclusion.
+_NEGATED_AFTER = re.compile(r"\b(ruled out|excluded|absent|not present)\b")
+_UNCERTAIN = re.compile(
+    r"(\b(rule out|r/o|possible|possibly|probable|probably|suspected|suspect|suspicious|suspicion|"
+    r"questionable|query|presumed|likely|unlikely|concern for|concerning for|cannot exclude|cannot be excluded|"
+    r"not excluded|to be excluded|evaluate for|evaluation for|differential|versus|vs|"
+    # not a doubt but a qualifier that leaves the concept open: psychogenic non-epileptic "seizures"
+    r"psychogenic|non-epileptic|nonepileptic|pseudoseizure)\b|\?)"
+)
+_NEGATED_ANSWER = re.compile(r"^\s*[:=-]\s*(none|no|negative|absent|not present)\b")  # "CNS involvement: none"
+_NEGATING_PREFIX = re.compile(r"\bnon[- ]?$")  # "non-psychotic", "nonepileptic": the term itself is denied
+_LEADING_NEGATION = re.compile(r"^\W*(no|not|denies|denied|negative for|without|free of|absence of)\b")
+_HISTORICAL = re.compile(r"\b(history of|hx of|hx|h/o|prior|previous|past|status post|s/p|resolved|remote)\b")
+
+
+@dataclass(frozen=True)
+class Match:
+    """A concept's match against a value set, with what the entry asserts about it."""
+
+    coded: Coded  # the matching coding, or (system None, code None, the text) for a text match
+    assertion: str  # PRESENT | HISTORICAL | UNCERTAIN (a NEGATED text is no match)
+
+
+def classify(text: str, start: int, end: int) -> str:
+    """What ``text`` (lower case) asserts about the term found at ``start``..``end``."""
+    before = _SENTENCE.split(text[:start])[-1]
+    after = _SENTENCE.split(text[end:])[0]
+    if _UNCERTAIN.search(before) or _UNCERTAIN.search(after):
+        return UNCERTAIN
+    if (_NEGATED_BEFORE.search(before) or _NEGATING_PREFIX.search(before) or _NEGATED_AFTER.search(after)
+            or _NEGATED_ANSWER.match(after)):
+        return NEGATED
+    if _HISTORICAL.search(before) or _HISTORICAL.search(after):
+        return HISTORICAL
+    return PRESENT
+
+
+def _words(concept: dict) -> list[str]:
+    """The words a CodeableConcept carries for a reader: its text, and the display of every coding
+    that has no code (a display whose code is in a value set's system is judged by that code)."""
+    texts = [concept.get("text")]
+    texts += [c.get("display") for c in codings_of(concept) if not c.get("code")]
+    return [t for t in texts if isinstance(t, str) and t.strip()]
+
+
+def _text_assertion(value_set_id: str, text: str, coded: bool) -> str | None:
+    """What ``text`` asserts about the value set's concept, read at the first of its terms found. Beside
+    a matching code (``coded``) a text naming no term still speaks for the code when a cue opens it
+    ("No brain metastases") or stands in its first sentence; otherwise None (the text is not about it)."""
+    pattern = value_set(value_set_id).text_pattern
+    lowered = text.lower()
+    found = pattern.search(lowered) if pattern is not None else None
+    if found:
+        return classify(lowered, found.start(), found.end())
+    if not coded:
+        return None
+    return NEGATED if _LEADING_NEGATION.match(lowered) else classify(lowered, 0, 0)
+
+
+_RANK = {PRESENT: 0, HISTORICAL: 1, UNCERTAIN: 2, NEGATED: 3}
+
+
+def match(value_set_id: str, concept: Any, verification: str | None = None) -> Match | None:
+    """The concept's match against the value set (a code in it, else a recognised term in its words),
+    with its assertion; None when nothing matches or the words only deny the concept. Of several
+    texts the most affirmative one decides (a denial in one text does not undo another's assertion)."""
+    if not isinstance(concept, dict):
+        return None
+    wanted = value_set(value_set_id)
+    coded = next((Coded(c.get("system"), c.get("code"), c.get("display")) for c in codings_of(concept)
+                  if wanted.contains(c.get("system"), c.get("code"))), None)
+    if coded is not None:
+        said = [_text_assertion(value_set_id, t, True) for t in _words(concept)]
+        if verification in HEDGED_VERIFICATION or UNCERTAIN in said or NEGATED in said:
+            return Match(coded, UNCERTAIN)
+        return Match(coded, HISTORICAL if HISTORICAL in said else PRESENT)
+    hits = [(a, t) for t in _words(concept) if (a := _text_assertion(value_set_id, t, False)) is not None]
+    if not hits:
+        return None
+    assertion, text = min(hits, key=lambda hit: _RANK[hit[0]])
+    if assertion == NEGATED:
+        return None
+    if verification in HEDGED_VERIFICATION:
+        assertion = UNCERTAIN
+    return Match(Coded(None, None, text), assertion)
+

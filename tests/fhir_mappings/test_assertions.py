@@ -1,0 +1,77 @@
+"""What a problem-list entry asserts: text and display-only codings as evidence, negation and hedges."""
+
+from __future__ import annotations
+
+import pytest
+from fhir_samples import ICD10CM, SNOMED
+
+from fhir_mappings.assertions import HISTORICAL, PRESENT, UNCERTAIN, match
+
+
+def text(words):
+    return {"text": words}
+
+
+@pytest.mark.parametrize("value_set, words, expected", [
+    ("cns-malignancy-involvement", "CNS involvement by myeloma", PRESENT),
+    ("cns-malignancy-involvement", "Leptomeningeal myelomatosis (CSF cytology positive)", PRESENT),
+    ("cns-malignancy-involvement", "History of CNS involvement, treated with IT chemotherapy", HISTORICAL),
+    ("cns-malignancy-involvement", "Rule out CNS involvement", UNCERTAIN),
+    ("cns-malignancy-involvement", "r/o leptomeningeal disease", UNCERTAIN),
+    ("cns-malignancy-involvement", "Possible brain metastasis on MRI", UNCERTAIN),
+    ("cns-malignancy-involvement", "CNS involvement?", UNCERTAIN),
+    ("cns-malignancy-involvement", "No CNS involvement", None),
+    ("cns-malignancy-involvement", "Negative for CNS involvement", None),
+    ("cns-malignancy-involvement", "CNS involvement ruled out by MRI and LP", None),
+    ("cns-malignancy-involvement", "CNS involvement: none", None),
+    ("meningeal-involvement", "Leptomeningeal enhancement on MRI brain", PRESENT),
+    ("epilepsy", "Epilepsy, unspecified, not intractable, without status epilepticus", PRESENT),
+    ("epilepsy", "Seizure disorder (epileptic), well controlled on levetiracetam", PRESENT),
+    ("seizure", "Seizure 2019, resolved", HISTORICAL),
+    ("seizure", "h/o seizure", HISTORICAL),
+    ("seizure", "Psychogenic non-epileptic seizures", UNCERTAIN),
+    ("seizure", "Denies seizures", None),
+    ("stroke", "Stroke with residual left hemiparesis", PRESENT),
+    ("stroke", "s/p cerebral infarct 2018", HISTORICAL),
+    ("psychosis", "Major depressive disorder, severe without psychotic features", None),
+    ("psychosis", "Non-psychotic depression", None),
+    ("parkinsons-disease", "Parkinson's disease", PRESENT),
+    ("dementia", "Hypertension", None),
+])
+def test_text_only_condition(value_set, words, expected):
+    hit = match(value_set, text(words))
+    assert (hit.assertion if hit else None) == expected
+    if hit:
+        assert hit.coded.code is None and hit.coded.display == words  # cited as the text it is
+
+
+def test_a_coding_with_only_a_display_is_read_as_words():
+    concept = {"coding": [{"display": "Leptomeningeal myeloma"}]}
+    assert match("cns-malignancy-involvement", concept).assertion == PRESENT
+    local = {"coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.696580", "display": "Epilepsy"}]}
+    assert match("epilepsy", local).assertion == PRESENT
+
+
+def test_a_display_beside_a_code_outside_the_value_set_is_judged_by_the_code():
+    febrile = {"coding": [{"system": ICD10CM, "code": "R56.00", "display": "Simple febrile convulsions"}]}
+    assert match("seizure", febrile) is None
+
+
+def test_a_code_in_the_value_set_is_present_unless_its_entry_hedges_or_denies_it():
+    coded = {"coding": [{"system": ICD10CM, "code": "C79.31", "display": "Secondary malignant neoplasm of brain"}]}
+    assert match("cns-malignancy-involvement", coded).assertion == PRESENT
+    assert match("cns-malignancy-involvement", coded, "provisional").assertion == UNCERTAIN
+    assert match("cns-malignancy-involvement", coded, "differential").assertion == UNCERTAIN
+    assert match("cns-malignancy-involvement", {**coded, "text": "No brain metastases"}).assertion == UNCERTAIN
+    assert match("cns-malignancy-involvement", {**coded, "text": "Rule out brain metastases"}).assertion == UNCERTAIN
+    stroke = {"coding": [{"system": SNOMED, "code": "230690007"}], "text": "History of stroke"}
+    assert match("stroke", stroke).assertion == HISTORICAL
+
+
+def test_a_hedged_verification_status_makes_a_text_match_uncertain():
+    assert match("epilepsy", text("Epilepsy"), "unconfirmed").assertion == UNCERTAIN
+
+
+def test_one_affirmative_text_is_not_undone_by_a_negated_one():
+    concept = {"coding": [{"display": "Leptomeningeal myeloma"}], "text": "No CNS involvement"}
+    assert match("cns-malignancy-involvement", concept).assertion == PRESENT
