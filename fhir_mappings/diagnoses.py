@@ -2,19 +2,30 @@
 value sets (CNS involvement and pathologies, active or historical), and non-myeloma order indications.
 
 Relapsed/refractory (ICD-10-CM has no "refractory" code, so it needs clinical evidence):
-- C90.02 "multiple myeloma in relapse", or a myeloma Condition with clinicalStatus relapse/recurrence;
+- C90.02 "multiple myeloma in relapse" (or a text-only diagnosis saying relapsed or refractory), or a
+  myeloma Condition with clinicalStatus relapse/recurrence;
+- progressive disease (IMWG, from the labs, or a documented disease status), whatever the diagnosis
+  code says: a remission code (C90.01, clinicalStatus remission) records the status when it was
+  coded, problem lists are seldom updated, and a later progression is relapse;
 - C90.00 "not having achieved remission" (incl. failed remission), or any other myeloma Condition
   with clinicalStatus active (e.g. SNOMED 109989006), together with prior anti-myeloma therapy
-  (``treated``): active disease after therapy is relapsed or refractory;
-- any myeloma diagnosis (other than one coded only as in remission) with progressive disease.
-Only remission (C90.01 or clinicalStatus remission) and nothing of the above is ``False``; otherwise
-``None`` (present but status not shown).
+  (``treated``): active disease after therapy is relapsed or refractory.
+Only remission (C90.01, clinicalStatus remission, or text "in remission") and nothing of the above is
+``False``, and only when the labs could be read in full (else unknown: they might show progression);
+otherwise ``None`` (present but status not shown).
 
-Text-only Conditions count when their text plainly names the concept (not negated, not smoldering).
+Text-only myeloma Conditions count when their text plainly names the concept (not negated, not hedged,
+not smoldering). Conditions in other value sets (CNS pathology and involvement) are recognised from
+their words too, with what the words assert (``fhir_mappings.assertions``: "rule out ..." is uncertain,
+"no ..." is nothing, "history of ..." is history).
+
+Dates: a Condition's onset (else recordedDate) is a span (``parsing.DateSpan``); the Condition is
+left out only when the whole span is after ``as_of``.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from fhir_mappings.facts import (
@@ -28,13 +39,14 @@ from fhir_mappings.facts import (
     Unknown,
 )
 from fhir_mappings import assertions
-from fhir_mappings.assertions import PRESENT, Match
+from fhir_mappings.assertions import PRESENT, UNCERTAIN, Match
 from fhir_mappings.parsing import DateSpan, on_or_before, parse_date
 from fhir_mappings.patient_record import PatientRecord
 from fhir_mappings.terminology import affirmative_match, codings_of, value_set
 
 MYELOMA = "multiple-myeloma"
 NOT_MYELOMA = "not-multiple-myeloma"
+_SMOLDERING = re.compile(r"\bsmou?ldering\b")
 RELAPSE_STATUSES = frozenset({"relapse", "recurrence"})
 REMISSION_STATUSES = frozenset({"remission"})
 
@@ -85,12 +97,14 @@ def _known_by(condition: dict, as_of: date) -> bool:
 
 
 def _match(value_set_id: str, condition: dict) -> Match | None:
-    """The Condition's match: a myeloma diagnosis only when plainly asserted (``affirmative_match``:
-    not hedged, not smoldering); any other value set with what the entry asserts (``assertions``)."""
-    if value_set_id == MYELOMA:
-        coded = affirmative_match(MYELOMA, condition.get("code"))
-        return Match(coded, PRESENT) if coded else None
-    return assertions.match(value_set_id, condition.get("code"), _first_code(condition.get("verificationStatus")))
+    """The Condition's match with what the entry asserts (``assertions``). A myeloma diagnosis must be
+    asserted (present or history), never hedged, and a smoldering myeloma named in words is not one."""
+    hit = assertions.match(value_set_id, condition.get("code"), _first_code(condition.get("verificationStatus")))
+    if value_set_id != MYELOMA or hit is None:
+        return hit
+    if hit.assertion == UNCERTAIN or (hit.coded.code is None and _SMOLDERING.search(hit.coded.display.lower())):
+        return None
+    return hit
 
 
 def _matching(record: PatientRecord, value_set_ids: tuple[str, ...], as_of: date) -> list[ConditionFinding]:
@@ -147,7 +161,18 @@ def _first_coding(concept) -> Coded:
 
 
 def _in(value_set_id: str, finding: ConditionFinding) -> bool:
-    return value_set(value_set_id).contains(finding.code.system, finding.code.code)
+    """Whether the myeloma finding is coded in the status value set, or for a finding recognised from
+    its words, says so (``assertions``: "Multiple myeloma, in relapse" yes, "... not in remission" is
+    not in remission, a hedge is neither)."""
+    if finding.code.code is not None:
+        return value_set(value_set_id).contains(finding.code.system, finding.code.code)
+    hit = assertions.match(value_set_id, {"text": finding.code.display})
+    return hit is not None and hit.assertion != UNCERTAIN
+
+
+def _shown(f: ConditionFinding) -> str:
+    """The code of the finding, or its words in quotes."""
+    return f.code.code or f"'{f.code.display}'"
 
 
 def relapsed_refractory(
@@ -156,22 +181,22 @@ def relapsed_refractory(
     """(status, basis) per the module docstring."""
     for f in myeloma:
         if _in("myeloma-relapsed", f):
-            return True, f"{f.code.code} multiple myeloma in relapse ({f.reference})"
+            said = f"{f.code.code} multiple myeloma in relapse" if f.code.code else f"'{f.code.display}'"
+            return True, f"{said} ({f.reference})"
         if f.clinical_status in RELAPSE_STATUSES:
             return True, f"myeloma clinicalStatus {f.clinical_status} ({f.reference})"
     if treated:
         for f in myeloma:
             if _in("myeloma-not-in-remission", f):
-                return True, f"{f.code.code} not having achieved remission after anti-myeloma therapy ({f.reference})"
+                return True, f"{_shown(f)} not having achieved remission after anti-myeloma therapy ({f.reference})"
             if f.clinical_status == "active" and not _in("myeloma-in-remission", f):
                 # An active myeloma (e.g. SNOMED 109989006) after anti-myeloma therapy is what C90.00
                 # "not having achieved remission" codes: relapsed or refractory.
-                name = f.code.code or f.code.display
-                return True, f"{name} clinicalStatus active after anti-myeloma therapy ({f.reference})"
+                return True, f"{_shown(f)} clinicalStatus active after anti-myeloma therapy ({f.reference})"
     if progression is not None:
-        for f in myeloma:
-            if not _in("myeloma-in-remission", f):
-                return True, f"progressive disease on {progression.assessed.isoformat()}: {progression.basis}"
+        # Progression shown by the labs is relapse whatever the problem list says: a remission code
+        # (C90.01) is the status when it was coded, and a later progression supersedes it.
+        return True, f"progressive disease on {progression.assessed.isoformat()}: {progression.basis}"
     if myeloma and all(_in("myeloma-in-remission", f) or f.clinical_status in REMISSION_STATUSES for f in myeloma):
         return False, "multiple myeloma recorded only as in remission"
     return None, None
@@ -203,4 +228,7 @@ def myeloma_diagnosis(
         evidence += progression.evidence
     if status is not True and not outcome.usable_in_full:
         return Unknown(f"Conditions not fully retrieved ({outcome.reason or outcome.state.value})", True, evidence)
+    if status is False and isinstance(progression, Unknown) and progression.retrieval_failed:
+        # "In remission" is contradicted by progression in the labs, which could not all be read.
+        return Unknown(f"myeloma recorded in remission; {progression.reason}", True, evidence)
     return Observed(DiagnosisFinding(myeloma, status, basis, others), evidence)

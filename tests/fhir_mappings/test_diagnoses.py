@@ -58,6 +58,34 @@ def test_remission_only_is_false_and_text_only_myeloma_is_found():
     assert isinstance(diagnose(condition("c6", text="Smoldering multiple myeloma")), Unknown)
 
 
+def test_remission_code_with_progression_in_the_labs_is_relapsed():
+    for remission in (mm("c4", "C90.01", clinical="remission"),
+                      condition("c5", [(SNOMED, "109989006", "Multiple myeloma")], clinical="remission")):
+        fact = diagnose(remission, progression=PD)
+        assert fact.value.relapsed_refractory is True and "progressive disease on 2026-10-01" in fact.value.basis
+
+
+def test_remission_code_is_not_a_contradiction_while_the_labs_could_not_be_read():
+    unread = Unknown("serum M-protein: Observations not fully retrieved (timeout)", retrieval_failed=True)
+    fact = diagnose(mm("c4", "C90.01", clinical="remission"), progression=unread)
+    assert isinstance(fact, Unknown) and fact.retrieval_failed and "remission" in fact.reason
+
+
+def test_myeloma_status_in_words():
+    relapsed = diagnose(condition("t1", text="Relapsed/refractory multiple myeloma, IgG kappa"))
+    assert relapsed.value.relapsed_refractory is True and "Relapsed/refractory" in relapsed.value.basis
+    not_in_remission = condition("t2", text="Multiple myeloma, not in remission", clinical=None)
+    assert diagnose(not_in_remission).value.relapsed_refractory is None
+    assert diagnose(not_in_remission, treated=True).value.relapsed_refractory is True
+    in_remission = condition("t3", text="Multiple myeloma in remission", clinical=None)
+    assert diagnose(in_remission, treated=True).value.relapsed_refractory is False
+    no_relapse = condition("t4", text="Multiple myeloma, no relapse", clinical=None)
+    assert diagnose(no_relapse).value.relapsed_refractory is None
+    assert isinstance(diagnose(condition("t5", text="Rule out multiple myeloma")), Unknown)  # not a diagnosis
+    assert isinstance(diagnose(condition("t6", [(ICD10CM, "C90.02", "Multiple myeloma in relapse")],
+                                         verification="differential")), Unknown)
+
+
 def test_plasmacytoma_is_not_myeloma():
     assert isinstance(diagnose(condition("c7", [(ICD10CM, "C90.30", "Solitary plasmacytoma")])), Unknown)
 
