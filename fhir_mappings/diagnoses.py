@@ -42,7 +42,7 @@ from fhir_mappings import assertions
 from fhir_mappings.assertions import PRESENT, UNCERTAIN, Match
 from fhir_mappings.parsing import DateSpan, on_or_before, parse_date
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.terminology import affirmative_match, codings_of, value_set
+from fhir_mappings.terminology import codings_of, value_set
 
 MYELOMA = "multiple-myeloma"
 NOT_MYELOMA = "not-multiple-myeloma"
@@ -102,9 +102,12 @@ def _match(value_set_id: str, condition: dict) -> Match | None:
     hit = assertions.match(value_set_id, condition.get("code"), _first_code(condition.get("verificationStatus")))
     if value_set_id != MYELOMA or hit is None:
         return hit
-    if hit.assertion == UNCERTAIN or (hit.coded.code is None and _SMOLDERING.search(hit.coded.display.lower())):
-        return None
-    return hit
+    return None if hit.assertion == UNCERTAIN or _smoldering(hit) else hit
+
+
+def _smoldering(hit: Match) -> bool:
+    """A smoldering myeloma named in words (no code of the value set names it)."""
+    return hit.coded.code is None and bool(_SMOLDERING.search(hit.coded.display.lower()))
 
 
 def _matching(record: PatientRecord, value_set_ids: tuple[str, ...], as_of: date) -> list[ConditionFinding]:
@@ -142,22 +145,35 @@ def order_indications(record: PatientRecord, order: dict | None) -> tuple[Condit
     order_ref = f"{kind}/{order['id']}" if isinstance(order.get("id"), str) else kind
     out = []
     for concept in order.get("reasonCode") or ():
-        if isinstance(concept, dict) and affirmative_match(MYELOMA, concept) is None:
+        if _other_indication(concept):
             out.append(ConditionFinding(order_ref, _first_coding(concept), NOT_MYELOMA, None, None))
     for ref in order.get("reasonReference") or ():
         condition = record.resolve(ref, context=order)
         if isinstance(condition, dict) and condition.get("resourceType") == "Condition":
-            if affirmative_match(MYELOMA, condition.get("code")) is None:
+            if _other_indication(condition.get("code")):
                 out.append(_finding(record, condition, NOT_MYELOMA, _first_coding(condition.get("code"))))
     return tuple(out)
 
 
+def _other_indication(concept) -> bool:
+    """Whether an order's reason names a condition other than multiple myeloma: it names something
+    (a code or words), and not myeloma (a denial of myeloma does not name it; smoldering myeloma is
+    another indication); a hedge ("possible multiple myeloma") is neither myeloma nor another."""
+    first = _first_coding(concept)
+    if first.code is None and not first.display:
+        return False
+    hit = assertions.match(MYELOMA, concept)
+    return hit is None or _smoldering(hit)
+
+
 def _first_coding(concept) -> Coded:
+    """The first coding with a code, else the concept's words (its text, or a code-less display)."""
     concept = concept if isinstance(concept, dict) else {}
     for coding in codings_of(concept):
         if coding.get("code"):
             return Coded(coding.get("system"), coding.get("code"), coding.get("display") or concept.get("text"))
-    return Coded(None, None, concept.get("text") if isinstance(concept.get("text"), str) else None)
+    words = [concept.get("text")] + [c.get("display") for c in codings_of(concept)]
+    return Coded(None, None, next((w for w in words if isinstance(w, str) and w.strip()), None))
 
 
 def _in(value_set_id: str, finding: ConditionFinding) -> bool:

@@ -104,6 +104,16 @@ def test_non_myeloma_order_indication_from_reason_code_and_reference():
     assert others[0].reference == "MedicationRequest/draft1" and others[1].reference == "Condition/dlbcl"
 
 
+def test_order_reasons_in_words():
+    order = {
+        "resourceType": "MedicationRequest", "id": "draft2", "status": "draft", "intent": "order",
+        "reasonCode": [{"text": "Multiple myeloma, not in remission"}, {"text": "Possible multiple myeloma"},
+                       {"coding": [{"display": "Smoldering multiple myeloma"}]}, {}],
+    }
+    others = diagnose(order=order).value.other_indications
+    assert [o.code.display for o in others] == ["Smoldering multiple myeloma"]
+
+
 def test_partial_condition_retrieval():
     partial = {"Condition": RetrievalOutcome(RetrievalState.PARTIAL, "page-cap")}
     assert diagnose(mm("c1", "C90.02"), retrieval=partial).value.relapsed_refractory is True
