@@ -313,6 +313,7 @@ def test_III_A_non_fda_approved_indication(policy, facts, expected):
     (BOTH, "none", {}, MET),
     (BOTH, "seizure-history", {"conditions": Observed((condition("seizure", "resolved"),))}, NOT_MET),
     (("769",), "cerebrovascular-ischemia", {"conditions": Observed((condition("cerebrovascular-ischemia"),))}, NOT_MET),
+    (BOTH, "epilepsy-is-a-seizure-history", {"conditions": Observed((condition("epilepsy", "inactive"),))}, NOT_MET),
     (("481",), "cerebrovascular-ischemia-not-listed", {"conditions": Observed((condition("cerebrovascular-ischemia"),))}, MET),
     (("769",), "prior-cns-involvement", {"conditions": Observed((condition("cns-malignancy-involvement", "resolved"),))}, NOT_MET),
     (("769",), "meningeal-signs", {"conditions": Observed((condition("meningeal-involvement", "active"),))}, NOT_MET),
