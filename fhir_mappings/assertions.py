@@ -1,7 +1,7 @@
 """What a problem-list entry asserts about a concept: present, historical, uncertain, or negated.
 
-Problem lists often carry a condition in words only (``Condition.code.text``, or a coding with a
-display and no code). A recognised text is evidence like a code, but words can deny or hedge what they
+Problem lists often carry a condition in words only (``Condition.code.text``, a coding with a display
+and no code, or a local or SNOMED CT code no value set lists, with its display). A recognised text is evidence like a code, but words can deny or hedge what they
 name, which a code cannot: "No CNS involvement", "Rule out leptomeningeal disease", "History of
 seizure". Reading such a text as the concept being present would turn a denial into a contradiction,
 and reading a hedge as absent would turn doubt into "meets policy". So each text hit is classified, in
@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from fhir_mappings.facts import Coded
-from fhir_mappings.terminology import codings_of, value_set
+from fhir_mappings.terminology import codings_of, value_set, value_set_files
 
 PRESENT = "present"
 HISTORICAL = "historical"
@@ -82,20 +83,34 @@ def classify(text: str, start: int, end: int) -> str:
 
 
 def _words(concept: dict) -> list[str]:
-    """The words a CodeableConcept carries for a reader: its text, and the display of every coding
-    that has no code (a display whose code is in a value set's system is judged by that code)."""
-    texts = [concept.get("text")]
-    texts += [c.get("display") for c in codings_of(concept) if not c.get("code")]
+    """The words a CodeableConcept carries for a reader: its text and the display of every coding. A
+    display is read even beside a code: a value set lists codes, not every descendant (a SNOMED CT
+    child of a listed concept, a local code), so the words are the only way to see those. A variant a
+    value set leaves out on purpose (R56.0- febrile convulsions) is left out in words too, by its
+    ``text_exclusions``."""
+    texts = [concept.get("text")] + [c.get("display") for c in codings_of(concept)]
     return [t for t in texts if isinstance(t, str) and t.strip()]
 
 
+@cache
+def _exclusions() -> dict[str, re.Pattern]:
+    """Per value set id, its ``text_exclusions``: words naming a variant the value set leaves out on
+    purpose, as it leaves out its codes ("febrile" seizure: R56.0-; "concussion": S06.0-)."""
+    return {data["id"]: re.compile("|".join(map(re.escape, (t.lower() for t in data["text_exclusions"]))))
+            for _, data in value_set_files() if data.get("text_exclusions")}
+
+
 def _text_assertion(value_set_id: str, text: str, coded: bool) -> str | None:
-    """What ``text`` asserts about the value set's concept, read at the first of its terms found. Beside
-    a matching code (``coded``) a text naming no term still speaks for the code when a cue opens it
-    ("No brain metastases") or stands in its first sentence; otherwise None (the text is not about it)."""
+    """What ``text`` asserts about the value set's concept, read at the first of its terms found; None
+    when it names none, or names a variant the value set excludes. Beside a matching code (``coded``) a
+    text naming no term still speaks for the code when a cue opens it ("No brain metastases") or stands
+    in its first sentence."""
     pattern = value_set(value_set_id).text_pattern
     lowered = text.lower()
     found = pattern.search(lowered) if pattern is not None else None
+    excluded = _exclusions().get(value_set_id)
+    if found and excluded is not None and excluded.search(lowered):
+        return None
     if found:
         return classify(lowered, found.start(), found.end())
     if not coded:

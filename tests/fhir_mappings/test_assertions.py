@@ -52,9 +52,15 @@ def test_a_coding_with_only_a_display_is_read_as_words():
     assert match("epilepsy", local).assertion == PRESENT
 
 
-def test_a_display_beside_a_code_outside_the_value_set_is_judged_by_the_code():
+def test_the_display_of_a_code_no_value_set_lists_is_read():
+    child = {"coding": [{"system": SNOMED, "code": "313307000", "display": "Epileptic seizure"}]}
+    assert match("epilepsy", child).assertion == PRESENT
     febrile = {"coding": [{"system": ICD10CM, "code": "R56.00", "display": "Simple febrile convulsions"}]}
-    assert match("seizure", febrile) is None
+    assert match("seizure", febrile) is None  # the variant the value set leaves out (text_exclusions)
+    assert match("seizure", {"text": "Febrile seizure in childhood"}) is None
+    assert match("severe-brain-injury", {"text": "Mild traumatic brain injury (concussion) 2012"}) is None
+    assert match("severe-brain-injury", {"text": "Traumatic brain injury with subdural hematoma"}).assertion == PRESENT
+    assert match("seizure", {"coding": [{"system": ICD10CM, "code": "I10", "display": "Hypertension"}]}) is None
 
 
 def test_a_code_in_the_value_set_is_present_unless_its_entry_hedges_or_denies_it():
