@@ -1,17 +1,20 @@
 """What a problem-list entry asserts about a concept: present, historical, uncertain, or negated.
 
 Problem lists often carry a condition in words only (``Condition.code.text``, a coding with a display
-and no code, or a local or SNOMED CT code no value set lists, with its display). A recognised text is evidence like a code, but words can deny or hedge what they
-name, which a code cannot: "No CNS involvement", "Rule out leptomeningeal disease", "History of
-seizure". Reading such a text as the concept being present would turn a denial into a contradiction,
-and reading a hedge as absent would turn doubt into "meets policy". So each text hit is classified, in
-the manner of NegEx (cue words before or after the term, in the same sentence):
+and no code, or a local or SNOMED CT code no value set lists, with its display). A recognised text is
+evidence like a code, but words can deny or hedge what they name, which a code cannot: "No CNS
+involvement", "Rule out leptomeningeal disease", "History of seizure". Reading such a text as the
+concept being present would turn a denial into a contradiction, and reading a hedge as absent would
+turn doubt into "meets policy". So each text hit is classified, in the manner of NegEx (cue words
+before or after the term, in the same sentence):
 
 - ``negated`` -- the text denies the concept ("no", "denies", "negative for", "without", "ruled
-  out" before it, "non-" on it; "ruled out", "excluded", "absent", "not present" after it, or a
-  form's answer "CNS involvement: none"). The entry is
-  not evidence of the concept. A negation cue elsewhere ("Epilepsy, not intractable, without status
-  epilepticus") qualifies another word and changes nothing.
+  out" before it in the same clause, "non-" on it; "ruled out", "excluded", "absent", "not present"
+  after it, or a form's answer "CNS involvement: none"). The entry is not evidence of the concept. A
+  negation cue elsewhere ("Epilepsy, not intractable, without status epilepticus") qualifies another
+  word and changes nothing, and a denial reaches back only to the last comma or "but" ("No CNS
+  involvement, epilepsy since childhood" still records epilepsy): a denial misread clears an
+  exclusion, a hedge or an assertion misread at worst leaves it unknown or not met.
 - ``uncertain`` -- the text hedges ("rule out", "r/o", "possible", "probable", "suspected", "query",
   "concern for", "cannot exclude", "?"). The concept is neither shown nor denied: unknown.
 - ``historical`` -- the text places the concept in the past ("history of", "h/o", "prior", "status
@@ -41,6 +44,7 @@ NEGATED = "negated"
 HEDGED_VERIFICATION = frozenset({"unconfirmed", "provisional", "differential"})
 
 _SENTENCE = re.compile(r"[.;\n]")  # a cue reaches its term only within one sentence or list item
+_CLAUSE = re.compile(r",|\b(?:but|however|although|except|and|with)\b")  # a denial reaches no further back
 _NEGATED_BEFORE = re.compile(
     r"\b(no|not|never|without|denies|denied|negative for|free of|absence of|ruled out|excluded)\b"
 )
@@ -74,7 +78,8 @@ def classify(text: str, start: int, end: int) -> str:
     after = _SENTENCE.split(text[end:])[0]
     if _UNCERTAIN.search(before) or _UNCERTAIN.search(after):
         return UNCERTAIN
-    if (_NEGATED_BEFORE.search(before) or _NEGATING_PREFIX.search(before) or _NEGATED_AFTER.search(after)
+    clause = _CLAUSE.split(before)[-1]
+    if (_NEGATED_BEFORE.search(clause) or _NEGATING_PREFIX.search(clause) or _NEGATED_AFTER.search(after)
             or _NEGATED_ANSWER.match(after)):
         return NEGATED
     if _HISTORICAL.search(before) or _HISTORICAL.search(after):

@@ -27,6 +27,9 @@ def text(words):
     ("meningeal-involvement", "Leptomeningeal enhancement on MRI brain", PRESENT),
     ("epilepsy", "Epilepsy, unspecified, not intractable, without status epilepticus", PRESENT),
     ("epilepsy", "Seizure disorder (epileptic), well controlled on levetiracetam", PRESENT),
+    ("epilepsy", "No CNS involvement, epilepsy since childhood", PRESENT),  # the denial ends at the comma
+    ("stroke", "Denies seizure but had a stroke in 2019", PRESENT),
+    ("cns-malignancy-involvement", "Multiple myeloma with no CNS involvement", None),
     ("seizure", "Seizure 2019, resolved", HISTORICAL),
     ("seizure", "h/o seizure", HISTORICAL),
     ("seizure", "Psychogenic non-epileptic seizures", UNCERTAIN),
