@@ -20,7 +20,8 @@ their words too, with what the words assert (``fhir_mappings.assertions``: "rule
 "no ..." is nothing, "history of ..." is history).
 
 Dates: a Condition's onset (else recordedDate) is a span (``parsing.DateSpan``); the Condition is
-left out only when the whole span is after ``as_of``.
+left out only when the whole span is after ``as_of``. With no clinicalStatus, an abatement wholly on
+or before ``as_of`` makes the Condition inactive; one that may be later leaves its status unknown.
 """
 
 from __future__ import annotations
@@ -64,15 +65,30 @@ def _onset_span(condition: dict) -> DateSpan | None:
     return None
 
 
+def _clinical_status(condition: dict, as_of: date | None) -> str | None:
+    """``clinicalStatus``; when it is missing, ``inactive`` if the Condition abated by ``as_of`` (FHIR:
+    an abatement means inactive, resolved or remission): an abatementString, or an abatement date
+    whose whole span is on or before ``as_of``. A date that may be later leaves the status unknown."""
+    status = _first_code(condition.get("clinicalStatus"))
+    if status is not None or as_of is None:
+        return status
+    if isinstance(condition.get("abatementString"), str):
+        return "inactive"
+    period = condition.get("abatementPeriod")
+    span = parse_date(condition.get("abatementDateTime")) or (
+        parse_date(period.get("end")) if isinstance(period, dict) else None)  # abated by the period's end
+    return "inactive" if span is not None and on_or_before(span, as_of) is True else None
+
+
 def _finding(record: PatientRecord, condition: dict, value_set_id: str, coded: Coded,
-             assertion: str = PRESENT) -> ConditionFinding:
+             assertion: str = PRESENT, as_of: date | None = None) -> ConditionFinding:
     onset = _onset_span(condition)
     recorded = parse_date(condition.get("recordedDate"))
     return ConditionFinding(
         reference=record.reference_of(condition),
         code=coded,
         value_set=value_set_id,
-        clinical_status=_first_code(condition.get("clinicalStatus")),
+        clinical_status=_clinical_status(condition, as_of),
         onset=onset.earliest if onset else None,
         recorded=recorded.earliest if recorded else None,
         assertion=assertion,
@@ -119,7 +135,7 @@ def _matching(record: PatientRecord, value_set_ids: tuple[str, ...], as_of: date
             if hit is None:
                 continue
             if _known_by(condition, as_of) and record.well_formed(condition):
-                found.append(_finding(record, condition, vs_id, hit.coded, hit.assertion))
+                found.append(_finding(record, condition, vs_id, hit.coded, hit.assertion, as_of))
             break
     return found
 

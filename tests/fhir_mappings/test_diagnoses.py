@@ -176,6 +176,19 @@ def test_provisional_coded_condition_is_uncertain():
     assert fact.value[0].assertion == "uncertain"
 
 
+def test_abatement_without_clinical_status_is_judged_on_its_whole_span():
+    cns_myeloma = [(ICD10CM, "C79.32", "Secondary malignant neoplasm of cerebral meninges")]
+    statuses = {
+        raw: cns(condition("m", cns_myeloma, clinical=None, abatementDateTime=raw)).value[0].clinical_status
+        for raw in ("2025-06-30", "2026-10", "2026-11", "2027")
+    }
+    assert statuses == {"2025-06-30": "inactive", "2026-10": "inactive", "2026-11": None, "2027": None}
+    resolved = condition("s", cns_myeloma, clinical=None, abatementString="resolved after IT chemotherapy")
+    assert cns(resolved).value[0].clinical_status == "inactive"
+    stated = condition("a", cns_myeloma, clinical="active", abatementDateTime="2025-06-30")
+    assert cns(stated).value[0].clinical_status == "active"  # a stated status is never overridden
+
+
 def test_condition_dated_only_to_a_month_or_year_is_judged_on_its_whole_span():
     epilepsy = [(ICD10CM, "G40.909", "Epilepsy")]
     assert cns(condition("past", epilepsy, onset="2026-11")).value  # 2026-11-01 .. 30 reaches past AS_OF: kept
