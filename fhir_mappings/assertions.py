@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Iterable
 
 from fhir_mappings.facts import Coded
 from fhir_mappings.terminology import codings_of, value_set, value_set_files
@@ -72,6 +72,14 @@ class Match:
     assertion: str  # PRESENT | HISTORICAL | UNCERTAIN (a NEGATED text is no match)
 
 
+def _clause_of(text: str, start: int, end: int) -> str:
+    """The clause around the term at ``start``..``end`` ("febrile seizure", not "febrile neutropenia,
+    seizure disorder")."""
+    before = _CLAUSE.split(_SENTENCE.split(text[:start])[-1])[-1]
+    after = _CLAUSE.split(_SENTENCE.split(text[end:])[0])[0]
+    return before + text[start:end] + after
+
+
 def classify(text: str, start: int, end: int) -> str:
     """What ``text`` (lower case) asserts about the term found at ``start``..``end``."""
     before = _SENTENCE.split(text[:start])[-1]
@@ -106,24 +114,28 @@ def _exclusions() -> dict[str, re.Pattern]:
 
 
 def _text_assertion(value_set_id: str, text: str, coded: bool) -> str | None:
-    """What ``text`` asserts about the value set's concept, read at the first of its terms found; None
-    when it names none, or names a variant the value set excludes. Beside a matching code (``coded``) a
-    text naming no term still speaks for the code when a cue opens it ("No brain metastases") or stands
-    in its first sentence."""
+    """What ``text`` asserts about the value set's concept: the most affirmative reading of any of its
+    terms found ("No seizures in 2020. Seizure disorder since 2021" is present); None when it names
+    none, or only a variant the value set excludes (an excluded word in the term's clause). Beside a matching code (``coded``) a text naming
+    no term still speaks for the code when a cue opens it ("No brain metastases") or stands in its
+    first sentence."""
     pattern = value_set(value_set_id).text_pattern
     lowered = text.lower()
-    found = pattern.search(lowered) if pattern is not None else None
+    found = list(pattern.finditer(lowered)) if pattern is not None else []
     excluded = _exclusions().get(value_set_id)
-    if found and excluded is not None and excluded.search(lowered):
-        return None
-    if found:
-        return classify(lowered, found.start(), found.end())
-    if not coded:
+    kept = [f for f in found if excluded is None or not excluded.search(_clause_of(lowered, f.start(), f.end()))]
+    if kept:
+        return _most_affirmative(classify(lowered, f.start(), f.end()) for f in kept)
+    if found or not coded:
         return None
     return NEGATED if _LEADING_NEGATION.match(lowered) else classify(lowered, 0, 0)
 
 
 _RANK = {PRESENT: 0, HISTORICAL: 1, UNCERTAIN: 2, NEGATED: 3}
+
+
+def _most_affirmative(assertions: Iterable[str]) -> str:
+    return min(assertions, key=_RANK.__getitem__)
 
 
 def match(value_set_id: str, concept: Any, verification: str | None = None) -> Match | None:
@@ -143,7 +155,8 @@ def match(value_set_id: str, concept: Any, verification: str | None = None) -> M
     hits = [(a, t) for t in _words(concept) if (a := _text_assertion(value_set_id, t, False)) is not None]
     if not hits:
         return None
-    assertion, text = min(hits, key=lambda hit: _RANK[hit[0]])
+    assertion = _most_affirmative(a for a, _ in hits)
+    text = next(t for a, t in hits if a == assertion)
     if assertion == NEGATED:
         return None
     if verification in HEDGED_VERIFICATION:

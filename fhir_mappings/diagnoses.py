@@ -127,16 +127,16 @@ def _smoldering(hit: Match) -> bool:
 
 
 def _matching(record: PatientRecord, value_set_ids: tuple[str, ...], as_of: date) -> list[ConditionFinding]:
-    """Conditions in any of the value sets, known by ``as_of`` (the first set matched wins)."""
+    """Conditions in any of the value sets, known by ``as_of``: each once, under the first value set
+    it is asserted in, else the first it is hedged in ("Possible CNS involvement; epilepsy" is
+    epilepsy, not merely a possible CNS involvement)."""
     found = []
     for condition in record.of_type("Condition"):
-        for vs_id in value_set_ids:
-            hit = _match(vs_id, condition)
-            if hit is None:
-                continue
-            if _known_by(condition, as_of) and record.well_formed(condition):
-                found.append(_finding(record, condition, vs_id, hit.coded, hit.assertion, as_of))
-            break
+        hits = [(vs_id, hit) for vs_id in value_set_ids if (hit := _match(vs_id, condition)) is not None]
+        if not hits or not _known_by(condition, as_of) or not record.well_formed(condition):
+            continue
+        vs_id, hit = next((h for h in hits if h[1].assertion != UNCERTAIN), hits[0])
+        found.append(_finding(record, condition, vs_id, hit.coded, hit.assertion, as_of))
     return found
 
 

@@ -34,6 +34,7 @@ def text(words):
     ("seizure", "h/o seizure", HISTORICAL),
     ("seizure", "Psychogenic non-epileptic seizures", UNCERTAIN),
     ("seizure", "Denies seizures", None),
+    ("seizure", "No seizures in 2020. Seizure disorder since 2021", PRESENT),
     ("stroke", "Stroke with residual left hemiparesis", PRESENT),
     ("stroke", "s/p cerebral infarct 2018", HISTORICAL),
     ("psychosis", "Major depressive disorder, severe without psychotic features", None),
@@ -61,6 +62,7 @@ def test_the_display_of_a_code_no_value_set_lists_is_read():
     febrile = {"coding": [{"system": ICD10CM, "code": "R56.00", "display": "Simple febrile convulsions"}]}
     assert match("seizure", febrile) is None  # the variant the value set leaves out (text_exclusions)
     assert match("seizure", {"text": "Febrile seizure in childhood"}) is None
+    assert match("seizure", {"text": "Febrile neutropenia, seizure disorder"}).assertion == PRESENT
     assert match("severe-brain-injury", {"text": "Mild traumatic brain injury (concussion) 2012"}) is None
     assert match("severe-brain-injury", {"text": "Traumatic brain injury with subdural hematoma"}).assertion == PRESENT
     assert match("seizure", {"coding": [{"system": ICD10CM, "code": "I10", "display": "Hypertension"}]}) is None

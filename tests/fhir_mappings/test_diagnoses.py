@@ -161,6 +161,11 @@ def test_negated_text_does_not_count_and_hedged_text_is_uncertain():
     assert found == {"Condition/t1": "uncertain", "Condition/t2": "present"}
 
 
+def test_an_entry_asserting_one_concept_and_hedging_another_counts_as_the_asserted_one():
+    fact = cns(condition("t6", text="Possible CNS involvement. Epilepsy since childhood"))
+    assert [(f.value_set, f.assertion) for f in fact.value] == [("epilepsy", "present")]
+
+
 def test_text_only_cns_pathology_is_cited_as_the_text():
     fact = cns(condition("t4", text="Seizure disorder, on levetiracetam", clinical="active"),
                condition("t5", text="History of stroke", clinical="resolved"))
