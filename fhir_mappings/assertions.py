@@ -16,10 +16,15 @@ before or after the term, in the same sentence):
   involvement, epilepsy since childhood" still records epilepsy): a denial misread clears an
   exclusion, a hedge or an assertion misread at worst leaves it unknown or not met.
 - ``uncertain`` -- the text hedges ("rule out", "r/o", "possible", "probable", "suspected", "query",
-  "concern for", "cannot exclude", "?"). The concept is neither shown nor denied: unknown.
+  "concern for", "cannot exclude", "screening for", "risk of", "?"). The concept is neither shown nor denied: unknown.
 - ``historical`` -- the text places the concept in the past ("history of", "h/o", "prior", "status
   post", "resolved"). It counts wherever history counts, and leaves "is it active?" unanswered.
 - ``present`` -- anything else.
+
+A condition of someone else ("Family history of epilepsy", "FH: myeloma (father)") is ``negated``: it is
+not the patient's (FHIR has FamilyMemberHistory for it, but problem lists carry it in words). Like a
+denial, the relative must be named before the term in its clause ("Seizure disorder, like her mother"
+is the patient's).
 
 A coded match is ``present`` unless the entry's own verificationStatus hedges it (provisional,
 differential, unconfirmed: ``uncertain``) or its text denies or hedges it (a code with the text
@@ -48,13 +53,19 @@ _CLAUSE = re.compile(r",|\b(?:but|however|although|except|and|with)\b")  # a den
 _NEGATED_BEFORE = re.compile(
     r"\b(no|not|never|without|denies|denied|negative for|free of|absence of|ruled out|excluded)\b"
 )
+# Someone else's condition ("Family history of epilepsy", "FH: myeloma (father)") is not the patient's.
+_OTHER_PERSON = re.compile(
+    r"\b(family history|family hx|fh|fhx|mother|father|sister|brother|sibling|parent|son|daughter|"
+    r"grandmother|grandfather|aunt|uncle|cousin)\b"
+)
 # After the term only unambiguous denials count: "Seizure disorder, EEG negative" or "Seizures: none
 # since 2019" still record a seizure history, and a denial misread would clear an exclusion.
 _NEGATED_AFTER = re.compile(r"\b(ruled out|excluded|absent|not present)\b")
 _UNCERTAIN = re.compile(
     r"(\b(rule out|r/o|possible|possibly|probable|probably|suspected|suspect|suspicious|suspicion|"
     r"questionable|query|presumed|likely|unlikely|concern for|concerning for|cannot exclude|cannot be excluded|"
-    r"not excluded|to be excluded|evaluate for|evaluation for|differential|versus|vs|"
+    r"not excluded|to be excluded|evaluate for|evaluation for|differential|versus|vs|screening|screen for|"
+    r"work-up|workup|risk of|risk for|at risk|"
     # not a doubt but a qualifier that leaves the concept open: psychogenic non-epileptic "seizures"
     r"psychogenic|non-epileptic|nonepileptic|pseudoseizure)\b|\?)"
 )
@@ -84,9 +95,11 @@ def classify(text: str, start: int, end: int) -> str:
     """What ``text`` (lower case) asserts about the term found at ``start``..``end``."""
     before = _SENTENCE.split(text[:start])[-1]
     after = _SENTENCE.split(text[end:])[0]
+    clause = _CLAUSE.split(before)[-1]
+    if _OTHER_PERSON.search(clause):
+        return NEGATED
     if _UNCERTAIN.search(before) or _UNCERTAIN.search(after):
         return UNCERTAIN
-    clause = _CLAUSE.split(before)[-1]
     if (_NEGATED_BEFORE.search(clause) or _NEGATING_PREFIX.search(clause) or _NEGATED_AFTER.search(after)
             or _NEGATED_ANSWER.match(after)):
         return NEGATED

@@ -40,6 +40,12 @@ def text(words):
     ("psychosis", "Major depressive disorder, severe without psychotic features", None),
     ("psychosis", "Non-psychotic depression", None),
     ("parkinsons-disease", "Parkinson's disease", PRESENT),
+    ("epilepsy", "Family history of epilepsy (mother)", None),
+    ("seizure", "Seizure disorder, like her mother", PRESENT),
+    ("multiple-myeloma", "FH: multiple myeloma (father)", None),
+    ("multiple-myeloma", "IgG kappa myeloma", PRESENT),
+    ("multiple-myeloma", "MGUS, at risk of progression to myeloma", UNCERTAIN),
+    ("multiple-myeloma", "Screening for myeloma", UNCERTAIN),
     ("dementia", "Hypertension", None),
 ])
 def test_text_only_condition(value_set, words, expected):
