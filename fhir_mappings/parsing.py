@@ -189,12 +189,6 @@ class DateSpan:
     def exact(self) -> bool:
         return self.earliest == self.latest
 
-    def shown(self) -> str:
-        """The span as the record gave it: ``2026-11-05``, or ``2026-11-01..2026-11-30`` when partial."""
-        if self.exact:
-            return self.earliest.isoformat()
-        return f"{self.earliest.isoformat()}..{self.latest.isoformat()}"
-
 
 def between(span: DateSpan, first: date, last: date) -> bool | None:
     """Whether the day ``span`` denotes lies in ``first`` .. ``last`` (both included): True when the

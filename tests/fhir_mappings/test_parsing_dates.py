@@ -64,7 +64,3 @@ def test_on_or_before(raw, expected):
 def test_follows_within(later, earlier, expected):
     assert follows_within(parse_date(later), parse_date(earlier), 60) is expected
 
-
-def test_span_shown_as_recorded():
-    assert parse_date("2026-11-05").shown() == "2026-11-05"
-    assert parse_date("2026-11").shown() == "2026-11-01..2026-11-30"
