@@ -221,9 +221,10 @@ def relapsed_refractory(
         for f in myeloma:
             if _in("myeloma-not-in-remission", f):
                 return True, f"{_shown(f)} not having achieved remission after anti-myeloma therapy ({f.reference})"
-            if f.clinical_status == "active" and not _in("myeloma-in-remission", f):
+            if f.clinical_status == "active" and f.assertion == PRESENT and not _in("myeloma-in-remission", f):
                 # An active myeloma (e.g. SNOMED 109989006) after anti-myeloma therapy is what C90.00
-                # "not having achieved remission" codes: relapsed or refractory.
+                # "not having achieved remission" codes: relapsed or refractory. Words placing it in
+                # the past ("History of multiple myeloma") do not show active disease.
                 return True, f"{_shown(f)} clinicalStatus active after anti-myeloma therapy ({f.reference})"
     if progression is not None:
         # Progression shown by the labs is relapse whatever the problem list says: a remission code

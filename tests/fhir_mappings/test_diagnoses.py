@@ -79,6 +79,8 @@ def test_myeloma_status_in_words():
     assert diagnose(not_in_remission, treated=True).value.relapsed_refractory is True
     in_remission = condition("t3", text="Multiple myeloma in remission", clinical=None)
     assert diagnose(in_remission, treated=True).value.relapsed_refractory is False
+    history = condition("t7", text="History of multiple myeloma", clinical="active")
+    assert diagnose(history, treated=True).value.relapsed_refractory is None
     no_relapse = condition("t4", text="Multiple myeloma, no relapse", clinical=None)
     assert diagnose(no_relapse).value.relapsed_refractory is None
     assert isinstance(diagnose(condition("t5", text="Rule out multiple myeloma")), Unknown)  # not a diagnosis
