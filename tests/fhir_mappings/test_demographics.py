@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from fhir_samples import AS_OF, PATIENT, patient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhir_mappings.demographics import age_bounds
 from fhir_mappings.facts import AgeBounds, Observed, RetrievalOutcome, RetrievalState, Unknown
@@ -53,3 +55,12 @@ def test_missing_patient_birth_date_and_failed_retrieval():
 def test_birth_date_after_as_of_is_unknown():
     assert "after" in age("2027-01-01").reason
     assert "after" in age("2027").reason
+
+
+@given(born=st.dates(min_value=date(1900, 1, 1), max_value=date(2026, 11, 24)),
+       as_of=st.dates(min_value=date(2026, 11, 24), max_value=date(2030, 12, 31)))
+def test_a_truncated_birth_date_always_brackets_the_true_age(born, as_of):
+    true_age = age(born.isoformat(), as_of).value.minimum
+    for truncated in (born.isoformat()[:7], born.isoformat()[:4]):
+        bounds = age(truncated, as_of).value
+        assert bounds.minimum <= true_age <= bounds.maximum <= bounds.minimum + 1
