@@ -129,9 +129,9 @@ def _exclusions() -> dict[str, re.Pattern]:
 def _text_assertion(value_set_id: str, text: str, coded: bool) -> str | None:
     """What ``text`` asserts about the value set's concept: the most affirmative reading of any of its
     terms found ("No seizures in 2020. Seizure disorder since 2021" is present); None when it names
-    none, or only a variant the value set excludes (an excluded word in the term's clause). Beside a matching code (``coded``) a text naming
-    no term still speaks for the code when a cue opens it ("No brain metastases") or stands in its
-    first sentence."""
+    none, or only a variant the value set excludes (an excluded word in the term's clause). Beside a
+    matching code (``coded``) a text naming no term still speaks for the code when a cue opens it ("No
+    brain metastases") or stands in its first sentence."""
     pattern = value_set(value_set_id).text_pattern
     lowered = text.lower()
     found = list(pattern.finditer(lowered)) if pattern is not None else []

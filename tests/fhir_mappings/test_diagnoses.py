@@ -179,7 +179,8 @@ def test_text_only_cns_pathology_is_cited_as_the_text():
 
 
 def test_provisional_coded_condition_is_uncertain():
-    fact = cns(condition("c1", [(ICD10CM, "C79.31", "Secondary malignant neoplasm of brain")], verification="provisional"))
+    brain = [(ICD10CM, "C79.31", "Secondary malignant neoplasm of brain")]
+    fact = cns(condition("c1", brain, verification="provisional"))
     assert fact.value[0].assertion == "uncertain"
 
 
