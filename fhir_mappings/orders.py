@@ -8,6 +8,13 @@ EHRs name a product in several places, and all of them count: ``MedicationReques
 patient's record is retrieved. The same reading serves every resource that names a drug or procedure
 (MedicationStatement, MedicationAdministration, Procedure, Condition), see ``therapy``.
 
+The same order travels under several copies: the draft in ``context.draftOrders``, the EHR's stored copy
+in the patient's MedicationRequest history (an order re-signed after an edit is already ``active``), a
+ServiceRequest written for the same order. ``order_keys`` says what identifies an order across them: its
+``Type/id`` and each business identifier with both a ``system`` and a ``value`` (the placer order number).
+An identifier without a system is not used: two local numbers "1" from different systems are not the same
+order, and treating another order as this one would hide history.
+
 Units are UCUM and case-sensitive. A dose without a unit, or in a unit that cannot be converted, is an
 unknown fact that carries the raw value: never a guess.
 """
@@ -91,6 +98,19 @@ def product_identity(resource: dict, resolve: Resolver | None = None) -> tuple[t
                 names.append(display)
     clean_names = tuple(dict.fromkeys(n.strip() for n in names if isinstance(n, str) and n.strip()))
     return tuple(dict.fromkeys(codings)), clean_names
+
+
+def order_keys(resource: dict) -> frozenset[str]:
+    """What identifies an order across its copies (see module docstring): ``Type/id`` and
+    ``identifier:system|value`` for each identifier with both."""
+    keys = set()
+    if isinstance(resource.get("id"), str) and resource["id"]:
+        keys.add(_reference(resource, _kind(resource)))
+    for identifier in _list(resource.get("identifier")):
+        system, value = identifier.get("system"), identifier.get("value")
+        if isinstance(system, str) and system.strip() and isinstance(value, str) and value.strip():
+            keys.add(f"identifier:{system.strip()}|{value.strip()}")
+    return frozenset(keys)
 
 
 def cell_dose(record, order: dict) -> Fact[CellDose]:

@@ -123,9 +123,11 @@ def test_prior_car_t_from_procedures_and_history_codes():
 
 def test_prior_exposures_with_partial_retrieval():
     record = build([ABECMA_PCS], {"MedicationStatement": FAILED})
-    decided = prior_exposures(record, ("anti-bcma",), AS_OF)
-    assert isinstance(decided, Observed) and decided.value  # a found exposure is not undone by missing data
-    undecided = prior_exposures(record, ("imid", "anti-bcma"), AS_OF)
+    # "has not received any of these": one received exposure contradicts it, missing data cannot undo that
+    for asked in (("anti-bcma",), ("imid", "anti-bcma")):
+        decided = prior_exposures(record, asked, AS_OF)
+        assert isinstance(decided, Observed) and decided.value
+    undecided = prior_exposures(record, ("imid",), AS_OF)
     assert isinstance(undecided, Unknown) and undecided.retrieval_failed
 
 
