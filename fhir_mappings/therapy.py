@@ -17,10 +17,12 @@ line-of-therapy count can widen instead of guessing.
 Therapy written only in words. Trial and investigational products often have no code and no name a value
 set knows ("BCMA CAR-T (investigational)", "anti-BCMA bispecific, study drug"). A product with no code and
 no known name is identified by the generic terms of the value sets (``generic_terms``: "CAR T", "chimeric
-antigen receptor", "BCMA", matched as whole words, hyphen or space alike), but only in a clause that does
-not say the therapy is not (yet) given: a clause with a negation ("no prior CAR-T") or a word of
-preparation ("evaluation", "referral", "candidate", "planned", "leukapheresis", "lymphodepleting",
-"prior to"...) identifies nothing. A drug that is identified otherwise (tocilizumab "for CAR-T CRS",
+antigen receptor", "BCMA", matched as whole words, hyphen or space alike), but only where the text does
+not say the therapy is not (yet) given: a clause (text between ``.``, ``,``, ``;`` or line breaks) with a
+word of preparation ("evaluation", "referral", "candidate", "planned", "leukapheresis", "lymphodepleting"...)
+identifies nothing, and what follows a negation or a deferral ("no prior CAR-T", "prior to CAR-T") is cut
+off ("teclistamab without response" still names teclistamab). These words only ever remove a reading of
+free text; codes are never discarded. A drug that is identified otherwise (tocilizumab "for CAR-T CRS",
 cyclophosphamide "for CAR-T lymphodepletion") stays that drug. Procedures, Conditions and ServiceRequests
 describe an act, not a product, so there even a product's name counts only in such an affirmative clause
 ("Leukapheresis for ide-cel manufacturing" is not an ide-cel infusion).
@@ -182,7 +184,7 @@ def concurrent_requests(
     requests were not retrieved in full and nothing was found."""
     wanted = tuple(dict.fromkeys(value_sets))
     asked = tuple(dict.fromkeys(wanted + CLASS_IDS))  # an exposure is labelled with every class it is in
-    own = _drug(record, *product_identity(order, _resolver(record, order)))
+    own = _drug(record, *_identity(record, order))
     seen = set(order_keys(order))
     others: list[Exposure] = []
     unclear: list[Exposure] = []
@@ -191,7 +193,7 @@ def concurrent_requests(
         if keys & seen:
             continue  # the order itself, or a draft also present in the record
         seen |= keys
-        drug = _drug(record, *product_identity(resource, _resolver(record, resource)))
+        drug = _drug(record, *_identity(record, resource))
         classes = drug.classes(asked)
         if not classes & set(wanted):
             continue
@@ -417,13 +419,13 @@ def _prior(record, as_of: date, wanted: tuple[str, ...]) -> tuple[list[tuple[Exp
         for kind in PRIOR_TYPES:
             for resource in record.of_type(kind):
                 level = _prior_level(resource)
-                if level is None or _being_signed(record, resource) or not record.well_formed(resource):
+                if level is None or _being_signed(record, resource):
                     continue
                 codings, names = _identity(record, resource)
                 drug = _drug(record, codings, names)
                 classes = drug.classes(asked) & wanted_set
                 hinted = _mentions(record, resource, names) & wanted_set - classes
-                if not classes and not hinted:
+                if not (classes or hinted) or not record.well_formed(resource):
                     continue
                 timed = _timed(record, resource, (drug.ingredient, drug.classes(asked) | hinted), as_of)
                 if timed is None:
