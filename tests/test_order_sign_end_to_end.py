@@ -558,3 +558,22 @@ def test_an_earlier_order_for_the_product_without_an_administration_is_not_proof
         assert statuses(card)[criterion_id] == "unknown", criterion_id
         assert "MedicationRequest/abecma-ordered-2026-03" in {e["reference"] for e in criterion(card, criterion_id)["evidence"]}
     assert statuses(card)["I.A.9"] == "met"  # stopped: no longer a live order
+
+
+def test_another_car_t_product_ordered_as_a_live_service_request_is_concurrent(client):
+    hook = abecma_meets()
+    (order,) = draft_orders(hook)
+    carvykti = {
+        "resourceType": "ServiceRequest", "id": "carvykti-referral-order", "status": "active", "intent": "order",
+        "subject": order["subject"], "authoredOn": "2026-11-18T15:00:00Z",
+        "code": {"coding": [{"system": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "code": "Q2056",
+                             "display": "Ciltacabtagene autoleucel"}], "text": "Carvykti (cilta-cel) infusion"},
+    }
+    hook["prefetch"]["serviceRequests"]["entry"] = [{"resource": carvykti}]
+
+    body = signed(client, hook)
+
+    card = assert_verdict(body, ABECMA_ORDER, "does-not-meet")
+    assert statuses(card)["I.A.9"] == "not-met"
+    assert "ServiceRequest/carvykti-referral-order" in {e["reference"] for e in criterion(card, "I.A.9")["evidence"]}
+    assert statuses(card)["I.A.8"] == "unknown"  # ordered, not (yet) shown to be given
