@@ -348,16 +348,22 @@ def _generic_classes(clause: str) -> frozenset[str]:
     return frozenset(vs_id for vs_id, pattern in _generic_patterns() if pattern.search(normalised))
 
 
-def _mentioned(resource: dict, names: tuple[str, ...]) -> frozenset[str]:
+def _mentioned(record, resource: dict, names: tuple[str, ...]) -> frozenset[str]:
     """Value sets that the resource's names, notes and reason texts mention in an affirmative clause (a
-    product name or a generic term): what a reader of the text would take as a sign of that therapy."""
+    product name or a generic term): what a reader of the text would take as a sign of that therapy.
+    Memoised by the texts: a chart repeats the same few drug names and notes."""
     texts = list(names)
     texts += [n.get("text") for n in resource.get("note") or () if isinstance(n, dict)]
     texts += [c.get("text") for c in resource.get("reasonCode") or () if isinstance(c, dict)]
-    found: set[str] = set()
-    for clause in _affirmed(texts):
-        found |= value_sets_named_in(clause) | _generic_classes(clause)
-    return frozenset(found)
+    key = tuple(t for t in texts if isinstance(t, str))
+
+    def compute():
+        found: set[str] = set()
+        for clause in _affirmed(key):
+            found |= value_sets_named_in(clause) | _generic_classes(clause)
+        return frozenset(found)
+
+    return record.memo(("therapy.mentioned", key), compute)
 
 
 # ------------------------------------------------------------------------------ collection
@@ -416,29 +422,42 @@ def _prior(record, as_of: date, wanted: tuple[str, ...]) -> tuple[list[tuple[Exp
         wanted_set = frozenset(wanted)
         received: list[tuple[Exposure, str]] = []
         possible: list[tuple[Exposure, str]] = []
+        for resource, level, drug, mentioned in _prior_candidates(record):
+            classes = drug.classes(asked) & wanted_set
+            hinted = mentioned & wanted_set - classes
+            if not (classes or hinted) or not record.well_formed(resource):
+                continue
+            timed = _timed(record, resource, (drug.ingredient, drug.classes(asked) | hinted), as_of)
+            if timed is None:
+                continue
+            what = f"{resource['resourceType']} {resource.get('status') or 'recorded'}"
+            if classes and level == RECEIVED:
+                received.append((timed.exposure, f"received ({what})"))
+            elif classes:
+                possible.append((timed.exposure, f"{what}: administration not documented"))
+            else:
+                possible.append((timed.exposure, "mentioned in the record's text"))
+        return received, possible
+
+    return record.memo(("therapy.prior", as_of, wanted), compute)
+
+
+def _prior_candidates(record) -> list[tuple[dict, str, _Drug, frozenset[str]]]:
+    """(resource, evidence level, product, value sets its texts mention) of every resource that may show
+    prior therapy, not an order being signed: identified once per record for every value set asked."""
+
+    def compute():
+        out = []
         for kind in PRIOR_TYPES:
             for resource in record.of_type(kind):
                 level = _prior_level(resource)
                 if level is None or _being_signed(record, resource):
                     continue
                 codings, names = _identity(record, resource)
-                drug = _drug(record, codings, names)
-                classes = drug.classes(asked) & wanted_set
-                hinted = _mentions(record, resource, names) & wanted_set - classes
-                if not (classes or hinted) or not record.well_formed(resource):
-                    continue
-                timed = _timed(record, resource, (drug.ingredient, drug.classes(asked) | hinted), as_of)
-                if timed is None:
-                    continue
-                if classes and level == RECEIVED:
-                    received.append((timed.exposure, f"received ({kind} {resource.get('status') or 'recorded'})"))
-                elif classes:
-                    possible.append((timed.exposure, f"{kind} {resource.get('status') or 'recorded'}: administration not documented"))
-                else:
-                    possible.append((timed.exposure, "mentioned in the record's text"))
-        return received, possible
+                out.append((resource, level, _drug(record, codings, names), _mentioned(record, resource, names)))
+        return out
 
-    return record.memo(("therapy.prior", as_of, wanted), compute)
+    return record.memo("therapy.prior-candidates", compute)
 
 
 def _prior_level(resource: dict) -> str | None:
@@ -452,10 +471,6 @@ def _prior_level(resource: dict) -> str | None:
     if status in NOT_EVIDENCE_STATUS or (kind in ORDER_KINDS and resource.get("intent") in NOT_TREATMENT_INTENTS):
         return None
     return POSSIBLE
-
-
-def _mentions(record, resource: dict, names: tuple[str, ...]) -> frozenset[str]:
-    return record.memo(("therapy.mentions", id(resource)), lambda: _mentioned(resource, names))
 
 
 def _being_signed(record, resource: dict) -> bool:
@@ -473,11 +488,14 @@ ACT_TYPES = ("Procedure", "Condition", "ServiceRequest")
 
 
 def _identity(record, resource: dict) -> tuple[tuple[Coded, ...], tuple[str, ...]]:
-    """(codings, names) that identify the resource's product; for an act, only its affirmative clauses."""
-    codings, names = product_identity(resource, _resolver(record, resource))
-    if resource.get("resourceType") in ACT_TYPES:
-        names = _affirmed(names)
-    return codings, names
+    """(codings, names) that identify the resource's product; for an act, only its affirmative clauses.
+    Memoised per resource: the exposures and the prior-therapy facts both read every resource."""
+
+    def compute():
+        codings, names = product_identity(resource, _resolver(record, resource))
+        return codings, _affirmed(names) if resource.get("resourceType") in ACT_TYPES else names
+
+    return record.memo(("therapy.identity", id(resource)), compute)
 
 
 def _drug_identity(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
