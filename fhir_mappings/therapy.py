@@ -453,7 +453,7 @@ def _prior_candidates(record) -> list[tuple[dict, str, _Drug, frozenset[str]]]:
                 level = _prior_level(resource)
                 if level is None or _being_signed(record, resource):
                     continue
-                codings, names = _identity(record, resource)
+                codings, names = _record_identity(record, resource)
                 out.append((resource, level, _drug(record, codings, names), _mentioned(record, resource, names)))
         return out
 
@@ -488,20 +488,21 @@ ACT_TYPES = ("Procedure", "Condition", "ServiceRequest")
 
 
 def _identity(record, resource: dict) -> tuple[tuple[Coded, ...], tuple[str, ...]]:
-    """(codings, names) that identify the resource's product; for an act, only its affirmative clauses.
-    Memoised per resource: the exposures and the prior-therapy facts both read every resource."""
+    """(codings, names) that identify the resource's product; for an act, only its affirmative clauses."""
+    codings, names = product_identity(resource, _resolver(record, resource))
+    return codings, _affirmed(names) if resource.get("resourceType") in ACT_TYPES else names
 
-    def compute():
-        codings, names = product_identity(resource, _resolver(record, resource))
-        return codings, _affirmed(names) if resource.get("resourceType") in ACT_TYPES else names
 
-    return record.memo(("therapy.identity", id(resource)), compute)
+def _record_identity(record, resource: dict) -> tuple[tuple[Coded, ...], tuple[str, ...]]:
+    """``_identity`` of a resource the record holds, memoised (by identity: the record keeps it alive):
+    the exposures and the prior-therapy facts both read every resource."""
+    return record.memo(("therapy.identity", id(resource)), lambda: _identity(record, resource))
 
 
 def _drug_identity(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
     """(ingredient, the value sets of ``asked`` it belongs to) of the resource's product; memberships and
     ingredient are worked out once per distinct drug (codings and names) of the record."""
-    drug = _drug(record, *_identity(record, resource))
+    drug = _drug(record, *_record_identity(record, resource))
     return drug.ingredient, drug.classes(asked)
 
 
