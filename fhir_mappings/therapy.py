@@ -294,13 +294,14 @@ def _ingredient(codings: tuple[Coded, ...], names: tuple[str, ...]) -> tuple[str
 # ------------------------------------------------------------------------------ therapy in words
 
 # Words (of the normalised text: lower case, hyphens and slashes as spaces) that say a clause is about
-# preparing or considering the therapy, not giving it: the whole clause affirms nothing.
+# preparing, considering or calling off the therapy, not giving it: the whole clause affirms nothing.
 _PREPARATION = re.compile(
     r"(?<![a-z0-9])(?:candidate|candidacy|evaluation|evaluate|evaluated|eval|consult|consultation|referral|"
     r"referred|refer|screening|eligibility|eligible|ineligible|education|discussed|discussion|consider|"
     r"considered|considering|plan|planned|planning|scheduled|pending|awaiting|declined|refused|collection|"
     r"collected|apheresis|leukapheresis|harvest|manufacturing|manufacture|lymphodepletion|lymphodepleting|"
-    r"conditioning|ld|bridging|work ?up)(?![a-z0-9])"
+    r"conditioning|ld|bridging|work ?up|cancelled|canceled|deferred|postponed|"
+    r"(?:not|never) (?:given|received|administered|infused|started))(?![a-z0-9])"
 )
 # Words that negate or put off what follows them ("no prior CAR-T", "prior to CAR-T"): a clause affirms
 # only what comes before the first of them ("teclistamab without response" still names teclistamab).

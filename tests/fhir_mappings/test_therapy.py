@@ -257,6 +257,7 @@ def test_an_order_plan_or_unconfirmed_history_is_unknown_never_met(kind, status,
     ("Condition", {"text": "Candidate for CAR T-cell therapy"}),
     ("Condition", {"text": "Referred for BCMA-directed therapy evaluation"}),
     ("Condition", {"text": "No prior anti-BCMA therapy"}),
+    ("Condition", {"text": "Abecma order cancelled, product not infused"}),
     ("MedicationAdministration", {"text": "Fludarabine 30 mg/m2 IV, lymphodepleting chemotherapy prior to CAR-T"}),
 ])
 def test_preparing_for_or_denying_car_t_is_not_prior_car_t(kind, concept):
