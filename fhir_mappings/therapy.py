@@ -1,6 +1,7 @@
 """Anti-myeloma therapy history: drug exposures, transplant and CAR-T procedures, concurrent orders.
 
-Where therapy shows up in an R4 record, and what counts:
+Where therapy shows up in an R4 record, and what counts as an exposure (``exposures``, the line-of-therapy
+count; the prior-therapy criteria ask for more, see below):
 - ``MedicationStatement`` (active, completed, stopped), ``MedicationAdministration`` (completed, stopped,
   in-progress: the drug was given) and ``MedicationRequest`` (active, completed, stopped; intents
   ``proposal``/``plan``/``option`` are not treatment). Drafts, cancelled and entered-in-error records are
