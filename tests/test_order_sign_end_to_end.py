@@ -533,7 +533,8 @@ def resigned(hook: dict, order_id: str, *, record_copy: dict | None = None) -> d
     return hook
 
 
-@pytest.mark.parametrize("record_copy", [None, {"id": "ehr-order-88412057"}], ids=["same-id", "same-identifier"])
+@pytest.mark.parametrize("record_copy", [None, {"id": "ehr-order-88412057"}, {"id": "ehr-4711", "identifier": []}],
+                         ids=["same-id", "same-identifier", "same-content"])
 def test_re_signing_an_active_order_is_not_prior_or_concurrent_therapy(client, record_copy):
     hook = resigned(abecma_meets(), "tocilizumab-within-allowance-cart", record_copy=record_copy)
 
