@@ -31,7 +31,7 @@ describe an act, not a product, so there even a product's name counts only in su
 The order being signed is not history. A client may sign an order that is already ``active`` (re-signed
 after an edit), and the EHR's MedicationRequest history then holds the same order. Every resource that is
 one of the hook's orders (``record.orders_being_signed``, matched by ``orders.order_keys``: same
-``Type/id`` or the same placer identifier) is left out of the history: it is never an exposure, never
+``Type/id``, the same placer identifier, or the same content) is left out of the history: it is never an exposure, never
 prior therapy and never a concurrent order of itself.
 
 Prior therapy (I.A.7 anti-BCMA, I.A.8 CAR-T, II.A.1 continued therapy: "has not previously received")
