@@ -455,7 +455,7 @@ def _prior_candidates(record) -> list[tuple[dict, str, _Drug, frozenset[str]]]:
                 level = _prior_level(resource)
                 if level is None or _being_signed(record, resource):
                     continue
-                codings, names = _record_identity(record, resource)
+                codings, names = _identity(record, resource)
                 out.append((resource, level, _drug(record, codings, names), _mentioned(record, resource, names)))
         return out
 
@@ -476,35 +476,43 @@ def _prior_level(resource: dict) -> str | None:
 
 
 def _being_signed(record, resource: dict) -> bool:
-    """Whether an order in the record is one of the hook's orders (``orders.order_keys``). Only orders are
-    compared: an administration sharing the order's number is evidence the order was carried out."""
-    if resource.get("resourceType") not in ORDER_KINDS:
+    """Whether an order the record holds is one of the hook's orders (``orders.order_keys``), worked out
+    once per resource. Only orders are compared: an administration sharing the order's number is evidence
+    the order was carried out."""
+    if resource.get("resourceType") not in ORDER_KINDS or not record.orders_being_signed:
         return False
     signed = record.memo("therapy.signed", lambda: frozenset().union(*map(order_keys, record.orders_being_signed)))
-    return bool(signed & order_keys(resource))
+    return record.memo(("therapy.being-signed", id(resource)), lambda: bool(signed & order_keys(resource)))
 
 
-# Resources that describe an act (a procedure, a problem, a service order), not a product: a name counts
-# only in an affirmative clause there (see the module docstring).
+# Resources that describe an act (a procedure, a problem, a service order), not a product: for prior and
+# concurrent CAR-T/anti-BCMA therapy a name counts only in an affirmative clause there (module docstring).
 ACT_TYPES = ("Procedure", "Condition", "ServiceRequest")
 
 
 def _identity(record, resource: dict) -> tuple[tuple[Coded, ...], tuple[str, ...]]:
-    """(codings, names) that identify the resource's product; for an act, only its affirmative clauses."""
-    codings, names = product_identity(resource, _resolver(record, resource))
+    """(codings, names) that identify the resource's product as prior or concurrent therapy; for an act,
+    only its affirmative clauses."""
+    codings, names = _product(record, resource)
     return codings, _affirmed(names) if resource.get("resourceType") in ACT_TYPES else names
 
 
-def _record_identity(record, resource: dict) -> tuple[tuple[Coded, ...], tuple[str, ...]]:
-    """``_identity`` of a resource the record holds, memoised (by identity: the record keeps it alive):
-    the exposures and the prior-therapy facts both read every resource."""
-    return record.memo(("therapy.identity", id(resource)), lambda: _identity(record, resource))
+def _product(record, resource: dict) -> tuple[tuple[Coded, ...], tuple[str, ...]]:
+    """``orders.product_identity`` of the resource; memoised by identity for resources the record holds
+    (the record keeps them alive), which the exposures and the prior-therapy facts both read."""
+
+    def compute():
+        return product_identity(resource, _resolver(record, resource))
+
+    if record.resolve(record.reference_of(resource)) is not resource:
+        return compute()  # a draft order passed in, not (this copy) in the record
+    return record.memo(("therapy.product", id(resource)), compute)
 
 
 def _drug_identity(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
     """(ingredient, the value sets of ``asked`` it belongs to) of the resource's product; memberships and
     ingredient are worked out once per distinct drug (codings and names) of the record."""
-    drug = _drug(record, *_record_identity(record, resource))
+    drug = _drug(record, *_product(record, resource))
     return drug.ingredient, drug.classes(asked)
 
 
