@@ -25,8 +25,8 @@ identifies nothing, and what follows a negation or a deferral ("no prior CAR-T",
 off ("teclistamab without response" still names teclistamab). These words only ever remove a reading of
 free text; codes are never discarded. A drug that is identified otherwise (tocilizumab "for CAR-T CRS",
 cyclophosphamide "for CAR-T lymphodepletion") stays that drug. Procedures, Conditions and ServiceRequests
-describe an act, not a product, so there even a product's name counts only in such an affirmative clause
-("Leukapheresis for ide-cel manufacturing" is not an ide-cel infusion).
+describe an act, not a product, so for prior and concurrent therapy even a product's name counts there only
+in such an affirmative clause ("Leukapheresis for ide-cel manufacturing" is not an ide-cel infusion).
 
 The order being signed is not history. A client may sign an order that is already ``active`` (re-signed
 after an edit), and the EHR's MedicationRequest history then holds the same order. Every resource that is
