@@ -49,9 +49,10 @@ cancelled after leukapheresis or a failed manufacture. Such a suggestion makes t
 
 Concurrent orders (I.A.9): another order for a product of the value sets that is still live (draft,
 active, on-hold), a MedicationRequest or a ServiceRequest, among the hook's other draft orders or the
-patient's record. An order for another named product contradicts the criterion. An order for the same
-product that is not the same order (a duplicate, or a second dose?) and an order that names no product
-("CAR-T cell infusion", "BCMA CAR-T") are doubts, not contradictions: unknown.
+patient's record. An order for another named product, or for a trial or investigational product ("BCMA
+CAR-T, investigational, NCT04181827"), contradicts the criterion. An order for the same product that is not
+the same order (a duplicate, or a second dose?) and an order that names no product ("CAR-T cell infusion",
+perhaps the nursing order for the product being signed) are doubts, not contradictions: unknown.
 
 Completeness: a fact that needs a resource type whose retrieval was not complete is
 ``Unknown(retrieval_failed=True)`` unless the data present already decides it (see each function).
@@ -194,15 +195,16 @@ def concurrent_requests(
         if keys & seen:
             continue  # the order itself, or a draft also present in the record
         seen |= keys
-        drug = _drug(record, *_identity(record, resource))
+        codings, names = _identity(record, resource)
+        drug = _drug(record, codings, names)
         classes = drug.classes(asked)
         if not classes & set(wanted):
             continue
         start = parse_date(resource.get("authoredOn"))
         exposure = Exposure(ordered_product(resource).reference, drug.ingredient, classes,
                             start.earliest if start else None, None)
-        same_or_unnamed = not drug.named or (own.named and drug.ingredient == own.ingredient)
-        (unclear if same_or_unnamed else others).append(exposure)
+        another = drug.ingredient != own.ingredient if drug.named else _investigational(names)
+        (others if another else unclear).append(exposure)
     if others:
         return Observed(tuple(others), _evidence(others))
     failed = incomplete(record, ORDER_KINDS)
@@ -213,6 +215,15 @@ def concurrent_requests(
         return Unknown("another live order for the same product (a duplicate, or a second dose?) or for a "
                        f"product it does not name: {listed}", evidence=_evidence(unclear, "live order"))
     return Observed((), ())
+
+
+# An order that names no product but says it is a trial or investigational product is for another product
+# than the one being signed (a commercial order), not the companion order of it.
+_INVESTIGATIONAL = re.compile(r"(?<![a-z0-9])(?:investigational|trial|study drug|study product|nct\d{8})(?![a-z0-9])")
+
+
+def _investigational(names: tuple[str, ...]) -> bool:
+    return any(_INVESTIGATIONAL.search(_normalised(name)) for name in names)
 
 
 def _live_orders(record, order: dict, draft_orders: tuple[dict, ...]) -> Iterable[dict]:

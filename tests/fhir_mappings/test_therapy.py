@@ -328,11 +328,12 @@ CARVYKTI_SR = therapy("ServiceRequest", "sr-cilta", "active", {"coding": [{"syst
     CARVYKTI_SR,
     dict(CARVYKTI_SR, status="on-hold"),
     therapy("MedicationRequest", "mr-cilta", "draft", CILTA_SCD),
+    therapy("ServiceRequest", "sr-trial", "active", {"text": "BCMA CAR-T infusion, investigational (NCT04181827)"}),
 ])
 def test_a_live_order_for_another_car_t_product_is_concurrent_whatever_its_resource(other):
     fact = concurrent_requests(build([other]), ("car-t-products",), ABECMA_ORDER, (ABECMA_ORDER,))
 
-    assert isinstance(fact, Observed) and [e.ingredient for e in fact.value] == ["ciltacabtagene autoleucel"]
+    assert isinstance(fact, Observed) and [e.reference for e in fact.value] == [f"{other['resourceType']}/{other['id']}"]
 
 
 @pytest.mark.parametrize("other", [
