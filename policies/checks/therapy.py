@@ -84,7 +84,7 @@ def _listed(exposures: tuple[Exposure, ...]) -> str:
 @check("no_prior_exposure", params={"value_sets": VALUE_SET_LIST, "label": LABEL, "examples": EXAMPLES},
        optional=("examples",), value_set_params=("value_sets",))
 def no_prior_exposure(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
-    """"Has not previously received": not met on evidence the therapy was received (an administration, a
+    """Prior therapy ("has not previously received"): not met on evidence the therapy was received (an administration, a
     statement of use, a completed dispense, a procedure, a history code); unknown when the record only
     suggests it (an order without an administration, a mention in text) or was not retrieved in full;
     met only when the whole history was retrieved and shows none. The order being signed is never its
@@ -106,7 +106,8 @@ def no_prior_exposure(facts: FactSource, params: Mapping[str, Any], as_of: date,
 def no_concurrent_order(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
     """No other live order (draft, active, on-hold; MedicationRequest or ServiceRequest) for a product of
     the value sets; the order itself, in any copy, does not count. Another named product contradicts the
-    criterion; a duplicate order for the same product or one naming no product is unknown (the fact)."""
+    criterion, as does a trial product; a duplicate order for the same product or one naming no product is
+    unknown (the fact)."""
     fact = facts.concurrent_requests(tuple(params["value_sets"]), ctx.order, ctx.draft_orders)
     label = params["label"]
     if isinstance(fact, Unknown):
