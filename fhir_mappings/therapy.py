@@ -31,8 +31,12 @@ in such an affirmative clause ("Leukapheresis for ide-cel manufacturing" is not 
 The order being signed is not history. A client may sign an order that is already ``active`` (re-signed
 after an edit), and the EHR's MedicationRequest history then holds the same order. Every resource that is
 one of the hook's orders (``record.orders_being_signed``, matched by ``orders.order_keys``: same
-``Type/id``, the same placer identifier, or the same content) is left out of the history: it is never an exposure, never
-prior therapy and never a concurrent order of itself.
+``Type/id``, the same placer identifier, or the same content) is left out of the history: it is never an
+exposure, never prior therapy and never a concurrent order of itself. What was written to carry it out
+(``basedOn``, ``request``, ``authorizingPrescription``, ``derivedFrom``) is its own fulfilment, not
+history, unless it shows the product given: an administration or procedure counts as usual, a completed
+statement of use is received, a completed dispense is unknown at most, an active or intended statement
+(Epic lists an active order as one) or a dispense in progress is nothing.
 
 Prior therapy (I.A.7 anti-BCMA, I.A.8 CAR-T, II.A.1 continued therapy: "has not previously received")
 needs evidence that the product was received: an administration (completed, in-progress, on-hold or
@@ -69,7 +73,7 @@ from typing import Iterable
 from fhir_mappings.facts import Coded, Evidence, Exposure, Fact, Observed, Unknown
 from fhir_mappings.orders import order_keys, ordered_product, product_identity
 from fhir_mappings.parsing import DateSpan, parse_date
-from fhir_mappings.patient_record import parse_reference
+from fhir_mappings.patient_record import parse_reference, reference_string
 from fhir_mappings.terminology import (
     codings_of,
     coding_key,
@@ -463,7 +467,7 @@ def _prior_candidates(record) -> list[tuple[dict, str, _Drug, frozenset[str]]]:
         out = []
         for kind in PRIOR_TYPES:
             for resource in record.of_type(kind):
-                level = _prior_level(resource)
+                level = _prior_level(record, resource)
                 if level is None or _being_signed(record, resource):
                     continue
                 codings, names = _identity(record, resource)
@@ -473,7 +477,53 @@ def _prior_candidates(record) -> list[tuple[dict, str, _Drug, frozenset[str]]]:
     return record.memo("therapy.prior-candidates", compute)
 
 
-def _prior_level(resource: dict) -> str | None:
+# A resource written to carry out an order being signed (its ``basedOn``, ``request``,
+# ``authorizingPrescription`` or ``derivedFrom``) is that order's own fulfilment, not history, unless it
+# shows the product given: an administration, a procedure, a statement the product was taken. Epic, for
+# one, lists an active order as an active MedicationStatement; a dispense handed over for this order is
+# not an infusion (unknown at most).
+GIVEN_TYPES = ("MedicationAdministration", "Procedure")
+_FULFILMENT_LEVEL = {
+    ("MedicationStatement", "completed"): RECEIVED,
+    ("MedicationStatement", "stopped"): RECEIVED,
+    ("MedicationDispense", "completed"): POSSIBLE,
+}
+FULFILMENT_LINKS = ("basedOn", "request", "authorizingPrescription", "derivedFrom")
+
+
+def _fulfils_signed_order(record, resource: dict) -> bool:
+    """Whether the resource refers (see ``FULFILMENT_LINKS``) to one of the orders being signed."""
+    if not record.orders_being_signed:
+        return False
+    for name in FULFILMENT_LINKS:
+        links = resource.get(name)
+        for link in links if isinstance(links, list) else [links]:
+            if _link_keys(record, resource, link) & _signed_keys(record):
+                return True
+    return False
+
+
+def _link_keys(record, resource: dict, link) -> frozenset[str]:
+    """``orders.order_keys`` of the resource a reference points to, or its ``Type/id`` when not in the record."""
+    target = record.resolve(link, context=resource)
+    if target is not None:
+        return order_keys(target)
+    ref = reference_string(link)
+    parsed = parse_reference(ref) if ref else None
+    return frozenset({f"{parsed[0]}/{parsed[1]}"}) if parsed else frozenset()
+
+
+def _prior_level(record, resource: dict) -> str | None:
+    """``RECEIVED``, ``POSSIBLE`` or None (no evidence at all) for prior therapy: by type and status, and for
+    the fulfilment of an order being signed by what it shows (see ``_FULFILMENT_LEVEL``)."""
+    level = _status_level(resource)
+    kind = resource.get("resourceType")
+    if level is None or kind in GIVEN_TYPES or not _fulfils_signed_order(record, resource):
+        return level
+    return _FULFILMENT_LEVEL.get((kind, resource.get("status")))
+
+
+def _status_level(resource: dict) -> str | None:
     """``RECEIVED``, ``POSSIBLE`` or None (no evidence at all) for prior therapy, by type and status."""
     kind, status = resource.get("resourceType"), resource.get("status")
     if kind == "Condition":
@@ -492,8 +542,12 @@ def _being_signed(record, resource: dict) -> bool:
     the order was carried out."""
     if resource.get("resourceType") not in ORDER_KINDS or not record.orders_being_signed:
         return False
-    signed = record.memo("therapy.signed", lambda: frozenset().union(*map(order_keys, record.orders_being_signed)))
-    return record.memo(("therapy.being-signed", id(resource)), lambda: bool(signed & order_keys(resource)))
+    return record.memo(("therapy.being-signed", id(resource)), lambda: bool(_signed_keys(record) & order_keys(resource)))
+
+
+def _signed_keys(record) -> frozenset[str]:
+    """Every ``orders.order_keys`` of the orders being signed."""
+    return record.memo("therapy.signed", lambda: frozenset().union(*map(order_keys, record.orders_being_signed)))
 
 
 # Resources that describe an act (a procedure, a problem, a service order), not a product: for prior and

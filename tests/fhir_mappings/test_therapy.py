@@ -361,3 +361,28 @@ def test_service_requests_not_retrieved_leave_concurrency_unknown():
     fact = concurrent_requests(build([], {"ServiceRequest": FAILED}), ("car-t-products",), ABECMA_ORDER, (ABECMA_ORDER,))
 
     assert isinstance(fact, Unknown) and fact.retrieval_failed
+
+
+@pytest.mark.parametrize(("resource", "expected"), [
+    # Epic lists an active order on the medication list as an active MedicationStatement: not history
+    (therapy("MedicationStatement", "ms", "active", ABECMA_ORDER["medicationCodeableConcept"],
+             basedOn=[{"reference": "MedicationRequest/order-1"}]), Observed((), ())),
+    # the pharmacy preparing the product for the order being signed: its own fulfilment
+    (therapy("MedicationDispense", "md", "in-progress", ABECMA_ORDER["medicationCodeableConcept"],
+             authorizingPrescription=[{"reference": "MedicationRequest/order-1"}]), Observed((), ())),
+    # handed over for this order, infusion not documented: at most unknown
+    (therapy("MedicationDispense", "md", "completed", ABECMA_ORDER["medicationCodeableConcept"],
+             authorizingPrescription=[{"reference": "MedicationRequest/order-1"}]), Unknown),
+    # infused under this order: received, whatever order it was given under
+    (therapy("MedicationAdministration", "ma", "completed", ABECMA_ORDER["medicationCodeableConcept"],
+             request={"reference": "MedicationRequest/order-1"}), Observed),
+])
+def test_the_fulfilment_of_the_order_being_signed_counts_only_when_it_shows_the_product_given(resource, expected):
+    record = PatientRecord.build("p1", [resource, SIGNED], orders_being_signed=(SIGNED,))
+
+    fact = prior_exposures(record, ("idecabtagene-vicleucel",), AS_OF)
+
+    if isinstance(expected, type):
+        assert isinstance(fact, expected) and fact.evidence[0].reference.endswith(f"/{resource['id']}")
+    else:
+        assert fact == expected
