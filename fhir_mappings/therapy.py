@@ -423,7 +423,7 @@ def _identified(record) -> dict[str, list[tuple[dict, str, frozenset[str]]]]:
         out: dict[str, list[tuple[dict, str, frozenset[str]]]] = {}
         for kind in HISTORY_TYPES:
             for resource in record.of_type(kind):
-                if _usable(resource) and not _being_signed(record, resource):
+                if _usable(resource) and not _being_signed(record, resource) and not _own_fulfilment(record, resource):
                     out.setdefault(kind, []).append((resource, *_drug_identity(record, resource, CLASS_IDS)))
         return out
 
@@ -513,14 +513,22 @@ def _link_keys(record, resource: dict, link) -> frozenset[str]:
     return frozenset({f"{parsed[0]}/{parsed[1]}"}) if parsed else frozenset()
 
 
+def _own_fulfilment(record, resource: dict) -> bool:
+    """Whether the resource carries out an order being signed without showing the product given (so it is
+    not history: not an exposure either)."""
+    kind, status = resource.get("resourceType"), resource.get("status")
+    if kind in GIVEN_TYPES or _FULFILMENT_LEVEL.get((kind, status)) == RECEIVED:
+        return False
+    return _fulfils_signed_order(record, resource)
+
+
 def _prior_level(record, resource: dict) -> str | None:
     """``RECEIVED``, ``POSSIBLE`` or None (no evidence at all) for prior therapy: by type and status, and for
     the fulfilment of an order being signed by what it shows (see ``_FULFILMENT_LEVEL``)."""
     level = _status_level(resource)
-    kind = resource.get("resourceType")
-    if level is None or kind in GIVEN_TYPES or not _fulfils_signed_order(record, resource):
+    if level is None or not _own_fulfilment(record, resource):
         return level
-    return _FULFILMENT_LEVEL.get((kind, resource.get("status")))
+    return _FULFILMENT_LEVEL.get((resource.get("resourceType"), resource.get("status")))
 
 
 def _status_level(resource: dict) -> str | None:

@@ -386,3 +386,4 @@ def test_the_fulfilment_of_the_order_being_signed_counts_only_when_it_shows_the_
         assert isinstance(fact, expected) and fact.evidence[0].reference.endswith(f"/{resource['id']}")
     else:
         assert fact == expected
+        assert exposures(record, AS_OF).value == ()  # nor a line of therapy starting today
