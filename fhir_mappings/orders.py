@@ -103,10 +103,10 @@ def product_identity(resource: dict, resolve: Resolver | None = None) -> tuple[t
     return tuple(dict.fromkeys(codings)), clean_names
 
 
-def order_keys(resource: dict) -> frozenset[str]:
+def order_keys(resource: dict, identity: tuple[tuple[Coded, ...], tuple[str, ...]] | None = None) -> frozenset[str]:
     """What identifies an order across its copies (see module docstring): ``Type/id``,
     ``identifier:system|value`` for each identifier with both, and ``content:...`` when it has an
-    ``authoredOn``, a requester and a product."""
+    ``authoredOn``, a requester and a product. ``identity``: its ``product_identity``, if already known."""
     kind = _kind(resource)
     keys = set()
     if isinstance(resource.get("id"), str) and resource["id"]:
@@ -116,7 +116,7 @@ def order_keys(resource: dict) -> frozenset[str]:
         if isinstance(system, str) and system.strip() and isinstance(value, str) and value.strip():
             keys.add(f"identifier:{system.strip()}|{value.strip()}")
     authored, requester = resource.get("authoredOn"), reference_string(resource.get("requester"))
-    codings, names = product_identity(resource)
+    codings, names = identity or product_identity(resource)
     product = sorted({"|".join(k) for k in (coding_key(c.system, c.code) for c in codings) if k})
     product = product or sorted({n.lower() for n in names})
     if isinstance(authored, str) and authored.strip() and requester and product:

@@ -550,7 +550,8 @@ def _being_signed(record, resource: dict) -> bool:
     the order was carried out."""
     if resource.get("resourceType") not in ORDER_KINDS or not record.orders_being_signed:
         return False
-    return record.memo(("therapy.being-signed", id(resource)), lambda: bool(_signed_keys(record) & order_keys(resource)))
+    return record.memo(("therapy.being-signed", id(resource)),
+                       lambda: bool(_signed_keys(record) & order_keys(resource, _product(record, resource))))
 
 
 def _signed_keys(record) -> frozenset[str]:
