@@ -148,7 +148,8 @@ def handle_order_sign(
     except RecordUnavailable as exc:
         raise RecordUnavailableError(str(exc), "prefetch") from None
     retrieved_at = time.perf_counter()
-    record = PatientRecord.build(request.context.patient_id, (*retrieved.resources, *known), retrieved.outcomes)
+    record = PatientRecord.build(request.context.patient_id, (*retrieved.resources, *known), retrieved.outcomes,
+                                 orders_being_signed=draft_orders)
     facts = ClinicalFacts(record, service.line_of_business_table)
     decisions = [_decide(s, facts, draft_orders, as_of) for s in scoped]
     evaluated_at = time.perf_counter()

@@ -14,7 +14,7 @@ from policy_fakes import (
 
 from fhir_mappings.facts import (
     AgeBounds, CellDose, Coded, ConditionFinding, Evidence, LineOfTherapy, LinesOfTherapy, Observed, ProgressionFinding,
-    TocilizumabRequest,
+    TocilizumabRequest, Unknown,
 )
 from policies.decision import Status
 from policies.engine import evaluate, evaluate_tocilizumab
@@ -236,6 +236,12 @@ def test_a_condition_recognised_from_text_is_cited_as_the_text_and_named_as_unce
     assert "recorded as uncertain" in got.reason
 
 
+# What the therapy facts answer when the record shows a CAR-T order but no administration (fhir_mappings.therapy).
+ORDERED_ONLY = Unknown("the record suggests it but documents no administration: MedicationRequest/cilta-2025",
+                       evidence=(Evidence("MedicationRequest/cilta-2025", "MedicationRequest completed: administration "
+                                          "not documented", "ciltacabtagene autoleucel", date="2025-03-18"),))
+
+
 @pytest.mark.parametrize("policy, facts, expected", cases(
     (BOTH, "none", {}, MET),
     (BOTH, "teclistamab", {"exposures": Observed((exposure("teclistamab", ("anti-bcma",)),))}, NOT_MET),
@@ -251,11 +257,15 @@ def test_I_A_7_no_prior_anti_bcma(policy, facts, expected):
     (BOTH, "prior-tisagenlecleucel", {"exposures": Observed((exposure("tisagenlecleucel", ("car-t-products",)),))}, NOT_MET),
     (("769",), "prior-abecma", {"exposures": Observed((exposure("idecabtagene vicleucel", ("car-t-products", "anti-bcma", "idecabtagene-vicleucel")),))}, NOT_MET),
     (BOTH, "history-failed", {"exposures": RETRIEVAL_FAILED}, UNKNOWN),
+    # a CAR-T history code or administration procedure counts whatever the product, in both policies
+    (BOTH, "z92-850-history-code", {"exposures": Observed((exposure("Z92.850", ("car-t-history",), "Condition/z"),))}, NOT_MET),
+    (BOTH, "ordered-not-given", {"exposures": ORDERED_ONLY}, UNKNOWN),
 ))
 def test_I_A_8_no_prior_car_t(policy, facts, expected):
     got = run(policy, "I.A.8", facts, expected)
     if expected is UNKNOWN:
-        assert got.retrieval_failed
+        assert got.retrieval_failed is (facts["exposures"] is RETRIEVAL_FAILED)
+        assert got.evidence == facts["exposures"].evidence
 
 
 CARVYKTI_DRAFT = exposure("ciltacabtagene autoleucel", ("car-t-products",), "MedicationRequest/car-t-2")
