@@ -40,6 +40,7 @@ from cds_service.offline_evaluation import evaluate_hook
 from cds_service.settings import Settings
 from fhir_mappings.data_requirements import data_requirements
 from sandbox.expectations import decisions
+from tests.scenarios.test_sandbox_scenarios import KNOWN_WRONG
 from tests.scenarios.record_transforms import (
     BASE,
     BY_NAME,
@@ -72,17 +73,20 @@ def _wherever(transform: str, reason: str, but: tuple[str, ...] = ()) -> dict[tu
 # case passes, the xfail turns red, and its entry goes.
 KNOWN: dict[tuple[str, str], str] = {
     **_wherever("ucum-spelling", "issue 14 class 1: UCUM 'g/dl', 'mg/l' (lower-case litre) read as unknown units",
-                but=("kite772-labs-older-than-30-days", "kite772-progressive-disease-documented-status")),
+                but=("kite772-labs-older-than-30-days", "kite772-progressive-disease-documented-status",
+                     "kite772-ucum-lower-case-litre")),
     **_wherever("birth-year-decides", "issue 14 class 2: a year-only birthDate whose whole age range is on one "
                 "side of 18 leaves I.A.3 unknown"),
-    ("induction-asct-maintenance-counts-one-line", "partial-dates"):
-        "issue 14 classes 2 and 4: the ASCT Procedure dated '2023-08' no longer joins induction and "
-        "maintenance: 3 lines with certainty, I.A.5 met, meets-policy",
+    **{(s, "partial-dates"): "issue 14 classes 2 and 4: the ASCT Procedure dated '2023-08' (or '2023') no longer "
+       "joins induction and maintenance: 3 lines with certainty, I.A.5 met, meets-policy"
+       for s in ("induction-asct-maintenance-counts-one-line", "asct-coded-in-icd10-pcs-one-line")},
     ("induction-asct-maintenance-counts-one-line", "text-only"):
         "issue 14 class 4: a transplant in words ('...autologous transplantation') and phases labelled "
         "'Line 1 maintenance' are not one line: I.A.5 met",
     **{(s, "text-only"): "issue 14 class 5: a CNS condition in words only is not recognised: I.A.6 met"
        for s in ("seizure-history", "cns-involvement", "kite772-history-of-stroke")},
+    ("remission-code-with-progressing-labs", "text-only"):
+        "issue 14 class 5: the 'in remission' code (wrongly) contradicts I.A.1 today, its words do not",
     **{(s, "medication-status-unknown"): "issue 14 class 6: anti-BCMA therapy recorded with status 'unknown' "
        "is ignored: I.A.7 met (at worst it is unknown)"
        for s in ("prior-teclistamab", "kite772-prior-belantamab", "kite772-repeat-infusion-after-trial")},
@@ -153,17 +157,17 @@ def test_one_transformation(scenario, name, server):
     elif name == "partial-prefetch":
         after, kind = evaluate(record, server, "partial-prefetch"), PRESERVING
     else:
-        transform = BY_NAME[name]
-        after, kind = evaluate(transformed(record, [(transform, None)]), server), transform.kind
+        after, kind = evaluate(transformed(record, [(name, None)]), server), BY_NAME[name].kind
 
     assert violations(kind, before, after) == []
 
 
 @st.composite
 def variations(draw):
-    """(scenario, [(transform, chosen targets)], delivery, page size, seed): targets are drawn on the
-    record as the earlier steps left it, so the indexes stay meaningful."""
-    scenario = draw(st.sampled_from(SCENARIOS))
+    """(scenario, [(transformation, chosen targets)], delivery, page size, seed): targets are drawn on the
+    record as the earlier steps left it, so the indexes stay meaningful. Scenarios the service decides
+    wrongly today (``KNOWN_WRONG``) are left out: a wrong decision is no baseline for a relation."""
+    scenario = draw(st.sampled_from([s for s in SCENARIOS if s not in KNOWN_WRONG]))
     record = load_record(scenario)
     seed = draw(st.integers(0, 2**16))
     steps = []
@@ -174,8 +178,8 @@ def variations(draw):
         if transform.targets is not None:
             targets = transform.targets(record)
             chosen = draw(st.lists(st.sampled_from(targets), min_size=1, max_size=len(targets), unique=True))
-        steps.append((transform, chosen))
-        record = transformed(record, [(transform, chosen)], seed)
+        steps.append((transform.name, chosen))
+        record = transformed(record, [(transform.name, chosen)], seed)
     delivery = draw(st.sampled_from(DELIVERIES))
     return scenario, steps, delivery, draw(st.integers(1, 5)), seed
 
@@ -188,8 +192,7 @@ def _check_variation(variation, server: FhirServerMock) -> None:
         record = transformed(record, [step], seed)
     after = evaluate(record, server, delivery, page_size)
     kind = kind_of(steps)
-    names = [t.name for t, _ in steps]
-    assert violations(kind, before, after) == [], f"{scenario} {names} ({kind}, {delivery})"
+    assert violations(kind, before, after) == [], f"{scenario} {steps} ({kind}, {delivery})"
 
 
 SHORT = settings(max_examples=60, deadline=None, derandomize=True,
