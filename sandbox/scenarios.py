@@ -637,6 +637,11 @@ def _scenarios() -> tuple[Scenario, ...]:
     )
 
 
+# I.A.4 not shown: serum M-protein and FLC miss their thresholds, no urine result, no progression shown.
+SERUM_MISSED_NO_URINE_NO_PROGRESSION = dict(I_A_4_a_i=NOT_MET, I_A_4_a_ii=UNKNOWN, I_A_4_a_iii=NOT_MET,
+                                            I_A_4_a=UNKNOWN, I_A_4_b=UNKNOWN, I_A_4=UNKNOWN)
+
+
 def _real_world_records() -> tuple[Scenario, ...]:
     """Records as EHRs really write them (issue 14): one or more per class of record that once produced a
     wrong verdict. Expected decisions from the policy text, like every other scenario."""
@@ -648,8 +653,7 @@ def _real_world_records() -> tuple[Scenario, ...]:
              incomplete("'<0.5 g/dL' says the M-protein is below 0.5, so it contradicts >= 0.5 g/dL (4.a.i not "
                         "met); kappa 1.84 mg/dL with a normal ratio misses 4.a.iii; no urine result (4.a.ii) and "
                         "no progression assessment (4.b), so I.A.4 is not shown.",
-                        I_A_4_a_i=NOT_MET, I_A_4_a_ii=UNKNOWN, I_A_4_a_iii=NOT_MET, I_A_4_a=UNKNOWN,
-                        I_A_4_b=UNKNOWN, I_A_4=UNKNOWN),
+                        **SERUM_MISSED_NO_URINE_NO_PROGRESSION),
              given="Rita", birth_date="1961-02-19",
              labs=(Lab("spep", "2026-11-12", 0.5, "g/dL", comparator="<"), Flc("2026-11-12", 18.4, 12.0))),
         base("kite772-flc-above-assay-range", kite, "hapi", "commercial",
@@ -702,8 +706,7 @@ def _real_world_records() -> tuple[Scenario, ...]:
              incomplete("Since the start of EPd (2024-10-01) the nadir is 0.6 g/dL and 0.7 is +0.1 g/dL: no IMWG "
                         "progression on the last regimen (the rise from line 2's nadir 0.2 was followed by a new "
                         "regimen). SPEP 0.7 < 1.0, ratio 1.59 normal, no urine result: I.A.4 not shown.",
-                        I_A_4_a_i=NOT_MET, I_A_4_a_ii=UNKNOWN, I_A_4_a_iii=NOT_MET, I_A_4_a=UNKNOWN,
-                        I_A_4_b=UNKNOWN, I_A_4=UNKNOWN),
+                        **SERUM_MISSED_NO_URINE_NO_PROGRESSION),
              given="Bettina", birth_date="1963-10-27",
              labs=spep(("2023-05-01", 2.0), ("2024-03-11", 0.2), ("2024-09-09", 0.9), ("2025-04-14", 0.6),
                        ("2025-10-13", 0.65), ("2026-11-10", 0.7)) + (Flc("2026-11-10", 24.0, 15.1),)),
