@@ -68,7 +68,7 @@ CONDITION_VERIFICATION = catalog.CONDITION_VERIFICATION
 @dataclass
 class Record:
     scenario: str
-    hook: dict  # the sandbox prefetch hook (context, fhirServer); its prefetch is rebuilt from resources
+    hook: dict  # the sandbox hook without its prefetch (context with the draft orders, fhirServer)
     resources: list[dict]
     failed: frozenset[str] = frozenset()  # data-requirement keys whose query fails (HTTP 500)
 
@@ -77,7 +77,12 @@ class Record:
         return self.hook["context"]["patientId"]
 
     def copy(self) -> "Record":
-        return Record(self.scenario, self.hook, copy.deepcopy(self.resources), self.failed)
+        return Record(self.scenario, copy.deepcopy(self.hook), copy.deepcopy(self.resources), self.failed)
+
+    @property
+    def orders(self) -> list[dict]:
+        """The draft orders being signed (``context.draftOrders``)."""
+        return [entry["resource"] for entry in self.hook["context"]["draftOrders"]["entry"]]
 
 
 def scenario_names() -> list[str]:
@@ -90,7 +95,7 @@ def load_record(scenario: str) -> Record:
     Shared: change a ``copy()`` (``transformed`` does)."""
     hook = json.loads((SANDBOX / "hooks" / f"{scenario}-prefetch.json").read_text(encoding="utf-8"))
     resources, failed = [], set()
-    for key, value in hook["prefetch"].items():
+    for key, value in hook.pop("prefetch").items():
         if value.get("resourceType") == "OperationOutcome":
             failed.add(key)
         elif value.get("resourceType") == "Bundle":
@@ -117,8 +122,7 @@ def _requirement_answer(record: Record, requirement) -> dict | None:
 def hook_body(record: Record, prefetch_keys: frozenset[str] | None = None) -> bytes:
     """The order-sign request: ``prefetch_keys`` None = every key prefetched; else only those keys (the
     rest is queried on the FHIR server)."""
-    hook = {k: v for k, v in record.hook.items() if k != "prefetch"}
-    hook["fhirServer"] = BASE
+    hook = {**record.hook, "fhirServer": BASE}
     prefetch = {}
     for requirement in data_requirements():
         if prefetch_keys is None or requirement.key in prefetch_keys:
@@ -168,15 +172,25 @@ class FhirServerMock:
 # --------------------------------------------------------------------------------------------------
 
 
+def _resources(record: Record) -> list[dict]:
+    return record.resources
+
+
+def _orders(record: Record) -> list[dict]:
+    return record.orders
+
+
 @dataclass(frozen=True)
 class Transform:
-    """A change of the record. ``targets`` lists the indexes of the resources it can change (None: it
-    changes the record as a whole); ``change`` applies it to one resource (or to the record)."""
+    """A change of the record. ``targets`` lists the indexes, in ``of`` (the record's resources, or the
+    draft orders), of what it can change (None: it changes the record as a whole); ``change`` applies it
+    to one resource (or to the record)."""
 
     name: str
     kind: str
     change: Callable[..., None] = field(repr=False)
     targets: Callable[[Record], list[int]] | None = field(default=None, repr=False)
+    of: Callable[[Record], list[dict]] = field(default=_resources, repr=False)
 
     def applicable(self, record: Record) -> bool:
         return self.targets is None or bool(self.targets(record))
@@ -186,13 +200,15 @@ class Transform:
         if self.targets is None:
             self.change(record, rng)
             return
+        items = self.of(record)
         for index in self.targets(record) if chosen is None else chosen:
-            self.change(record, record.resources[index], rng)
+            self.change(record, items[index], rng)
 
 
-def _indexes(predicate: Callable[[Record, dict], bool]) -> Callable[[Record], list[int]]:
+def _indexes(predicate: Callable[[Record, dict], bool],
+             of: Callable[[Record], list[dict]] = _resources) -> Callable[[Record], list[int]]:
     def targets(record: Record) -> list[int]:
-        return [i for i, r in enumerate(record.resources) if _own(record, r) and predicate(record, r)]
+        return [i for i, r in enumerate(of(record)) if (of is _orders or _own(record, r)) and predicate(record, r)]
     return targets
 
 
@@ -449,6 +465,43 @@ def _data_absent(record, resource, rng) -> None:
     resource["dataAbsentReason"] = {"coding": [fhir.coding(DATA_ABSENT, reason)]}
 
 
+# ---- the order being signed --------------------------------------------------------------------
+
+# A CAR-T dose in UCUM: 10^6 cells with or without an annotation, or 10^8 cells (factor to 10^6).
+DOSE_UNITS = (("10*6", Decimal(1)), ("10*6{cells}", Decimal(1)), ("10*6{CAR+T cells}", Decimal(1)),
+              ("10*8", Decimal(100)))
+
+
+def _dose_of(order: dict) -> dict | None:
+    for dosage in order.get("dosageInstruction", ()):
+        for dose in dosage.get("doseAndRate", ()):
+            quantity = dose.get("doseQuantity") or {}
+            if quantity.get("code") in dict(DOSE_UNITS):
+                return quantity
+    return None
+
+
+def _respell_dose(record, order, rng) -> None:
+    """The same number of cells in another UCUM unit (10^6 with another annotation, or 10^8)."""
+    quantity = _dose_of(order)
+    units = dict(DOSE_UNITS)
+    unit = rng.choice([u for u in units if u != quantity["code"]])
+    value = Decimal(str(quantity["value"])) * units[quantity["code"]] / units[unit]
+    quantity.update(value=_number(value), code=unit, unit=f"{unit.replace('*', '^')} CAR-positive T cells")
+
+
+def _first_draft(record, order) -> bool:
+    """The scenario's CAR-T order (the first draft order), while it is still a draft."""
+    return order is record.orders[0] and order.get("status") == "draft"
+
+
+def _resign_active(record, order, rng) -> None:
+    """The order re-signed after an edit: already ``active``, and so also in the patient's
+    MedicationRequest history (issue 14 class 8: the order being signed is not history)."""
+    order["status"] = "active"
+    record.resources.append(copy.deepcopy(order))
+
+
 # ---- dates ---------------------------------------------------------------------------------------
 
 DATE_KEYS = ("effectiveDateTime", "performedDateTime", "onsetDateTime", "authoredOn", "recordedDate", "issued")
@@ -582,6 +635,10 @@ TRANSFORMS = (
     Transform("amended-result", PRESERVING, _amend, _indexes(_final_lab)),
     Transform("birth-year-decides", PRESERVING, _birth_year, _indexes(_birth_year_decides)),
     Transform("reorder-entries", PRESERVING, _shuffle),
+    Transform("order-recoded", PRESERVING, _recode, _indexes(_recode_targets, _orders), _orders),
+    Transform("order-resigned-active", PRESERVING, _resign_active, _indexes(_first_draft, _orders), _orders),
+    Transform("order-dose-unit", PRESERVING, _respell_dose, _indexes(lambda rec, o: _dose_of(o) is not None, _orders),
+              _orders),
     Transform("other-patient-resources", PRESERVING, _add_other_patient),
     Transform("unrelated-resources", PRESERVING, _add_unrelated),
     # information-removing

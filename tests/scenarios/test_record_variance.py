@@ -23,7 +23,8 @@ more examples, marked ``slow`` and run only when selected: ``python -m pytest -m
 tests/scenarios/test_record_variance.py``.
 
 Cases that fail today because of a class of issue 14 being fixed elsewhere are listed in ``KNOWN`` (one
-place), as strict xfails: when the fix lands they pass, the xfail turns red, and the entry goes.
+place), as strict xfails: when the fix lands they pass, the xfail turns red, and the entry goes. Failures
+the hypothesis runs found are kept as explicit examples in ``FOUND`` (by resource id), the same way.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ KNOWN: dict[tuple[str, str], str] = {
     **{(s, "partial-dates"): "issue 14 classes 2 and 4: the ASCT Procedure dated '2023-08' (or '2023') no longer "
        "joins induction and maintenance: 3 lines with certainty, I.A.5 met, meets-policy"
        for s in ("induction-asct-maintenance-counts-one-line", "asct-coded-in-icd10-pcs-one-line")},
+    **_wherever("order-resigned-active", "issue 14 class 8: the order being signed, re-signed 'active' and in the "
+                "history, is read as a prior infusion (I.A.7, I.A.8, II.A.1 not met)",
+                but=("repeat-abecma-infusion", "kite772-repeat-infusion-after-trial")),
     ("induction-asct-maintenance-counts-one-line", "text-only"):
         "issue 14 class 4: a transplant in words ('...autologous transplantation') and phases labelled "
         "'Line 1 maintenance' are not one line: I.A.5 met",
@@ -91,6 +95,24 @@ KNOWN: dict[tuple[str, str], str] = {
        "is ignored: I.A.7 met (at worst it is unknown)"
        for s in ("prior-teclistamab", "kite772-prior-belantamab", "kite772-repeat-infusion-after-trial")},
 }
+
+# Variations hypothesis found that fail today, by the ids of the resources changed: (scenario,
+# transformation, ids) -> why. Strict xfails of ``test_found_variation``; the draws leave their (scenario,
+# transformation) pairs out.
+FIRST_DOSE_UNKNOWN = ("lines of therapy (issue 14 class 4 area): the first administration of an infused drug "
+                      "recorded with status 'unknown' is dropped, the drug looks added later and starts a new "
+                      "line: I.A.5 met on a record that says less (in doubt the count should widen, not rise)")
+FOUND: dict[tuple[str, str, tuple[str, ...]], str] = {
+    ("kite772-two-prior-lines-only", "medication-status-unknown", ("kite772-two-prior-lines-only-ma-3",)):
+        FIRST_DOSE_UNKNOWN,
+    ("induction-asct-maintenance-counts-one-line", "medication-status-unknown",
+     ("induction-asct-maintenance-counts-one-line-ma-1",)): FIRST_DOSE_UNKNOWN,
+    ("asct-coded-in-icd10-pcs-one-line", "medication-status-unknown", ("asct-coded-in-icd10-pcs-one-line-ma-1",)):
+        FIRST_DOSE_UNKNOWN,
+    ("kite772-lymphodepletion-before-prior-car-t", "medication-status-unknown",
+     ("kite772-lymphodepletion-before-prior-car-t-ma-1",)): FIRST_DOSE_UNKNOWN,
+}
+LEFT_OUT_OF_DRAWS = set(KNOWN) | {(scenario, name) for scenario, name, _ in FOUND}
 
 Decision = tuple[str, dict[str, str]]
 
@@ -162,6 +184,20 @@ def test_one_transformation(scenario, name, server):
     assert violations(kind, before, after) == []
 
 
+@pytest.mark.parametrize(("scenario", "name", "ids"), [
+    pytest.param(*case, id=f"{case[0]}:{case[1]}:{','.join(case[2])}", marks=pytest.mark.xfail(strict=True, reason=why))
+    for case, why in FOUND.items()])
+def test_found_variation(scenario, name, ids, server):
+    record = load_record(scenario)
+    transform = BY_NAME[name]
+    chosen = [i for i in transform.targets(record) if transform.of(record)[i].get("id") in ids]
+    assert len(chosen) == len(ids)
+
+    after = evaluate(transformed(record, [(name, chosen)]), server)
+
+    assert violations(transform.kind, baseline(scenario, server), after) == []
+
+
 @st.composite
 def variations(draw):
     """(scenario, [(transformation, chosen targets)], delivery, page size, seed): targets are drawn on the
@@ -172,7 +208,7 @@ def variations(draw):
     seed = draw(st.integers(0, 2**16))
     steps = []
     for _ in range(draw(st.integers(1, 3))):
-        usable = [t for t in TRANSFORMS if t.applicable(record) and (scenario, t.name) not in KNOWN]
+        usable = [t for t in TRANSFORMS if t.applicable(record) and (scenario, t.name) not in LEFT_OUT_OF_DRAWS]
         transform = draw(st.sampled_from(usable))
         chosen = None
         if transform.targets is not None:
