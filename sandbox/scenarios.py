@@ -638,8 +638,8 @@ def _scenarios() -> tuple[Scenario, ...]:
 
 
 # I.A.4 not shown: serum M-protein and FLC miss their thresholds, no urine result, no progression shown.
-SERUM_MISSED_NO_URINE_NO_PROGRESSION = dict(I_A_4_a_i=NOT_MET, I_A_4_a_ii=UNKNOWN, I_A_4_a_iii=NOT_MET,
-                                            I_A_4_a=UNKNOWN, I_A_4_b=UNKNOWN, I_A_4=UNKNOWN)
+SERUM_MISSED_NO_URINE_NO_PROGRESSION = {"I_A_4_a_i": NOT_MET, "I_A_4_a_ii": UNKNOWN, "I_A_4_a_iii": NOT_MET,
+                                        "I_A_4_a": UNKNOWN, "I_A_4_b": UNKNOWN, "I_A_4": UNKNOWN}
 
 
 def _real_world_records() -> tuple[Scenario, ...]:

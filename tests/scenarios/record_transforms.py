@@ -27,19 +27,19 @@ from __future__ import annotations
 import copy
 import json
 import random
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fhir_mappings.data_requirements import data_requirements
 from fhir_mappings.facts import Coded
 from fhir_mappings.terminology import value_sets_containing
-from sandbox import catalog, resources as fhir
+from sandbox import catalog
+from sandbox import resources as fhir
 from sandbox.search import matches, operation_outcome, searchset
 
 SANDBOX = Path(__file__).parents[2] / "sandbox"
@@ -76,7 +76,7 @@ class Record:
     def patient_id(self) -> str:
         return self.hook["context"]["patientId"]
 
-    def copy(self) -> "Record":
+    def copy(self) -> Record:
         return Record(self.scenario, copy.deepcopy(self.hook), copy.deepcopy(self.resources), self.failed)
 
     @property
@@ -515,7 +515,10 @@ def _dated(record, resource) -> bool:
 def _partial_dates(record, resource, rng) -> None:
     """Every date of the resource known only to the month (or year)."""
     length = rng.choice((4, 7))
-    cut = lambda value: value[:length] if isinstance(value, str) else value  # noqa: E731
+
+    def cut(value):
+        return value[:length] if isinstance(value, str) else value
+
     for key in DATE_KEYS:
         if key in resource:
             resource[key] = cut(resource[key])

@@ -41,7 +41,6 @@ from cds_service.offline_evaluation import evaluate_hook
 from cds_service.settings import Settings
 from fhir_mappings.data_requirements import data_requirements
 from sandbox.expectations import decisions
-from tests.scenarios.test_sandbox_scenarios import KNOWN_WRONG
 from tests.scenarios.record_transforms import (
     BASE,
     BY_NAME,
@@ -56,6 +55,7 @@ from tests.scenarios.record_transforms import (
     scenario_names,
     transformed,
 )
+from tests.scenarios.test_sandbox_scenarios import KNOWN_WRONG
 
 AS_OF = date(2026, 11, 24)
 SETTINGS = Settings(auth_disabled=True, database_url="sqlite://", allow_loopback_fhir=True)
@@ -231,7 +231,7 @@ def _check_variation(variation, server: FhirServerMock) -> None:
     assert violations(kind, before, after) == [], f"{scenario} {steps} ({kind}, {delivery})"
 
 
-SHORT = settings(max_examples=60, deadline=None, derandomize=True,
+SHORT = settings(max_examples=40, deadline=None, derandomize=True,
                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
