@@ -357,7 +357,11 @@ def _rebuilt(resource: dict, resource_type: str, status: str, **extra) -> dict:
 
 
 def _given(record, resource) -> bool:
-    """A completed record of the drug being taken or given (what a statement or administration says)."""
+    """A completed record of the drug being taken or given (what a statement or administration says). A
+    completed order of a CAR-T product is left alone: whether it shows an infusion is what issue 14
+    class 8 decides, so moving it would not be known to keep the meaning."""
+    if resource["resourceType"] == "MedicationRequest" and "car-t-products" in _membership(_codings(resource)):
+        return False
     return resource["resourceType"] in MEDS and resource.get("status") == "completed"
 
 
