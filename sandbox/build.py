@@ -15,6 +15,7 @@ For each scenario it writes
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import uuid
@@ -73,26 +74,39 @@ def materialise(sc: Scenario) -> Built:
             fhir.procedure(chart, event.key, event.day)
         else:
             for ingredient in event.drugs:
-                fhir.drug_course(chart, ingredient, event.start, event.end, event.label, f"{sc.name}-rx{n}")
+                fhir.drug_course(chart, ingredient, event.start, event.end, event.label, f"{sc.name}-rx{n}",
+                                 event.phase)
     for lab in sc.labs:
         _lab(chart, lab)
+    for ingredient in sc.service_requests:
+        fhir.car_t_service_request(chart, ingredient, "2026-11-20", user_id)
     orders = _orders(sc, chart, user_id, reason)
     return Built(sc, chart, user_id, encounter_id, orders)
 
 
+def _flc(chart: fhir.Chart, lab: Flc) -> None:
+    for kind, value in (("kappa", lab.kappa), ("lambda", lab.lambda_)):
+        status = lab.status if value is not None else "registered"
+        fhir.observation(chart, kind, lab.day, value, lab.unit, status, lab.comparator if kind == "kappa" else None)
+    low, high = 0.26, 1.65
+    reference = [{"low": {"value": low}, "high": {"value": high}, "text": "0.26-1.65"}]
+    if lab.kappa is None or lab.lambda_ is None:
+        fhir.observation(chart, "ratio", lab.day, None, "{ratio}", "registered", referenceRange=reference)
+        return
+    ratio = round(lab.kappa / lab.lambda_, 3)
+    flag = "H" if ratio > high else "L" if ratio < low else "N"
+    fhir.observation(chart, "ratio", lab.day, ratio, "{ratio}", lab.status, lab.comparator,
+                     referenceRange=reference, interpretation=flag)
+
+
 def _lab(chart: fhir.Chart, lab: Lab | Flc) -> None:
     if isinstance(lab, Flc):
-        low, high = 0.26, 1.65
-        ratio = round(lab.kappa / lab.lambda_, 3)
-        flag = "H" if ratio > high else "L" if ratio < low else "N"
-        fhir.observation(chart, "kappa", lab.day, lab.kappa, lab.unit)
-        fhir.observation(chart, "lambda", lab.day, lab.lambda_, lab.unit)
-        reference = [{"low": {"value": low}, "high": {"value": high}, "text": "0.26-1.65"}]
-        fhir.observation(chart, "ratio", lab.day, ratio, "{ratio}", referenceRange=reference, interpretation=flag)
+        _flc(chart, lab)
     elif lab.kind == "status":
         fhir.disease_status(chart, lab.day, lab.value)
     else:
-        obs = fhir.observation(chart, lab.kind, lab.day, lab.value, lab.unit)
+        obs = fhir.observation(chart, lab.kind, lab.day, lab.value, lab.unit, lab.status, lab.comparator,
+                               lab.absent, note=lab.note)
         if lab.kind == "upep24" and lab.unit == "mg/dL":  # a spot sample mis-filed under the 24 h code
             obs["specimen"] = {"display": "Urine, random (spot) sample"}
             obs["note"] = [{"text": "Random urine; 24-hour collection not received."}]
@@ -101,7 +115,9 @@ def _lab(chart: fhir.Chart, lab: Lab | Flc) -> None:
 def _orders(sc: Scenario, chart: fhir.Chart, user_id: str, reason: str | None) -> list[dict]:
     day = AS_OF.isoformat()
     product = PRODUCTS[sc.product]["ingredient"]
-    orders = [fhir.car_t_order(chart, product, day, user_id, reason, sc.dose)]
+    orders = [fhir.car_t_order(chart, product, day, user_id, reason, sc.dose, status=sc.order_status)]
+    if sc.order_in_history:
+        chart.add(copy.deepcopy(orders[0]))
     if sc.concurrent_product:
         dose = fhir.CellDoseSpec(60)  # Carvykti: 0.75 x10^6 cells/kg for an 80 kg patient
         orders.append(fhir.car_t_order(chart, sc.concurrent_product, day, user_id, reason, dose, suffix="cart2"))

@@ -92,6 +92,9 @@ DRUGS = _drugs(
     # No RxNorm, HCPCS or ATC code exists (terminology.md §8): EHRs carry it by name and a local code.
     Drug("anitocabtagene autoleucel", None, None, None, "iv", "(KITE-772, anito-cel) suspension for IV infusion"),
     Drug("tocilizumab", "612865", "Actemra", "895761", "iv", "20 mg/mL injection"),
+    # No code in terminology.md: EHRs carry these by a local code and their words only.
+    Drug("fludarabine", None, None, None, "iv", "30 mg/m2 IV (lymphodepletion)"),
+    Drug("investigational BCMA-directed CAR T", None, None, None, "iv", "cell suspension (clinical trial product)"),
 )
 
 
@@ -120,6 +123,8 @@ UNIT_TEXT = {
     "mg/L": "mg/L",
     "mg/(24.h)": "mg/24 h",
     "{ratio}": "ratio",
+    "g/dl": "g/dl",  # UCUM: "l" and "L" are both the litre, so these are valid UCUM as EHRs write them
+    "mg/l": "mg/l",
     "%": "%",
 }
 
@@ -147,7 +152,13 @@ CONDITIONS = {
     "car-t-history": ("Z92.850", "Personal history of Chimeric Antigen Receptor T-cell therapy", None, None),
 }
 
-# Procedures: codings per code system.
+# Problems written in words only (no code), as problem lists often carry them.
+CONDITION_TEXTS = {
+    "seizure-in-words": "Seizure disorder, on levetiracetam",
+    "cns-myeloma-in-words": "Myelomatous involvement of the central nervous system (MRI and CSF cytology)",
+}
+
+# Procedures: codings per code system (empty: recorded in words only, see PROCEDURE_TEXTS).
 PROCEDURES = {
     "asct": (
         (CPT, "38241", "Hematopoietic progenitor cell (HPC); autologous transplantation"),
@@ -156,6 +167,16 @@ PROCEDURES = {
     ),
     "abecma-infusion": ((ICD10PCS, "XW033K7", "Introduction of idecabtagene vicleucel immunotherapy into peripheral vein"),),
     "carvykti-infusion": ((ICD10PCS, "XW033A7", "Introduction of ciltacabtagene autoleucel into peripheral vein"),),
+    "asct-icd10pcs": (
+        (ICD10PCS, "30233Y0", "Transfusion of Autologous Hematopoietic Stem Cells into Peripheral Vein, Percutaneous Approach"),
+    ),
+    "sct-in-words": (),
+}
+PROCEDURE_TEXTS = {"sct-in-words": "Stem cell transplant"}
+
+# Orders for a CAR-T product as a ServiceRequest (the therapy ordered as a service): codings and text.
+CAR_T_SERVICES = {
+    "ciltacabtagene autoleucel": ((HCPCS, "Q2056", "Ciltacabtagene autoleucel"), "Carvykti (ciltacabtagene autoleucel) CAR-T cell infusion"),
 }
 
 # Prescriber specialties (NUCC provider taxonomy).

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from sandbox import catalog as c
 
 STYLES = ("epic", "cerner", "hapi")
+DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 
 
 @dataclass
@@ -173,15 +174,6 @@ def encounter(chart: Chart, day: str) -> str:
 
 
 def condition(chart: Chart, key: str, onset: str, clinical_status: str = "active") -> str:
-    icd, icd_display, snomed, snomed_display = c.CONDITIONS[key]
-    icd_coding = coding(c.ICD10CM, icd, icd_display)
-    codings = [icd_coding]
-    if snomed and chart.style != "hapi":
-        snomed_coding = coding(c.SNOMED, snomed, snomed_display)
-        codings = [snomed_coding, icd_coding] if chart.style == "cerner" else [icd_coding, snomed_coding]
-    code = {"coding": codings}
-    if chart.style != "hapi":
-        code["text"] = icd_display
     resource = {
         "resourceType": "Condition",
         "id": chart.new_id("cond"),
@@ -190,7 +182,7 @@ def condition(chart: Chart, key: str, onset: str, clinical_status: str = "active
         "category": [
             {"coding": [coding("http://terminology.hl7.org/CodeSystem/condition-category", "problem-list-item")]}
         ],
-        "code": code,
+        "code": condition_code(chart, key),
         "subject": chart.patient_ref,
         "onsetDateTime": onset,
     }
@@ -200,20 +192,40 @@ def condition(chart: Chart, key: str, onset: str, clinical_status: str = "active
     return f"Condition/{resource['id']}"
 
 
-def procedure(chart: Chart, key: str, day: str) -> str:
-    codings = [coding(*cd) for cd in c.PROCEDURES[key]]
-    if chart.style == "hapi":
-        codings = codings[:1]
-    elif chart.style == "cerner":
-        codings = list(reversed(codings))
+def condition_code(chart: Chart, key: str) -> dict:
+    """The problem as this EHR codes it (ICD-10-CM, with SNOMED beside it outside HAPI), or in words only."""
+    if key in c.CONDITION_TEXTS:
+        return {"text": c.CONDITION_TEXTS[key]}
+    icd, icd_display, snomed, snomed_display = c.CONDITIONS[key]
+    icd_coding = coding(c.ICD10CM, icd, icd_display)
+    codings = [icd_coding]
+    if snomed and chart.style != "hapi":
+        snomed_coding = coding(c.SNOMED, snomed, snomed_display)
+        codings = [snomed_coding, icd_coding] if chart.style == "cerner" else [icd_coding, snomed_coding]
     code = {"coding": codings}
     if chart.style != "hapi":
-        code["text"] = codings[0]["display"]
+        code["text"] = icd_display
+    return code
+
+
+def procedure_code(chart: Chart, key: str) -> dict:
+    """The procedure as this EHR codes it, or in words only (``PROCEDURE_TEXTS``)."""
+    codings = [coding(*cd) for cd in c.PROCEDURES[key]]
+    if not codings:
+        return {"text": c.PROCEDURE_TEXTS[key]}
+    if chart.style == "hapi":
+        return {"coding": codings[:1]}
+    if chart.style == "cerner":
+        codings = list(reversed(codings))
+    return {"coding": codings, "text": codings[0]["display"]}
+
+
+def procedure(chart: Chart, key: str, day: str) -> str:
     resource = {
         "resourceType": "Procedure",
         "id": chart.new_id("proc"),
         "status": "completed",
-        "code": code,
+        "code": procedure_code(chart, key),
         "subject": chart.patient_ref,
         "performedDateTime": chart.when(day, 11),
     }
@@ -221,8 +233,12 @@ def procedure(chart: Chart, key: str, day: str) -> str:
     return f"Procedure/{resource['id']}"
 
 
-def observation(chart: Chart, lab: str, day: str, value: float, unit: str, **extra) -> dict:
-    """A final lab result. ``extra`` may carry ``referenceRange`` and ``interpretation`` (a v3 code)."""
+def observation(chart: Chart, lab: str, day: str, value: float | None, unit: str, status: str = "final",
+                comparator: str | None = None, absent: str | None = None, **extra) -> dict:
+    """A lab result. ``value`` None: no value, with ``absent`` as its dataAbsentReason when the lab
+    states one (a registered or cancelled result often states none); ``comparator``: ``<``, ``>`` ...
+    (a result beyond the assay's range). ``extra`` may carry ``referenceRange`` and ``interpretation``
+    (a v3 code) and ``note`` (text)."""
     spec = c.LABS[lab]
     loinc = coding(c.LOINC, spec.loinc, spec.display)
     local = coding(f"{c.LOCAL}/lab-component", spec.local, spec.local)
@@ -233,13 +249,19 @@ def observation(chart: Chart, lab: str, day: str, value: float, unit: str, **ext
     resource = {
         "resourceType": "Observation",
         "id": chart.new_id("obs"),
-        "status": "final",
+        "status": status,
         "category": [{"coding": [coding(c.OBSERVATION_CATEGORY, "laboratory", "Laboratory")]}],
         "code": code,
         "subject": chart.patient_ref,
         "effectiveDateTime": chart.when(day, 7),
-        "valueQuantity": {"value": value, "unit": c.UNIT_TEXT[unit], "system": c.UCUM, "code": unit},
     }
+    if value is not None:
+        quantity = {"value": value, "unit": c.UNIT_TEXT[unit], "system": c.UCUM, "code": unit}
+        resource["valueQuantity"] = {"comparator": comparator, **quantity} if comparator else quantity
+    elif absent:
+        resource["dataAbsentReason"] = {"coding": [coding(DATA_ABSENT_REASON, absent)]}
+    if extra.get("note"):
+        resource["note"] = [{"text": extra["note"]}]
     if chart.style == "epic":
         resource["issued"] = f"{day}T18:05:00Z"
     if extra.get("referenceRange"):
@@ -303,10 +325,14 @@ def _medication_element(chart: Chart, resource: dict, drug: c.Drug) -> None:
         resource["medicationCodeableConcept"] = concept
 
 
-def drug_course(chart: Chart, ingredient: str, start: str, end: str, regimen: str, group: str) -> list[str]:
-    """One drug of a regimen given from ``start`` to ``end``: the resources an EHR of this style holds."""
+def drug_course(chart: Chart, ingredient: str, start: str, end: str, regimen: str, group: str,
+                phase: str | None = None) -> list[str]:
+    """One drug of a regimen given from ``start`` to ``end``: the resources an EHR of this style holds.
+    ``phase`` (induction, consolidation, maintenance): the treatment phase the EHR labels the drug with,
+    as a ``category`` in words (R4: a list on MedicationRequest, one CodeableConcept on the others)."""
     drug = c.DRUGS[ingredient]
     refs = []
+    category = {"text": phase.capitalize()} if phase else None
     if chart.style == "hapi":
         resource = {
             "resourceType": "MedicationStatement",
@@ -317,6 +343,8 @@ def drug_course(chart: Chart, ingredient: str, start: str, end: str, regimen: st
             "note": [{"text": regimen}],
         }
         resource["medicationCodeableConcept"] = medication_concept(chart, drug)
+        if category:
+            resource["category"] = category
         chart.add(resource)
         return [f"MedicationStatement/{resource['id']}"]
     if drug.route == "oral":
@@ -332,6 +360,8 @@ def drug_course(chart: Chart, ingredient: str, start: str, end: str, regimen: st
             "dispenseRequest": {"validityPeriod": {"start": start, "end": end}},
         }
         _medication_element(chart, resource, drug)
+        if category:
+            resource["category"] = [category]
         chart.add(resource)
         return [f"MedicationRequest/{resource['id']}"]
     days = [start] if start == end else [start, end]
@@ -345,6 +375,8 @@ def drug_course(chart: Chart, ingredient: str, start: str, end: str, regimen: st
             "note": [{"text": regimen}],
         }
         _medication_element(chart, resource, drug)
+        if category:
+            resource["category"] = category
         chart.add(resource)
         refs.append(f"MedicationAdministration/{resource['id']}")
     return refs
@@ -368,12 +400,15 @@ def car_t_order(
     reason: str | None,
     dose: CellDoseSpec | None,
     suffix: str = "cart",
+    status: str = "draft",
 ) -> dict:
+    """The CAR-T order. ``status``: ``draft`` as order-sign sends it, or ``active`` when the clinician
+    re-signs an order already placed (the same order is then also in the patient's history)."""
     drug = c.DRUGS[ingredient]
     order = {
         "resourceType": "MedicationRequest",
         "id": f"{chart.scenario}-{suffix}",
-        "status": "draft",
+        "status": status,
         "intent": "order",
         "subject": chart.patient_ref,
         "authoredOn": chart.when(authored, 14),
@@ -423,3 +458,20 @@ def tocilizumab_order(chart: Chart, spec: TocilizumabSpec, authored: str, reques
         dosage["timing"] = {"repeat": {"count": spec.doses}}
     order["dosageInstruction"] = [dosage]
     return tagged(order)
+
+
+def car_t_service_request(chart: Chart, ingredient: str, authored: str, requester: str, status: str = "active") -> dict:
+    """Another CAR-T therapy ordered as a service (a ServiceRequest), stored in the patient's record."""
+    system_code_display, text = c.CAR_T_SERVICES[ingredient]
+    resource = {
+        "resourceType": "ServiceRequest",
+        "id": chart.new_id("sr"),
+        "status": status,
+        "intent": "order",
+        "code": {"coding": [coding(*system_code_display)], "text": text},
+        "subject": chart.patient_ref,
+        "authoredOn": chart.when(authored, 9),
+        "requester": {"reference": requester},
+    }
+    chart.add(resource)
+    return resource

@@ -45,6 +45,7 @@ class Regimen:
     start: str
     end: str
     drugs: tuple[str, ...]
+    phase: str | None = None  # the phase the EHR labels each drug with (induction, consolidation, maintenance)
 
 
 @dataclass(frozen=True)
@@ -63,22 +64,31 @@ class Dx:
 
 @dataclass(frozen=True)
 class Lab:
-    """One result. ``kind``: spep | upep24 | bmpc | status; FLC triples use ``Flc``."""
+    """One result. ``kind``: spep | upep24 | bmpc | status; FLC triples use ``Flc``. ``value`` None: a
+    result without a value (``absent`` names its dataAbsentReason, if the lab gives one)."""
 
     kind: str
     day: str
-    value: float | str
+    value: float | str | None
     unit: str = ""
+    status: str = "final"
+    comparator: str | None = None  # "<", ">": a result beyond the assay's range
+    absent: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
 class Flc:
-    """Serum free light chains on one day; the ratio (and its interpretation) is derived like a lab does."""
+    """Serum free light chains on one day; the ratio (and its interpretation) is derived like a lab does.
+    A chain that is None was not resulted yet (``registered``, no value), and then neither is the ratio;
+    ``status`` is that of the resulted ones; ``comparator`` qualifies kappa (and so the ratio)."""
 
     day: str
-    kappa: float
-    lambda_: float
+    kappa: float | None
+    lambda_: float | None
     unit: str = "mg/L"
+    status: str = "final"
+    comparator: str | None = None
 
 
 def spep(*points: tuple[str, float], unit: str = "g/dL") -> tuple[Lab, ...]:
@@ -120,6 +130,9 @@ class Scenario:
     dose: CellDoseSpec | None = None
     tocilizumab: TocilizumabSpec | None = None
     concurrent_product: str | None = None  # another CAR-T ingredient in the same draftOrders
+    service_requests: tuple[str, ...] = ()  # CAR-T ingredients ordered as live ServiceRequests in the record
+    order_status: str = "draft"  # "active": an order already placed, re-signed
+    order_in_history: bool = False  # the order being signed is also in the patient's MedicationRequests
     failures: dict[str, int] = field(default_factory=dict)  # data-requirement key -> HTTP status recorded
     variants: tuple[str, ...] = ()  # extra hook files: "partial", "paginated"
 
@@ -620,6 +633,192 @@ def _scenarios() -> tuple[Scenario, ...]:
              indeterminate("Without the administrations the PI and anti-CD38 exposures and the prior anti-BCMA/"
                            "CAR-T exclusions cannot be evaluated.", I_A_5=UNKNOWN, I_A_7=UNKNOWN, I_A_8=UNKNOWN),
              given="Bernard", gender="male", birth_date="1957-12-19", failures={"medicationAdministrations": 500}),
+        *_real_world_records(),
+    )
+
+
+# I.A.4 not shown: serum M-protein and FLC miss their thresholds, no urine result, no progression shown.
+SERUM_MISSED_NO_URINE_NO_PROGRESSION = {"I_A_4_a_i": NOT_MET, "I_A_4_a_ii": UNKNOWN, "I_A_4_a_iii": NOT_MET,
+                                        "I_A_4_a": UNKNOWN, "I_A_4_b": UNKNOWN, "I_A_4": UNKNOWN}
+
+
+def _real_world_records() -> tuple[Scenario, ...]:
+    """Records as EHRs really write them (issue 14): one or more per class of record that once produced a
+    wrong verdict. Expected decisions from the policy text, like every other scenario."""
+    abecma, kite = "abecma", "kite772"
+    return (
+        # ---- 1. lab results as labs report them --------------------------------------------------
+        base("spep-below-quantitation-comparator", abecma, "epic", "commercial",
+             "A small M-spike the lab reports only as '<0.5 g/dL'; normal FLC ratio; no urine study",
+             incomplete("'<0.5 g/dL' says the M-protein is below 0.5, so it contradicts >= 0.5 g/dL (4.a.i not "
+                        "met); kappa 1.84 mg/dL with a normal ratio misses 4.a.iii; no urine result (4.a.ii) and "
+                        "no progression assessment (4.b), so I.A.4 is not shown.",
+                        **SERUM_MISSED_NO_URINE_NO_PROGRESSION),
+             given="Rita", birth_date="1961-02-19",
+             labs=(Lab("spep", "2026-11-12", 0.5, "g/dL", comparator="<"), Flc("2026-11-12", 18.4, 12.0))),
+        base("kite772-flc-above-assay-range", kite, "hapi", "commercial",
+             "Free kappa reported above the assay's range ('>150 mg/L', ratio '>23.077'); SPEP '<0.1 g/dL'",
+             meets("Involved kappa > 150 mg/L = > 15 mg/dL clears 10 mg/dL and the ratio > 23 is abnormal (4.a.iii); "
+                   "'<0.1 g/dL' contradicts 1.0 g/dL (4.a.i).",
+                   I_A_4_a_i=NOT_MET, I_A_4_a_iii=MET, I_A_4_a=MET),
+             given="Tomas", gender="male", birth_date="1960-06-12",
+             labs=(Lab("spep", "2026-11-16", 0.1, "g/dL", comparator="<"), Flc("2026-11-16", 150, 6.5, comparator=">"))),
+        base("kite772-later-spep-without-value", kite, "epic", "commercial",
+             "SPEP 1.4 g/dL on 2026-11-05; the repeat on 2026-11-19 has no value (hemolyzed, dataAbsentReason error)",
+             meets("A result without a value does not hide the earlier final one: SPEP 1.4 g/dL on 2026-11-05 (19 "
+                   "days before the order) meets >= 1.0 g/dL.", I_A_4_a_i=MET, I_A_4_a=MET),
+             given="Wanda", birth_date="1959-09-03",
+             labs=spep(("2024-09-20", 2.1), ("2025-03-10", 0.6), ("2026-08-10", 1.0), ("2026-11-05", 1.4))
+             + (Lab("spep", "2026-11-19", None, "g/dL", absent="error", note="Specimen hemolyzed; recollection requested."),)),
+        base("flc-later-draw-incomplete", abecma, "cerner", "commercial",
+             "Complete FLC assay on 2026-11-03 (kappa 38.5 mg/dL, ratio 32); the 2026-11-20 draw has only a "
+             "preliminary kappa, lambda and ratio not resulted",
+             meets("The complete assay of 2026-11-03 decides: involved kappa 38.5 mg/dL >= 10 with ratio 32.1 "
+                   "abnormal (4.a.iii); the later partial, preliminary draw does not hide it. SPEP 0.2 g/dL < 0.5.",
+                   I_A_4_a_i=NOT_MET, I_A_4_a_iii=MET, I_A_4_a=MET),
+             given="Yvonne", birth_date="1958-12-01",
+             labs=spep(("2026-11-03", 2), unit="g/L") + (
+                 Flc("2026-11-03", 38.5, 1.2, unit="mg/dL"),
+                 Flc("2026-11-20", 41.0, None, unit="mg/dL", status="preliminary"))),
+        base("kite772-ucum-lower-case-litre", kite, "hapi", "medicaid",
+             "A lab writing UCUM with a lower-case litre: SPEP in 'g/dl', free light chains in 'mg/l'",
+             meets("UCUM defines 'l' and 'L' both as the litre: SPEP 1.8 g/dl >= 1.0 g/dL (4.a.i); kappa 312 mg/l "
+                   "= 31.2 mg/dL with ratio 42 (4.a.iii).", I_A_4_a_i=MET, I_A_4_a_iii=MET, I_A_4_a=MET),
+             given="Ursula", birth_date="1962-04-08",
+             labs=spep(("2025-03-10", 0.6), ("2026-11-10", 1.8), unit="g/dl") + (Flc("2026-11-10", 312, 7.4, unit="mg/l"),)),
+        # ---- 2. partial dates --------------------------------------------------------------------
+        base("birth-year-only-adult", abecma, "hapi", "commercial",
+             "Patient.birthDate '1957' (year only): 68 or 69 years old on the decision date",
+             meets("Born some day of 1957: at least 68 on 2026-11-24, so age >= 18 whatever the day.", I_A_3=MET),
+             given="Moira", birth_date="1957"),
+        base("kite772-birth-year-month-adult", kite, "cerner", "marketplace",
+             "Patient.birthDate '1961-07' (year and month only)",
+             meets("Born in July 1961: 65 on 2026-11-24 whatever the day, so age >= 18.", I_A_3=MET),
+             given="Ned", gender="male", birth_date="1961-07", diagnoses=MM_B, history=THREE_LINES_B, labs=MEASURABLE_B),
+        base("birth-year-only-straddles-18", abecma, "hapi", "commercial",
+             "Synthetic boundary case: birthDate '2008' only, so 17 or 18 on the decision date",
+             incomplete("Born some day of 2008: 18 if born by 2008-11-24, else 17; the record cannot tell.",
+                        I_A_3=UNKNOWN),
+             given="Robin", birth_date="2008"),
+        # ---- 3. IMWG progression against the last regimen's nadir --------------------------------
+        base("kite772-rise-measured-from-earlier-line-nadir", kite, "epic", "commercial",
+             "SPEP nadir 0.2 g/dL on line 2 (DKd); on line 3 (EPd) the nadir is 0.6 and the last value 0.7 g/dL",
+             incomplete("Since the start of EPd (2024-10-01) the nadir is 0.6 g/dL and 0.7 is +0.1 g/dL: no IMWG "
+                        "progression on the last regimen (the rise from line 2's nadir 0.2 was followed by a new "
+                        "regimen). SPEP 0.7 < 1.0, ratio 1.59 normal, no urine result: I.A.4 not shown.",
+                        **SERUM_MISSED_NO_URINE_NO_PROGRESSION),
+             given="Bettina", birth_date="1963-10-27",
+             labs=spep(("2023-05-01", 2.0), ("2024-03-11", 0.2), ("2024-09-09", 0.9), ("2025-04-14", 0.6),
+                       ("2025-10-13", 0.65), ("2026-11-10", 0.7)) + (Flc("2026-11-10", 24.0, 15.1),)),
+        # ---- 4. lines of therapy -----------------------------------------------------------------
+        base("asct-coded-in-icd10-pcs-one-line", abecma, "cerner", "commercial",
+             "D-KRd induction, autologous transplant coded only in ICD-10-PCS (30233Y0), lenalidomide "
+             "maintenance, relapse on maintenance: one line",
+             fails("Induction + HSCT + maintenance is a single line whatever code the transplant carries: 1 prior "
+                   "line < 2, though IMiD, PI and anti-CD38 were all given.",
+                   I_A_5=NOT_MET, I_A_5_a=MET, I_A_5_b=MET, I_A_5_c=MET),
+             given="Clement", gender="male", birth_date="1964-01-16",
+             diagnoses=(Dx("mm-relapse", "2023-01-09", "relapse", True),),
+             history=(
+                 Regimen("Line 1 induction: D-KRd (daratumumab/carfilzomib/lenalidomide/dexamethasone)",
+                         "2023-02-06", "2023-06-26", ("daratumumab", "carfilzomib", "lenalidomide", DEX)),
+                 Regimen("Line 1 ASCT conditioning: melphalan 200 mg/m2", "2023-08-12", "2023-08-12", ("melphalan",)),
+                 Proc("asct-icd10pcs", "2023-08-14"),
+                 Regimen("Line 1 maintenance: lenalidomide", "2023-11-06", "2026-10-05", ("lenalidomide",)),
+             ),
+             labs=spep(("2025-02-03", 0.0), ("2026-09-28", 9), ("2026-11-09", 14), unit="g/L")),
+        base("kite772-transplant-in-words-two-lines", kite, "hapi", "commercial",
+             "VRd, a transplant recorded only as 'Stem cell transplant', lenalidomide maintenance, then DKd: "
+             "two lines",
+             fails("Induction + transplant + maintenance is one line, DKd the second: 2 prior lines < 3.",
+                   I_A_5=NOT_MET, I_A_5_a=MET, I_A_5_b=MET, I_A_5_c=MET),
+             given="Percy", gender="male", birth_date="1958-11-30", diagnoses=MM_NO_ASCT,
+             history=(
+                 Regimen("Induction: VRd (bortezomib/lenalidomide/dexamethasone)", "2021-03-01", "2021-06-21",
+                         ("bortezomib", "lenalidomide", DEX)),
+                 Regimen("Transplant conditioning: melphalan 200 mg/m2", "2021-07-26", "2021-07-26", ("melphalan",)),
+                 Proc("sct-in-words", "2021-07-28"),
+                 Regimen("Maintenance: lenalidomide 10 mg", "2021-10-15", "2023-04-20", ("lenalidomide",)),
+                 Regimen("DKd (daratumumab/carfilzomib/dexamethasone)", "2023-05-08", "2026-10-19",
+                         ("daratumumab", "carfilzomib", DEX)),
+             )),
+        base("kite772-late-maintenance-same-line", kite, "epic", "commercial",
+             "Lenalidomide labelled maintenance (category) starting 10 months after the transplant, then DKd: "
+             "two lines",
+             fails("A regimen labelled maintenance belongs to the induction-transplant line however late it starts: "
+                   "2 prior lines < 3.", I_A_5=NOT_MET, I_A_5_a=MET, I_A_5_b=MET, I_A_5_c=MET),
+             given="Greta", birth_date="1957-05-05",
+             history=(
+                 Regimen("VRd (bortezomib/lenalidomide/dexamethasone)", "2021-03-01", "2021-06-21",
+                         ("bortezomib", "lenalidomide", DEX), phase="induction"),
+                 Regimen("Melphalan 200 mg/m2", "2021-07-26", "2021-07-26", ("melphalan",)),
+                 Proc("asct", "2021-07-28"),
+                 Regimen("Lenalidomide 10 mg days 1-28", "2022-06-13", "2024-02-12", ("lenalidomide",),
+                         phase="maintenance"),
+                 Regimen("DKd (daratumumab/carfilzomib/dexamethasone)", "2024-03-04", "2026-10-19",
+                         ("daratumumab", "carfilzomib", DEX)),
+             )),
+        base("kite772-lymphodepletion-before-prior-car-t", kite, "epic", "commercial",
+             "Dara-VRd, then fludarabine/cyclophosphamide lymphodepletion and a Carvykti infusion: two lines, "
+             "and prior anti-BCMA CAR-T",
+             fails("Lymphodepleting conditioning is not a line: Dara-VRd and cilta-cel are 2 lines < 3; cilta-cel is "
+                   "prior anti-BCMA and CAR-T therapy.",
+                   I_A_5=NOT_MET, I_A_5_a=MET, I_A_5_b=MET, I_A_5_c=MET, I_A_7=NOT_MET, I_A_8=NOT_MET),
+             given="Hilda", birth_date="1956-03-23", diagnoses=MM_NO_ASCT + (Dx("car-t-history", "2025-03-17"),),
+             history=(
+                 Regimen("Dara-VRd (daratumumab/bortezomib/lenalidomide/dexamethasone)", "2022-01-10", "2024-12-09",
+                         ("daratumumab", "bortezomib", "lenalidomide", DEX)),
+                 Regimen("Lymphodepleting chemotherapy before CAR-T: fludarabine/cyclophosphamide", "2025-03-12",
+                         "2025-03-14", ("fludarabine", "cyclophosphamide")),
+                 Regimen("Ciltacabtagene autoleucel (Carvykti) infusion", "2025-03-17", "2025-03-17",
+                         ("ciltacabtagene autoleucel",)),
+                 Proc("carvykti-infusion", "2025-03-17"),
+             )),
+        # ---- 5. conditions in words --------------------------------------------------------------
+        base("cns-involvement-in-words", abecma, "hapi", "commercial",
+             "Problem list entry in words only: 'Myelomatous involvement of the central nervous system'",
+             fails("Known CNS involvement with myeloma, written in words, is evidence like a code (I.A.6, III.B).",
+                   I_A_6=NOT_MET, III_B=NOT_MET),
+             given="Silas", gender="male", birth_date="1961-08-14",
+             diagnoses=MM + (Dx("cns-myeloma-in-words", "2026-08-20"),)),
+        base("kite772-seizure-in-words", kite, "cerner", "commercial",
+             "Problem list entry in words only: 'Seizure disorder, on levetiracetam'",
+             fails("A seizure disorder is CNS pathology (I.A.6) and prior CNS involvement (III.B), coded or not.",
+                   I_A_6=NOT_MET, III_B=NOT_MET),
+             given="Mabel", birth_date="1960-12-12", diagnoses=MM_B + (Dx("seizure-in-words", "2019-05-14"),),
+             history=THREE_LINES_B, labs=MEASURABLE_B),
+        base("remission-code-with-progressing-labs", abecma, "epic", "commercial",
+             "Problem list still codes C90.01 (in remission) while the M-protein rises from 0.6 to 1.9 g/dL on EPd",
+             meets("A stale 'in remission' code does not contradict relapse the labs show: SPEP 0.6 -> 1.9 g/dL "
+                   "after the start of EPd is IMWG progression, so the myeloma is relapsed/refractory.",
+                   I_A_1=MET, I_A_4_a_i=MET),
+             given="Opal", birth_date="1959-07-21",
+             diagnoses=(Dx("mm-remission", "2021-02-10", "active", True), Dx("asct-status", "2021-07-28"))),
+        # ---- 6. prior anti-BCMA / CAR-T however recorded -----------------------------------------
+        base("prior-anti-bcma-trial-in-words", abecma, "epic", "commercial",
+             "An investigational BCMA-directed CAR T given on a trial in 2025, recorded by a local code and words",
+             fails("A BCMA-directed CAR T is anti-BCMA therapy (I.A.7) and CAR T-cell therapy (I.A.8), investigational "
+                   "or not.", I_A_7=NOT_MET, I_A_8=NOT_MET),
+             given="Ruben", gender="male", birth_date="1958-02-08",
+             history=THREE_LINES[:-1] + (
+                 Regimen("Line 3: EPd (elotuzumab/pomalidomide/dexamethasone)", "2024-10-01", "2025-02-17",
+                         ("elotuzumab", "pomalidomide", DEX)),
+                 Regimen("Line 4: investigational BCMA-directed CAR T (clinical trial)", "2025-04-22", "2025-04-22",
+                         ("investigational BCMA-directed CAR T",)),
+                 Regimen("Line 5: selinexor/bortezomib/dexamethasone", "2025-11-03", "2026-10-19",
+                         ("selinexor", "bortezomib", DEX)),)),
+        # ---- 7. concurrent CAR-T orders ----------------------------------------------------------
+        base("concurrent-car-t-service-request", abecma, "epic", "commercial",
+             "A live (active) ServiceRequest for a Carvykti infusion is in the record when Abecma is signed",
+             fails("Another CAR-T product (Carvykti) is ordered and the order is live: concurrent CAR-T therapy.",
+                   I_A_9=NOT_MET),
+             given="Lorna", birth_date="1962-05-30", service_requests=("ciltacabtagene autoleucel",)),
+        # ---- 8. the order being signed is not history --------------------------------------------
+        base("order-signed-active-in-history", abecma, "epic", "commercial",
+             "The Abecma order is re-signed with status 'active' and is also in the MedicationRequest history",
+             meets("The order being signed is neither prior CAR-T/anti-BCMA therapy nor a second dose: every "
+                   "criterion is met as for abecma-meets-all-criteria."),
+             given="Iris", birth_date="1960-01-09", order_status="active", order_in_history=True),
     )
 
 

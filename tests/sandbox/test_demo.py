@@ -24,6 +24,7 @@ from cds_service.cli import add_plugin_commands, main
 from sandbox import demo as demo_module
 from sandbox.demo import Progress, Reply, hook_files, report, run_hooks
 from sandbox.expectations import scenario_of_hook
+from tests.scenarios.test_sandbox_scenarios import KNOWN_WRONG
 
 REPO = Path(__file__).parents[2]
 HOOKS = sorted((REPO / "sandbox" / "hooks").glob("*.json"))
@@ -57,14 +58,18 @@ def _result_rows(stdout: str) -> dict[tuple[str, str], str]:
 
 @pytest.mark.loopback_http
 def test_demo_sends_every_hook_and_every_scenario_matches(tmp_path):
+    """Every scenario matches but the known-wrong ones (issue 14 fixes in progress), which mismatch in
+    every hook: the demo then exits 1, as it must on any mismatch."""
     completed = _run_demo(tmp_path)
 
-    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]
+    assert completed.returncode == (1 if KNOWN_WRONG else 0), completed.stdout[-4000:] + completed.stderr[-2000:]
     rows = _result_rows(completed.stdout)
     sent = {(scenario_of_hook(h), h.stem[len(scenario_of_hook(h)) + 1:]) for h in HOOKS}
     assert set(rows) == sent
-    assert set(rows.values()) == {"ok"}
-    assert f"{len(HOOKS)} matched / {len(HOOKS)} total hooks ({len(SCENARIOS)}/{len(SCENARIOS)} scenarios)" in completed.stdout
+    assert {row for row, result in rows.items() if result != "ok"} == {row for row in sent if row[0] in KNOWN_WRONG}
+    matched = len([h for h in HOOKS if scenario_of_hook(h) not in KNOWN_WRONG])
+    ok_scenarios = len(SCENARIOS) - len(KNOWN_WRONG)
+    assert f"{matched} matched / {len(HOOKS)} total hooks ({ok_scenarios}/{len(SCENARIOS)} scenarios)" in completed.stdout
     assert re.search(r"total run time \d+\.\d s", completed.stdout)
     assert f"{len(HOOKS)}/{len(HOOKS)} hooks sent" in completed.stderr  # progress, plain when not a terminal
     assert list(tmp_path.iterdir()) == []  # keys, trusted-clients file and audit database removed

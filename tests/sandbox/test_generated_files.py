@@ -16,6 +16,7 @@ from fhir_mappings.data_requirements import data_requirements
 from sandbox import build, recorded
 from sandbox.catalog import SANDBOX_TAG
 from sandbox.expectations import scenario_of_hook
+from sandbox.scenarios import scenario
 
 SANDBOX = Path(build.__file__).parent
 PATIENTS = sorted((SANDBOX / "patients").glob("*.json"))
@@ -97,7 +98,9 @@ def test_hook_is_a_valid_order_sign_request(path):
     Bundle.model_validate(orders)
     assert orders["type"] == "collection" and orders["entry"]
     first = orders["entry"][0]["resource"]
-    assert first["resourceType"] == "MedicationRequest" and first["status"] == "draft"
+    # draft as order-sign sends a new order; active when the scenario re-signs an order already placed
+    assert first["resourceType"] == "MedicationRequest"
+    assert first["status"] == scenario(scenario_of_hook(path)).order_status
     for entry in orders["entry"]:
         assert entry["fullUrl"].startswith("urn:uuid:")
         assert entry["resource"]["subject"]["reference"] == f"Patient/{context['patientId']}"
