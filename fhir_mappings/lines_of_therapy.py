@@ -69,8 +69,16 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from fhir_mappings.facts import Evidence, Fact, LineOfTherapy, LinesOfTherapy, Observed, Unknown
-from fhir_mappings.therapy import CAR_T_PRODUCTS, EXPOSURE_TYPES, TRACKED, TimedExposure, incomplete, timed_exposures
+from fhir_mappings.facts import DateSpan, Evidence, Fact, LineOfTherapy, LinesOfTherapy, Observed, Unknown
+from fhir_mappings.therapy import (
+    CAR_T_PRODUCTS,
+    EXPOSURE_TYPES,
+    TRACKED,
+    TimedExposure,
+    _period,
+    incomplete,
+    timed_exposures,
+)
 
 SAME_REGIMEN_DAYS = 28
 CONTINUATION_GAP_DAYS = 90
@@ -188,20 +196,33 @@ def lines_of_therapy(record, as_of: date, consolidation_in_line: bool) -> Fact[L
     return Observed(LinesOfTherapy(minimum, maximum, lines, classes), evidence)
 
 
-def last_regimen_last_dose(record, as_of: date) -> Fact[date]:
-    """Last documented dose day of the last anti-myeloma regimen (the last line of the finest reading;
-    steroid-only regimens, lymphodepletion and transplant procedures are not doses of a regimen). Unknown
-    when the last regimen is still running with no dose recorded after its start, or nothing is documented."""
+def last_regimen_last_dose(record, as_of: date) -> Fact[DateSpan]:
+    """The days the last dose of the last anti-myeloma regimen may have been (the last line of the finest
+    reading; steroid-only regimens, lymphodepletion and transplant procedures are not doses of a
+    regimen): one day, or a span when the record's dates are partial (the last of several doses known
+    to a span each lies between the latest earliest day and the latest latest day). Unknown when the
+    last regimen is still running with no dose recorded after its start, or nothing is documented."""
     last = _last_regimen(record, as_of)
     if isinstance(last, Unknown):
         return last
-    doses = [(t.last_dose, t) for t in last.items if t.last_dose]
+    doses = [(_dose_span(record, t, as_of), t) for t in last.items if t.last_dose]
     if any(t.ongoing for t in last.items) and not doses:
         return Unknown("the last regimen is ongoing and no dose date is documented")
     if not doses:
         return Unknown("the last regimen has no documented dose date")
-    day, source = max(doses, key=lambda pair: pair[0])
-    return Observed(day, (Evidence(source.exposure.reference, "last dose", source.exposure.ingredient, date=day.isoformat()),))
+    latest, source = max(doses, key=lambda pair: pair[0].latest)
+    span = DateSpan(max(s.earliest for s, _ in doses), latest.latest)
+    return Observed(span, (Evidence(source.exposure.reference, "last dose", source.exposure.ingredient,
+                                    date=latest.isoformat()),))
+
+
+def _dose_span(record, t: TimedExposure, as_of: date) -> DateSpan:
+    """The days ``t``'s last dose may have been: its end, or its start when it has no end (``last_dose``
+    is the latest of them; the earliest day of a partial end is read from the resource's period)."""
+    resource = record.resolve(t.exposure.reference) if t.exposure.end is not None else None
+    end = _period(resource)[1] if resource is not None else None
+    earliest = min(end.earliest, as_of) if end is not None else t.exposure.start or t.last_dose
+    return DateSpan(min(earliest, t.last_dose), t.last_dose)
 
 
 def last_regimen_start(record, as_of: date) -> Fact[date]:

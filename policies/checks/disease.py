@@ -21,8 +21,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Mapping
 
-from fhir_mappings.facts import Evidence, FactSource, FreeLightChains, Measurement, Observed, Unknown
+from fhir_mappings.facts import DateSpan, Evidence, FactSource, FreeLightChains, Measurement, Observed, Unknown
 from fhir_mappings.labs import measurement_evidence
+from fhir_mappings.parsing import follows_within, on_or_before
 from policies.checks.registry import DAYS, NON_NEGATIVE, LeafResult, OrderContext, check, unknown_fact
 from policies.decision import Status
 
@@ -209,43 +210,56 @@ def _flc_status(flc: FreeLightChains, minimum: float) -> LeafResult:
                              evidence)
 
 
+def _days_after(later: DateSpan, earlier: DateSpan) -> str:
+    shortest, longest = (later.earliest - earlier.latest).days, (later.latest - earlier.earliest).days
+    return f"{shortest} days" if shortest == longest else f"{shortest} to {longest} days"
+
+
 @check("progressive_disease_after_last_regimen", params={"within_days": DAYS})
 def progressive_disease_after_last_regimen(
     facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext
 ) -> LeafResult:
     """IMWG progressive disease assessed within N days following the last dose of the last regimen.
 
-    Not met when the most recent assessment on the record, made after that last dose, documents that
-    the disease is not progressing (stable, improved): the record then contradicts progression. A
-    progression outside the window does not contradict the criterion (another assessment may exist that
-    the record does not hold), so it is unknown."""
+    Either date may be partial (a month, a year): both are spans, and the window is judged on every day
+    they allow (``fhir_mappings.parsing.follows_within``). A last dose in "2026-09" and a progression on
+    2026-11-15 are 46 to 75 days apart: not shown within 60 days, so unknown, never met. Not met when the
+    most recent assessment on the record, certainly made after that last dose (every day its date allows
+    is after every day the last dose may have been), documents that the disease is not progressing
+    (stable, improved): the record then contradicts progression. A progression outside the window, or
+    only possibly inside it, does not contradict the criterion (another assessment may exist that the
+    record does not hold), so it is unknown."""
     days = params["within_days"]
     pd = facts.progressive_disease(as_of)
     last = facts.last_regimen_last_dose(as_of)
     if isinstance(pd, Observed) and isinstance(last, Observed):
-        gap = (pd.value.assessed - last.value).days
-        shown = f"Progressive disease ({pd.value.basis}) on {pd.value.assessed}, last dose {last.value}"
-        if 0 <= gap <= days and pd.value.assessed <= as_of:
-            return LeafResult(Status.MET, f"{shown}: {gap} days after the last dose", pd.evidence + last.evidence)
+        assessed = pd.value.assessed_span
+        if follows_within(assessed, last.value, days) is True and on_or_before(assessed, as_of) is True:
+            shown = (f"Progressive disease ({pd.value.basis}) on {assessed.isoformat()}, "
+                     f"last dose {last.value.isoformat()}")
+            return LeafResult(Status.MET, f"{shown}: {_days_after(assessed, last.value)} after the last dose",
+                              pd.evidence + last.evidence)
     latest = facts.latest_disease_assessment(as_of)
     if (isinstance(latest, Observed) and not latest.value.progressive and isinstance(last, Observed)
-            and latest.value.assessed > last.value):
+            and on_or_before(latest.value.assessed_span, last.value.latest) is False):
         return LeafResult(
             Status.NOT_MET,
-            f"No progression: {latest.value.basis} on {latest.value.assessed}, after the last dose on {last.value}",
+            f"No progression: {latest.value.basis} on {latest.value.assessed_span.isoformat()}, after the last "
+            f"dose on {last.value.isoformat()}",
             latest.evidence + last.evidence,
         )
     if isinstance(pd, Unknown):
         return unknown_fact(pd, "Progressive disease")
+    assessed = pd.value.assessed_span
     if isinstance(last, Unknown):
         return LeafResult(
             Status.UNKNOWN,
-            f"Progressive disease on {pd.value.assessed}, but the last dose of the last regimen is not shown "
+            f"Progressive disease on {assessed.isoformat()}, but the last dose of the last regimen is not shown "
             f"({last.reason})",
             pd.evidence + last.evidence,
             last.retrieval_failed,
         )
-    shown = f"Progressive disease ({pd.value.basis}) on {pd.value.assessed}, last dose {last.value}"
-    return LeafResult(Status.UNKNOWN, f"{shown}: not within {days} days following the last dose",
+    shown = f"Progressive disease ({pd.value.basis}) on {assessed.isoformat()}, last dose {last.value.isoformat()}"
+    window = "not" if follows_within(assessed, last.value, days) is False else "not shown to be"
+    return LeafResult(Status.UNKNOWN, f"{shown}: {window} within {days} days following the last dose",
                       pd.evidence + last.evidence)
-
