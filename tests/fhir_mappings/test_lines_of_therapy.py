@@ -183,3 +183,12 @@ def test_last_dose_from_administrations_of_the_last_regimen():
 def test_steroids_alone_show_no_certain_line():
     fact = count([statement("dex", "dexamethasone", "2025-01-01", "2025-01-05")])
     assert (fact.value.minimum, fact.value.maximum) == (0, 1)
+
+
+def test_maintenance_starting_in_a_month_that_straddles_180_days_after_the_transplant_widens_the_interval():
+    """Transplant on 2022-06-30; lenalidomide maintenance started "2022-12": 154 to 184 days after it."""
+    base = drd_asct_r()[:-1]
+    straddling = count(base + [statement("len-m", "lenalidomide", "2022-12", "2023-10-01", status="stopped")])
+    assert (straddling.value.minimum, straddling.value.maximum) == (1, 2)
+    inside = count(base + [statement("len-m", "lenalidomide", "2022-11", "2023-10-01", status="stopped")])
+    assert (inside.value.minimum, inside.value.maximum) == (1, 1)
