@@ -122,14 +122,26 @@ class Coded:
     display: str | None = None
 
 
+class DatedResult:
+    """A result dated to a day (``effective``), or to a span of days when the record's date is partial
+    (``effective_earliest`` .. ``effective``)."""
+
+    effective: date
+    effective_earliest: date | None
+
+    @property
+    def effective_span(self) -> DateSpan:
+        return DateSpan(self.effective_earliest or self.effective, self.effective)
+
+
 @dataclass(frozen=True)
-class Measurement:
+class Measurement(DatedResult):
     """A lab value normalised to the canonical unit of its analyte (g/dL serum M-protein,
     mg/24h urine M-protein, mg/dL free light chains, 1 for ratios, % for plasma cells)."""
 
     value: float
     unit: str
-    effective: date
+    effective: date  # the latest day it may have been collected
     reference: str
     raw_value: float | None = None
     raw_unit: str | None = None
@@ -137,10 +149,11 @@ class Measurement:
     # the other valid results of the analyte in the lookback window, newest first: a check weighs them
     # when they disagree with this one (see ``policies.checks.disease``)
     others_in_window: tuple["Measurement", ...] = ()
+    effective_earliest: date | None = None  # the earliest day, when the date is partial; None when exact
 
 
 @dataclass(frozen=True)
-class FreeLightChains:
+class FreeLightChains(DatedResult):
     """Serum FLC assay on one date. ``involved`` is ``kappa`` when the ratio is high, ``lambda`` when low,
     ``None`` when the ratio is normal. ``ratio_abnormal_basis`` says how abnormality was judged
     (``interpretation``, ``referenceRange`` or ``default 0.26-1.65``)."""
@@ -160,6 +173,7 @@ class FreeLightChains:
     # the other assays of the lookback window, newest first (see ``Measurement.others_in_window``)
     others_in_window: tuple["FreeLightChains", ...] = ()
     references: tuple[str, ...] = ()  # the Observations of the assay, "Observation/id"
+    effective_earliest: date | None = None  # the earliest day, when the date is partial; None when exact
 
 
 @dataclass(frozen=True)

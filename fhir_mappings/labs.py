@@ -131,6 +131,7 @@ def measure(record: PatientRecord, result: LabResult, analyte: Analyte) -> Measu
         value=converted.value,
         unit=converted.unit,
         effective=result.day,
+        effective_earliest=None if result.span.exact else result.span.earliest,
         reference=result.reference,
         raw_value=converted.raw_value,
         raw_unit=converted.raw_unit,
@@ -157,7 +158,7 @@ def bounds(m: Measurement) -> tuple[float, float | None]:
 
 def measurement_evidence(m: Measurement, element: str = "Observation.valueQuantity") -> Evidence:
     value = f"{m.comparator or ''}{m.raw_value:g}" if m.raw_value is not None else None
-    return Evidence(m.reference, element, value, m.raw_unit, m.effective.isoformat())
+    return Evidence(m.reference, element, value, m.raw_unit, m.effective_span.isoformat())
 
 
 T = TypeVar("T")
@@ -426,6 +427,7 @@ def read_assay(record: PatientRecord, assay: FlcAssay) -> FlcReading:
     involved_value = {"kappa": kappa, "lambda": lam}.get(involved or "")
     value = FreeLightChains(
         effective=assay.day,
+        effective_earliest=None if assay.span.exact else assay.span.earliest,
         ratio=ratio,
         ratio_abnormal=abnormal,
         ratio_abnormal_basis=basis,

@@ -36,6 +36,8 @@ def outside_report(rid, value, month):
 def test_a_result_of_a_month_wholly_inside_the_window_is_the_latest_result():
     fact = serum_m_protein(record(outside_report("ext", 0.8, "2026-10")), date(2026, 11, 30), 60)
     assert isinstance(fact, Observed) and fact.value.value == 0.8 and fact.value.reference == "Observation/ext"
+    assert fact.value.effective_span == DateSpan(date(2026, 10, 1), date(2026, 10, 31))
+    assert fact.evidence[0].date == "2026-10-01/2026-10-31"  # not a day the record never gave
 
 
 def test_a_result_of_a_month_wholly_outside_the_window_is_not_in_it():
