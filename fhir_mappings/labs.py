@@ -164,7 +164,7 @@ def measurement_evidence(m: Measurement, element: str = "Observation.valueQuanti
 T = TypeVar("T")
 
 
-def placed(items: list[T], span_of: Callable[[T], DateSpan], as_of: date, within_days: int) -> tuple[list[T], list[T]]:
+def _placed(items: list[T], span_of: Callable[[T], DateSpan], as_of: date, within_days: int) -> tuple[list[T], list[T]]:
     """(wholly inside the window, straddling its start) of ``items``, in their order; those wholly
     outside are left out (``parsing.within``)."""
     inside, straddling = [], []
@@ -177,7 +177,7 @@ def placed(items: list[T], span_of: Callable[[T], DateSpan], as_of: date, within
     return inside, straddling
 
 
-def undecided(straddling: list[T], span_of: Callable[[T], DateSpan], chosen_day: date | None) -> T | None:
+def _undecided(straddling: list[T], span_of: Callable[[T], DateSpan], chosen_day: date | None) -> T | None:
     """The straddling item that stops the chosen one from being reported (module docstring): the latest
     that could be later than it, or any one when nothing was chosen; None when there is none."""
     could_be_later = [s for s in straddling if chosen_day is None or span_of(s).latest > chosen_day]
@@ -208,12 +208,12 @@ def _latest_measurement(
     """The latest valid result in the window with the other valid ones (module docstring); malformed
     results are reported in ``record.issues`` and skipped."""
     incomplete = retrieval_unknown(record, analyte.name)
-    inside, straddling = placed(lab_results(record, value_set_id), lambda r: r.span, as_of, within_days)
+    inside, straddling = _placed(lab_results(record, value_set_id), lambda r: r.span, as_of, within_days)
     if not inside and not straddling:
         return incomplete or Unknown(f"no {analyte.name} result in the {within_days} days before {as_of.isoformat()}")
     valid = [r for r in inside if record.well_formed(r.resource)]
     doubtful = [r for r in straddling if record.well_formed(r.resource)]
-    blocking = undecided(doubtful, lambda r: r.span, valid[-1].day if valid else None)
+    blocking = _undecided(doubtful, lambda r: r.span, valid[-1].day if valid else None)
     if blocking is not None:
         evidence = Evidence(blocking.reference, "Observation.effective[x]", date=blocking.when)
         return _window_unknown(f"{analyte.name} result", blocking.span, (evidence,), as_of, within_days,
@@ -446,12 +446,12 @@ def free_light_chains(record: PatientRecord, as_of: date, within_days: int) -> F
     """The latest complete FLC assay within the window (else the latest partial one), ratio judged and
     involved chain named, with the window's other assays (module docstring)."""
     incomplete = retrieval_unknown(record, "serum free light chains")
-    inside, straddling = placed(flc_assays(record), lambda a: a.span, as_of, within_days)
+    inside, straddling = _placed(flc_assays(record), lambda a: a.span, as_of, within_days)
     readings = [read_assay(record, a) for a in inside]
     usable = [r for r in readings if r.value is not None]
     chosen = next((r for r in reversed(usable) if r.complete), usable[-1] if usable else None)
     doubtful = [read_assay(record, a) for a in straddling]
-    blocking = undecided(doubtful, lambda r: r.assay.span, chosen.assay.day if chosen else None)
+    blocking = _undecided(doubtful, lambda r: r.assay.span, chosen.assay.day if chosen else None)
     if blocking is not None:
         parts = (blocking.assay.kappa, blocking.assay.lambda_, blocking.assay.ratio)
         evidence = tuple(Evidence(p.reference, "Observation.effective[x]", date=p.when) for p in parts if p is not None)
