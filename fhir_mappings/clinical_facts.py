@@ -24,6 +24,7 @@ from fhir_mappings.facts import (
     Coded,
     ConditionFinding,
     CoverageFinding,
+    DateSpan,
     DiagnosisFinding,
     Exposure,
     Fact,
@@ -118,7 +119,7 @@ class ClinicalFacts:
     # ------------------------------------------------------------------ therapy and orders
 
     @_tolerant
-    def last_regimen_last_dose(self, as_of: date) -> Fact[date]:
+    def last_regimen_last_dose(self, as_of: date) -> Fact[DateSpan]:
         return lines_of_therapy.last_regimen_last_dose(self.record, as_of)
 
     @_tolerant

@@ -229,7 +229,7 @@ def relapsed_refractory(
     if progression is not None:
         # Progression shown by the labs is relapse whatever the problem list says: a remission code
         # (C90.01) is the status when it was coded, and a later progression supersedes it.
-        return True, f"progressive disease on {progression.assessed.isoformat()}: {progression.basis}"
+        return True, f"progressive disease on {progression.assessed_span.isoformat()}: {progression.basis}"
     if myeloma and all(_in("myeloma-in-remission", f) or f.clinical_status in REMISSION_STATUSES for f in myeloma):
         return False, "multiple myeloma recorded only as in remission"
     return None, None

@@ -89,6 +89,24 @@ Fact = Union[Observed[T], Unknown]
 
 
 @dataclass(frozen=True)
+class DateSpan:
+    """A FHIR date/dateTime as the range of calendar days it may denote: ``1960`` is 1960-01-01 ..
+    1960-12-31, ``2026-10-01T23:30:00-05:00`` is 2026-10-01 (the local day the EHR recorded; the
+    offset is not converted, since the clinical day is the local one)."""
+
+    earliest: date
+    latest: date
+
+    @property
+    def exact(self) -> bool:
+        return self.earliest == self.latest
+
+    def isoformat(self) -> str:
+        """``2026-09-15`` for one day, the ISO 8601 interval ``2026-09-01/2026-09-30`` for a span."""
+        return self.latest.isoformat() if self.exact else f"{self.earliest.isoformat()}/{self.latest.isoformat()}"
+
+
+@dataclass(frozen=True)
 class AgeBounds:
     """The youngest and oldest age (whole years) a birthDate allows on a day: equal for a full date,
     a range for a partial one (``1960`` on 2026-11-24: 65 .. 66)."""
@@ -104,14 +122,26 @@ class Coded:
     display: str | None = None
 
 
+class DatedResult:
+    """A result dated to a day (``effective``), or to a span of days when the record's date is partial
+    (``effective_earliest`` .. ``effective``)."""
+
+    effective: date
+    effective_earliest: date | None
+
+    @property
+    def effective_span(self) -> DateSpan:
+        return DateSpan(self.effective_earliest or self.effective, self.effective)
+
+
 @dataclass(frozen=True)
-class Measurement:
+class Measurement(DatedResult):
     """A lab value normalised to the canonical unit of its analyte (g/dL serum M-protein,
     mg/24h urine M-protein, mg/dL free light chains, 1 for ratios, % for plasma cells)."""
 
     value: float
     unit: str
-    effective: date
+    effective: date  # the latest day it may have been collected
     reference: str
     raw_value: float | None = None
     raw_unit: str | None = None
@@ -119,10 +149,11 @@ class Measurement:
     # the other valid results of the analyte in the lookback window, newest first: a check weighs them
     # when they disagree with this one (see ``policies.checks.disease``)
     others_in_window: tuple["Measurement", ...] = ()
+    effective_earliest: date | None = None  # the earliest day, when the date is partial; None when exact
 
 
 @dataclass(frozen=True)
-class FreeLightChains:
+class FreeLightChains(DatedResult):
     """Serum FLC assay on one date. ``involved`` is ``kappa`` when the ratio is high, ``lambda`` when low,
     ``None`` when the ratio is normal. ``ratio_abnormal_basis`` says how abnormality was judged
     (``interpretation``, ``referenceRange`` or ``default 0.26-1.65``)."""
@@ -142,6 +173,7 @@ class FreeLightChains:
     # the other assays of the lookback window, newest first (see ``Measurement.others_in_window``)
     others_in_window: tuple["FreeLightChains", ...] = ()
     references: tuple[str, ...] = ()  # the Observations of the assay, "Observation/id"
+    effective_earliest: date | None = None  # the earliest day, when the date is partial; None when exact
 
 
 @dataclass(frozen=True)
@@ -150,11 +182,16 @@ class ProgressionFinding:
     is False only for a documented disease status that says the disease is not progressing (stable,
     improved), which ``latest_disease_assessment`` may return."""
 
-    assessed: date
+    assessed: date  # the latest day it may have been assessed (a partial date is a span)
     basis: str  # human-readable, e.g. "serum M-protein 2.6 g/dL vs nadir 2.0 g/dL (+0.6, +30%)"
     marker: str  # serum-m-protein | urine-m-protein | dflc | bone-marrow-plasma-cells | disease-status
     confirmed: bool = False
     progressive: bool = True
+    assessed_earliest: date | None = None  # the earliest day, when the date is partial; None when exact
+
+    @property
+    def assessed_span(self) -> DateSpan:
+        return DateSpan(self.assessed_earliest or self.assessed, self.assessed)
 
 
 @dataclass(frozen=True)
@@ -278,7 +315,8 @@ class FactSource(Protocol):
 
     def latest_disease_assessment(self, as_of: date) -> Fact[ProgressionFinding]: ...
 
-    def last_regimen_last_dose(self, as_of: date) -> Fact[date]: ...
+    def last_regimen_last_dose(self, as_of: date) -> Fact[DateSpan]: ...
+    # the days the last dose may have been: one day, or a span when the record's date is partial
 
     def lines_of_therapy(self, as_of: date, consolidation_in_line: bool) -> Fact[LinesOfTherapy]: ...
 

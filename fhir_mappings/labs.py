@@ -18,12 +18,20 @@ Which results count (lab results as labs report them):
   bound too, or no ratio when the bounds pull opposite ways.
 - The latest valid result in the window is the one reported; the other valid results of the window
   come with it (``others_in_window``), so a check can see when two results in the window disagree.
+- A result dated only to the month or year (``effectiveDateTime`` "2026-11") is judged on its whole span
+  (``parsing.within``): inside the window when every day of it is, outside when none is. One that
+  straddles the window's start may or may not be in the window: when no result is wholly inside, or when
+  it could be later than the reported one (it could be the latest valid result and contradict it), the
+  fact is unknown, citing it; otherwise it comes along in ``others_in_window`` (it may be in the window,
+  and a check weighs it like any other result there). A partial date is never dropped and never counted
+  as inside a window it only may be in.
 
 Free light chains are an assay of three results (kappa, lambda, ratio) that are only meaningful
 together: they are paired by collection date and, when the lab names it, by the same specimen. The
 assay reported is the latest *complete* one in the window (kappa, lambda and a ratio all read), so a
 later draw with one chain missing (not resulted, preliminary, no value) does not hide an earlier
-complete draw; the later partial draws come along in ``others_in_window``. Only when no draw in the
+complete draw; the later partial draws come along in ``others_in_window``. Draws are placed in the window
+by their whole date span, as single results are. Only when no draw in the
 window is complete is the latest partial one reported. A later draw whose value could not be read
 makes the fact unknown. The ratio is judged abnormal by the lab's ``interpretation`` first, then its
 ``referenceRange``, then the IMWG/Freelite default 0.26-1.65; the involved chain is kappa when the
@@ -34,10 +42,11 @@ from them.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date
+from typing import Callable, TypeVar
 
 from fhir_mappings.facts import Evidence, Fact, FreeLightChains, Measurement, Observed, Unknown
-from fhir_mappings.parsing import DateSpan, effective_span
+from fhir_mappings.parsing import DateSpan, effective_span, within
 from fhir_mappings.patient_record import PatientRecord
 from fhir_mappings.code_index import coded_in
 from fhir_mappings.terminology import codings_of
@@ -61,7 +70,8 @@ INTERPRETATION_NORMAL = frozenset({"N"})
 
 @dataclass(frozen=True)
 class LabResult:
-    """One Observation selected by code, with the day it was collected."""
+    """One Observation selected by code, with the day (or the span of days, for a partial date) it was
+    collected; ``day`` is the latest day it may have been."""
 
     resource: dict
     reference: str
@@ -74,9 +84,8 @@ class LabResult:
 
 
 def lab_results(record: PatientRecord, value_set_id: str) -> list[LabResult]:
-    """Observations whose code is in the value set and whose date is known to the day, oldest first.
-    A result dated only to the month or year cannot be placed in a lookback window or a time series.
-    Selected once per record and value set (the engine asks for the same labs many times per hook)."""
+    """Observations whose code is in the value set and that carry a value and a date (a partial date is
+    kept with its span: module docstring), oldest first by latest possible day. Selected once per record and value set (the engine asks for the same labs many times per hook)."""
     return list(record.memo(("labs.results", value_set_id), lambda: tuple(_select(record, value_set_id))))
 
 
@@ -97,7 +106,7 @@ def _select(record: PatientRecord, value_set_id: str) -> list[LabResult]:
         if not has_value(obs):
             continue  # not a result: it must not hide an earlier one
         span = effective_span(obs)
-        if span is None or not span.exact:
+        if span is None:
             continue
         when = obs.get("effectiveDateTime") or obs.get("effectiveInstant") or span.latest.isoformat()
         out.append(LabResult(obs, record.reference_of(obs), span, str(when)))
@@ -122,6 +131,7 @@ def measure(record: PatientRecord, result: LabResult, analyte: Analyte) -> Measu
         value=converted.value,
         unit=converted.unit,
         effective=result.day,
+        effective_earliest=None if result.span.exact else result.span.earliest,
         reference=result.reference,
         raw_value=converted.raw_value,
         raw_unit=converted.raw_unit,
@@ -148,11 +158,40 @@ def bounds(m: Measurement) -> tuple[float, float | None]:
 
 def measurement_evidence(m: Measurement, element: str = "Observation.valueQuantity") -> Evidence:
     value = f"{m.comparator or ''}{m.raw_value:g}" if m.raw_value is not None else None
-    return Evidence(m.reference, element, value, m.raw_unit, m.effective.isoformat())
+    return Evidence(m.reference, element, value, m.raw_unit, m.effective_span.isoformat())
 
 
-def in_window(day: date, as_of: date, within_days: int) -> bool:
-    return as_of - timedelta(days=within_days) <= day <= as_of
+T = TypeVar("T")
+
+
+def _placed(items: list[T], span_of: Callable[[T], DateSpan], as_of: date, within_days: int) -> tuple[list[T], list[T]]:
+    """(wholly inside the window, straddling its start) of ``items``, in their order; those wholly
+    outside are left out (``parsing.within``)."""
+    inside, straddling = [], []
+    for item in items:
+        where = within(span_of(item), as_of, within_days)
+        if where is True:
+            inside.append(item)
+        elif where is None:
+            straddling.append(item)
+    return inside, straddling
+
+
+def _undecided(straddling: list[T], span_of: Callable[[T], DateSpan], chosen_day: date | None) -> T | None:
+    """The straddling item that stops the chosen one from being reported (module docstring): the latest
+    that could be later than it, or any one when nothing was chosen; None when there is none."""
+    could_be_later = [s for s in straddling if chosen_day is None or span_of(s).latest > chosen_day]
+    return could_be_later[-1] if could_be_later else None
+
+
+def _window_unknown(what: str, span: DateSpan, evidence: tuple[Evidence, ...], as_of: date, within_days: int,
+                    retrieval_failed: bool) -> Unknown:
+    return Unknown(
+        f"{what} dated only {span.isoformat()} may or may not be within the {within_days} days before "
+        f"{as_of.isoformat()}, and it could be the latest result",
+        retrieval_failed,
+        evidence,
+    )
 
 
 def retrieval_unknown(record: PatientRecord, what: str) -> Unknown | None:
@@ -169,17 +208,24 @@ def _latest_measurement(
     """The latest valid result in the window with the other valid ones (module docstring); malformed
     results are reported in ``record.issues`` and skipped."""
     incomplete = retrieval_unknown(record, analyte.name)
-    candidates = [r for r in lab_results(record, value_set_id) if in_window(r.day, as_of, within_days)]
-    if not candidates:
+    inside, straddling = _placed(lab_results(record, value_set_id), lambda r: r.span, as_of, within_days)
+    if not inside and not straddling:
         return incomplete or Unknown(f"no {analyte.name} result in the {within_days} days before {as_of.isoformat()}")
-    valid = [r for r in candidates if record.well_formed(r.resource)]
+    valid = [r for r in inside if record.well_formed(r.resource)]
+    doubtful = [r for r in straddling if record.well_formed(r.resource)]
+    blocking = _undecided(doubtful, lambda r: r.span, valid[-1].day if valid else None)
+    if blocking is not None:
+        evidence = Evidence(blocking.reference, "Observation.effective[x]", date=blocking.when)
+        return _window_unknown(f"{analyte.name} result", blocking.span, (evidence,), as_of, within_days,
+                               incomplete is not None)
     if not valid:
         return incomplete or Unknown(f"no valid {analyte.name} result in the {within_days} days before {as_of.isoformat()}")
     latest = measure(record, valid[-1], analyte)
     if isinstance(latest, Unknown):
         return latest if incomplete is None else Unknown(incomplete.reason, True, latest.evidence)
-    earlier = (measure(record, r, analyte) for r in reversed(valid[:-1]))
-    latest = replace(latest, others_in_window=tuple(m for m in earlier if isinstance(m, Measurement)))
+    earlier = sorted(valid[:-1] + doubtful, key=lambda r: (r.day, r.when))
+    measured = (measure(record, r, analyte) for r in reversed(earlier))
+    latest = replace(latest, others_in_window=tuple(m for m in measured if isinstance(m, Measurement)))
     if incomplete is not None:  # a later result may be among those not retrieved
         return Unknown(incomplete.reason, True, (measurement_evidence(latest),))
     return Observed(latest, (measurement_evidence(latest),))
@@ -200,12 +246,17 @@ def urine_m_protein_24h(record: PatientRecord, as_of: date, within_days: int) ->
 
 @dataclass(frozen=True)
 class FlcAssay:
-    """Kappa, lambda and ratio results of one collection (any may be missing)."""
+    """Kappa, lambda and ratio results of one collection (any may be missing), dated as they were
+    (a partial date is a span; ``day`` is its latest day)."""
 
-    day: date
+    span: DateSpan
     kappa: LabResult | None
     lambda_: LabResult | None
     ratio: LabResult | None
+
+    @property
+    def day(self) -> date:
+        return self.span.latest
 
 
 def _specimen(result: LabResult) -> str | None:
@@ -215,14 +266,16 @@ def _specimen(result: LabResult) -> str | None:
 
 
 def flc_assays(record: PatientRecord) -> list[FlcAssay]:
-    """FLC results grouped per collection (day, then specimen when one is named), oldest first. A result
-    with no specimen joins the day's only specimen group, if there is exactly one. Linear in the number
-    of results: the specimen groups of each day are indexed once."""
-    groups: dict[tuple[date, str | None], dict[str, LabResult]] = {}
+    """FLC results grouped per collection (date as recorded, then specimen when one is named), oldest
+    first. A result with no specimen joins the date's only specimen group, if there is exactly one. A
+    partial date pairs only with the same partial date (a result of "2026-11" is not known to be of the
+    draw of 2026-11-30). Linear in the number of results: the specimen groups of each date are indexed
+    once."""
+    groups: dict[tuple[DateSpan, str | None], dict[str, LabResult]] = {}
     for part, vs_id in (("kappa", "serum-free-kappa"), ("lambda", "serum-free-lambda"), ("ratio", "serum-flc-ratio")):
         for result in lab_results(record, vs_id):
-            groups.setdefault((result.day, _specimen(result)), {})[part] = result  # latest of the day wins
-    named_by_day: dict[date, list[tuple[date, str | None]]] = {}
+            groups.setdefault((result.span, _specimen(result)), {})[part] = result  # latest of the day wins
+    named_by_day: dict[DateSpan, list[tuple[DateSpan, str | None]]] = {}
     for key in groups:
         if key[1] is not None:
             named_by_day.setdefault(key[0], []).append(key)
@@ -233,8 +286,9 @@ def flc_assays(record: PatientRecord) -> list[FlcAssay]:
             for part, result in groups.pop(key).items():
                 target.setdefault(part, result)
     return [
-        FlcAssay(day, parts.get("kappa"), parts.get("lambda"), parts.get("ratio"))
-        for (day, _), parts in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+        FlcAssay(span, parts.get("kappa"), parts.get("lambda"), parts.get("ratio"))
+        for (span, _), parts in sorted(groups.items(), key=lambda item: (item[0][0].latest, item[0][0].earliest,
+                                                                          item[0][1] or ""))
     ]
 
 
@@ -373,6 +427,7 @@ def read_assay(record: PatientRecord, assay: FlcAssay) -> FlcReading:
     involved_value = {"kappa": kappa, "lambda": lam}.get(involved or "")
     value = FreeLightChains(
         effective=assay.day,
+        effective_earliest=None if assay.span.exact else assay.span.earliest,
         ratio=ratio,
         ratio_abnormal=abnormal,
         ratio_abnormal_basis=basis,
@@ -391,16 +446,26 @@ def free_light_chains(record: PatientRecord, as_of: date, within_days: int) -> F
     """The latest complete FLC assay within the window (else the latest partial one), ratio judged and
     involved chain named, with the window's other assays (module docstring)."""
     incomplete = retrieval_unknown(record, "serum free light chains")
-    readings = [read_assay(record, a) for a in flc_assays(record) if in_window(a.day, as_of, within_days)]
+    inside, straddling = _placed(flc_assays(record), lambda a: a.span, as_of, within_days)
+    readings = [read_assay(record, a) for a in inside]
     usable = [r for r in readings if r.value is not None]
     chosen = next((r for r in reversed(usable) if r.complete), usable[-1] if usable else None)
+    doubtful = [read_assay(record, a) for a in straddling]
+    blocking = _undecided(doubtful, lambda r: r.assay.span, chosen.assay.day if chosen else None)
+    if blocking is not None:
+        parts = (blocking.assay.kappa, blocking.assay.lambda_, blocking.assay.ratio)
+        evidence = tuple(Evidence(p.reference, "Observation.effective[x]", date=p.when) for p in parts if p is not None)
+        return _window_unknown("Serum free light chain assay", blocking.assay.span, evidence, as_of, within_days,
+                               incomplete is not None)
     after = [r for r in readings if chosen is None or r.assay.day > chosen.assay.day]
     unreadable = next((r for r in reversed(after) if r.problems), None)
     if unreadable is not None:  # a later value that could not be read may contradict the chosen assay
         return Unknown(unreadable.problems[0].reason, incomplete is not None, unreadable.evidence)
     if chosen is None:
         return incomplete or Unknown(f"no serum free light chain assay in the {within_days} days before {as_of.isoformat()}")
-    others = tuple(r.value for r in reversed(usable) if r is not chosen)
+    earlier = sorted([r for r in usable if r is not chosen] + [r for r in doubtful if r.value is not None],
+                     key=lambda r: r.assay.day)
+    others = tuple(r.value for r in reversed(earlier))
     if incomplete is not None:
         return Unknown(incomplete.reason, True, chosen.evidence)
     return Observed(replace(chosen.value, others_in_window=others), chosen.evidence)

@@ -49,7 +49,9 @@ and maintenance, CP.PHAR.769's also consolidation):
 
 Where the record is ambiguous the interval widens: the minimum merges and the maximum separates
 (1) units of different explicit groups starting within 28 days, (2) starts whose partial dates may or
-may not fall within 28 days, (3) a continuation after a gap over 90 days, (4) an unlabelled
+may not fall within a rule's window (28 days, 60 days before a transplant, the 7 and 14 days of
+lymphodepletion, 180 days after a transplant: the minimum applies the rule when some possible day
+falls within, the maximum only when every possible day does), (3) a continuation after a gap over 90 days, (4) an unlabelled
 post-transplant regimen that is not maintenance, (5) labelled consolidation under 481. A regimen of
 steroids only (dexamethasone, prednisone) is not counted in the minimum but is in the maximum, unless
 each of its exposures states a supportive purpose (premedication, nausea, CRS or ICANS, prophylaxis:
@@ -69,8 +71,16 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from fhir_mappings.facts import Evidence, Fact, LineOfTherapy, LinesOfTherapy, Observed, Unknown
-from fhir_mappings.therapy import CAR_T_PRODUCTS, EXPOSURE_TYPES, TRACKED, TimedExposure, incomplete, timed_exposures
+from fhir_mappings.facts import DateSpan, Evidence, Fact, LineOfTherapy, LinesOfTherapy, Observed, Unknown
+from fhir_mappings.therapy import (
+    CAR_T_PRODUCTS,
+    EXPOSURE_TYPES,
+    TRACKED,
+    TimedExposure,
+    _period,
+    incomplete,
+    timed_exposures,
+)
 
 SAME_REGIMEN_DAYS = 28
 CONTINUATION_GAP_DAYS = 90
@@ -188,20 +198,33 @@ def lines_of_therapy(record, as_of: date, consolidation_in_line: bool) -> Fact[L
     return Observed(LinesOfTherapy(minimum, maximum, lines, classes), evidence)
 
 
-def last_regimen_last_dose(record, as_of: date) -> Fact[date]:
-    """Last documented dose day of the last anti-myeloma regimen (the last line of the finest reading;
-    steroid-only regimens, lymphodepletion and transplant procedures are not doses of a regimen). Unknown
-    when the last regimen is still running with no dose recorded after its start, or nothing is documented."""
+def last_regimen_last_dose(record, as_of: date) -> Fact[DateSpan]:
+    """The days the last dose of the last anti-myeloma regimen may have been (the last line of the finest
+    reading; steroid-only regimens, lymphodepletion and transplant procedures are not doses of a
+    regimen): one day, or a span when the record's dates are partial (the last of several doses known
+    to a span each lies between the latest earliest day and the latest latest day). Unknown when the
+    last regimen is still running with no dose recorded after its start, or nothing is documented."""
     last = _last_regimen(record, as_of)
     if isinstance(last, Unknown):
         return last
-    doses = [(t.last_dose, t) for t in last.items if t.last_dose]
+    doses = [(_dose_span(record, t, as_of), t) for t in last.items if t.last_dose]
     if any(t.ongoing for t in last.items) and not doses:
         return Unknown("the last regimen is ongoing and no dose date is documented")
     if not doses:
         return Unknown("the last regimen has no documented dose date")
-    day, source = max(doses, key=lambda pair: pair[0])
-    return Observed(day, (Evidence(source.exposure.reference, "last dose", source.exposure.ingredient, date=day.isoformat()),))
+    latest, source = max(doses, key=lambda pair: pair[0].latest)
+    span = DateSpan(max(s.earliest for s, _ in doses), latest.latest)
+    return Observed(span, (Evidence(source.exposure.reference, "last dose", source.exposure.ingredient,
+                                    date=latest.isoformat()),))
+
+
+def _dose_span(record, t: TimedExposure, as_of: date) -> DateSpan:
+    """The days ``t``'s last dose may have been: its end, or its start when it has no end (``last_dose``
+    is the latest of them; the earliest day of a partial end is read from the resource's period)."""
+    resource = record.resolve(t.exposure.reference) if t.exposure.end is not None else None
+    end = _period(resource)[1] if resource is not None else None
+    earliest = min(end.earliest, as_of) if end is not None else t.exposure.start or t.last_dose
+    return DateSpan(min(earliest, t.last_dose), t.last_dose)
 
 
 def last_regimen_start(record, as_of: date) -> Fact[date]:
@@ -281,14 +304,14 @@ def _lines(found: tuple[TimedExposure, ...], as_of: date, consolidation_in_line:
     events = sorted([(r.start, 1, r) for r in regimens] + [(t.exposure.start, 0, t) for t in transplants],
                     key=lambda e: (e[0], e[1]))  # on one day, the transplant before the regimen
     lines: list[_Line] = []
-    transplant_day: date | None = None
+    transplant: TimedExposure | None = None
     for day, _, event in events:
         if isinstance(event, TimedExposure):
             if not lines:
                 lines.append(_Line([], []))
             lines[-1].components.append(_transplant_kind(event))
             lines[-1].transplants.append(event)
-            transplant_day = day
+            transplant = event
             continue
         preparation = _preparation(event, infusions, merge)
         if preparation == "lymphodepletion":
@@ -299,12 +322,12 @@ def _lines(found: tuple[TimedExposure, ...], as_of: date, consolidation_in_line:
         if preparation == "conditioning" and lines and lines[-1].regimens:
             lines[-1].add(event, preparation)
             continue
-        phase = _phase(event, lines, transplant_day, consolidation_in_line, merge)
+        phase = _phase(event, lines, transplant, consolidation_in_line, merge)
         if phase is None:
             later = infusions.next_on_or_after(infusions.transplants, day) is not None
             lines.append(_Line([], []))
             lines[-1].add(event, "induction" if later else "regimen")
-            transplant_day = None
+            transplant = None
         else:
             lines[-1].add(event, phase)
     return lines
@@ -316,16 +339,15 @@ def _preparation(regimen: _Regimen, infusions: _Infusions, merge: bool) -> str |
     bendamustine given with fludarabine, in the 14 days before a CAR-T infusion, or labelled so; else None.
     In the 14 days before ``as_of`` with nothing else to tell, the same drugs may be the lymphodepletion
     of the CAR-T being ordered or a last regimen: not a line in the minimum, a line in the maximum."""
-    start, agents = regimen.start, regimen.agents
-    upcoming = infusions.next_on_or_after(infusions.transplants, start)
-    if upcoming and (upcoming - start).days <= PRE_TRANSPLANT_DAYS and regimen.ingredients <= PREPARATIVE:
+    agents = regimen.agents
+    if _near(infusions.transplants, regimen, 0, PRE_TRANSPLANT_DAYS, merge) and regimen.ingredients <= PREPARATIVE:
         return "conditioning"
     labelled = regimen.marker == "conditioning"
     if agents and agents <= LYMPHODEPLETING and (
         labelled
-        or infusions.any_within(infusions.fludarabine, start - _days(FLUDARABINE_DAYS), start + _days(FLUDARABINE_DAYS))
-        or infusions.any_within(infusions.car_t, start, start + _days(LYMPHODEPLETION_DAYS))
-        or (merge and (infusions.as_of - start).days <= LYMPHODEPLETION_DAYS)
+        or _near(infusions.fludarabine, regimen, FLUDARABINE_DAYS, FLUDARABINE_DAYS, merge)
+        or _near(infusions.car_t, regimen, 0, LYMPHODEPLETION_DAYS, merge)
+        or (merge and (infusions.as_of - regimen.start_latest).days <= LYMPHODEPLETION_DAYS)
     ):
         return "lymphodepletion"
     if labelled and (agents <= PREPARATIVE or all(t.marker == "conditioning" for t in regimen.items)):
@@ -333,7 +355,16 @@ def _preparation(regimen: _Regimen, infusions: _Infusions, merge: bool) -> str |
     return None
 
 
-def _phase(regimen: _Regimen, lines: list[_Line], transplant_day, consolidation_in_line, merge) -> str | None:
+def _near(days: list[date], regimen: _Regimen, before: int, after: int, merge: bool) -> bool:
+    """Whether one of ``days`` (sorted) lies from ``before`` days before to ``after`` days after the
+    regimen's start. A partial start is a span: the minimum reading (``merge``) takes it when some
+    possible start day is that near, the maximum only when every possible start day is."""
+    if merge:
+        return _Infusions.any_within(days, regimen.start - _days(before), regimen.start_latest + _days(after))
+    return _Infusions.any_within(days, regimen.start_latest - _days(before), regimen.start + _days(after))
+
+
+def _phase(regimen: _Regimen, lines: list[_Line], transplant, consolidation_in_line, merge) -> str | None:
     """The component name when the regimen belongs to the current line, else None (a new line). A phase
     stated in words decides whatever the dates; unlabelled, a regimen within 180 days after a transplant
     is maintenance when it looks like it, else consolidation or a new line (ambiguous)."""
@@ -346,7 +377,12 @@ def _phase(regimen: _Regimen, lines: list[_Line], transplant_day, consolidation_
         return "consolidation" if consolidation_in_line or merge else None
     if marker == "induction":
         return None
-    if transplant_day is None or (regimen.start - transplant_day).days > POST_TRANSPLANT_DAYS:
+    if transplant is None:
+        return None
+    # partial dates: within 180 days for some possible days in the minimum, for all of them in the maximum
+    gap = regimen.start - (transplant.start_latest or transplant.exposure.start) if merge else \
+        regimen.start_latest - transplant.exposure.start
+    if gap.days > POST_TRANSPLANT_DAYS:
         return None
     if _maintenance_like(regimen, lines[-1].agents):
         return "maintenance"

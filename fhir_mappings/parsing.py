@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from fhir_mappings.facts import RecordIssue
+from fhir_mappings.facts import DateSpan, RecordIssue
 from fhir_mappings.quick_validation import well_formed
 
 MAX_BUNDLE_DEPTH = 4  # a Bundle inside a Bundle inside ... deeper than this is refused, not recursed
@@ -173,21 +173,8 @@ def validate(resource: dict) -> None:
 # three-valued, judged on the whole span: True when every day of the span is on the asked side (inside
 # the window, on or before the day), False when no day of it is, None when the span straddles the
 # boundary. The caller decides what None means for its criterion (usually unknown); it must never read
-# None as True or as False, and must never drop a partial date silently.
-
-
-@dataclass(frozen=True)
-class DateSpan:
-    """A FHIR date/dateTime as the range of calendar days it may denote: ``1960`` is 1960-01-01 ..
-    1960-12-31, ``2026-10-01T23:30:00-05:00`` is 2026-10-01 (the local day the EHR recorded; the
-    offset is not converted, since the clinical day is the local one)."""
-
-    earliest: date
-    latest: date
-
-    @property
-    def exact(self) -> bool:
-        return self.earliest == self.latest
+# None as True or as False, and must never drop a partial date silently. ``DateSpan`` itself is defined
+# with the fact value types (``fhir_mappings.facts``), since facts carry spans to the policy checks.
 
 
 def between(span: DateSpan, first: date, last: date) -> bool | None:

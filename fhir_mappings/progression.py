@@ -37,6 +37,19 @@ the threshold.
 Documented status counts too: an mCODE disease-status Observation (97509-4, or 88040-1 of mCODE STU1)
 whose value is progression (SNOMED 271299001, or an un-negated "progressive disease" text).
 
+Partial dates. A result dated only to the month or year (``effectiveDateTime`` "2026-10") has no place
+in a time series: it is not put in the series (its latest day would be a guess). It is not ignored
+either: a progression found without it stands only when no such result could change it. Adding a
+point to a series can only lower the nadirs before later points, so it never removes a rise found on
+the same marker; it can change a finding only by displacing the regimen's baseline (a result possibly
+in the 30 days before the start), or by opening a gate: a serum or urine result possibly at or above the
+measurable level makes a dFLC or plasma-cell progression unusable, and an FLC assay can change the
+involved chain or the plasma-cell gate. A finding such a result could change is not reported; when no
+other finding remains, progression is unknown, citing the result. A documented disease status with a
+partial date is kept with its span (``ProgressionFinding.assessed_earliest``) when it is certainly or
+possibly on or before ``as_of`` (a status dated this month is on the record now); a stable status is
+the latest assessment only when it is certainly after the progression.
+
 ``confirmed`` is True when the assessment before the reported one (same marker) also met the rule,
 i.e. two consecutive assessments; the policy does not require it, so it is reported, not enforced.
 The most recent qualifying event is returned.
@@ -48,9 +61,10 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Callable, TypeVar
 
-from fhir_mappings.facts import Evidence, Fact, Measurement, Observed, ProgressionFinding, Unknown
+from fhir_mappings.facts import DateSpan, Evidence, Fact, Measurement, Observed, ProgressionFinding, Unknown
 from fhir_mappings.labs import (
     FlcReading,
+    LabResult,
     bounds,
     flc_assays,
     lab_results,
@@ -60,7 +74,7 @@ from fhir_mappings.labs import (
     retrieval_unknown,
 )
 from fhir_mappings.lines_of_therapy import last_regimen_start
-from fhir_mappings.parsing import effective_span
+from fhir_mappings.parsing import between, effective_span, on_or_before
 from fhir_mappings.patient_record import PatientRecord
 from fhir_mappings.code_index import coded_in
 from fhir_mappings.terminology import affirmative_match
@@ -71,6 +85,9 @@ SERUM_MEASURABLE_G_DL = 1.0  # IMWG measurable thresholds (terminology.md §7), 
 URINE_MEASURABLE_MG = 200.0
 FLC_MEASURABLE_MG_DL = 10.0
 BASELINE_DAYS = 30  # a result this close before the regimen's start is its baseline
+MARKER_VALUE_SETS = ("serum-m-protein", "urine-m-protein-24h", "serum-free-kappa", "serum-free-lambda",
+                     "serum-flc-ratio", "bone-marrow-plasma-cells")
+FLC_VALUE_SETS = MARKER_VALUE_SETS[2:5]
 
 T = TypeVar("T")
 
@@ -116,10 +133,11 @@ def _from_regimen_start(items: list[T], day_of: Callable[[T], date], since: date
 
 
 def _series(record: PatientRecord, value_set_id: str, analyte, as_of: date, since: date | None) -> list[Point]:
-    """One point per day (the day's last result), units normalised; unusable results are skipped."""
+    """One point per day (the day's last result), units normalised; unusable results are skipped, and so
+    are results with a partial date (``_unplaced`` weighs them)."""
     by_day: dict[date, Point] = {}
     for result in lab_results(record, value_set_id):
-        if result.day > as_of:
+        if result.day > as_of or not result.span.exact:
             continue
         m = measure(record, result, analyte)
         if isinstance(m, Measurement):
@@ -200,17 +218,15 @@ def _documented_status(
     for obs, _ in coded_in(record, "Observation", "code", "disease-status"):
         hit = affirmative_match(value_set_id, obs.get("valueCodeableConcept"))
         span = effective_span(obs)
-        if hit is None or span is None or span.latest > as_of or not record.well_formed(obs):
+        if hit is None or span is None or on_or_before(span, as_of) is False or not record.well_formed(obs):
             continue
+        span = DateSpan(span.earliest, min(span.latest, as_of))  # on the record now: made by ``as_of``
         shown = hit.code or hit.display
         reference = record.reference_of(obs)
         basis = f"documented disease status: {hit.display or shown}"
-        found.append(
-            (
-                ProgressionFinding(span.latest, basis, "disease-status", progressive=progressive),
-                Evidence(reference, "Observation.valueCodeableConcept", shown, None, span.latest.isoformat()),
-            )
-        )
+        finding = ProgressionFinding(span.latest, basis, "disease-status", progressive=progressive,
+                                     assessed_earliest=None if span.exact else span.earliest)
+        found.append((finding, Evidence(reference, "Observation.valueCodeableConcept", shown, None, span.isoformat())))
     return found
 
 
@@ -224,8 +240,8 @@ def latest_disease_assessment(record: PatientRecord, as_of: date) -> Fact[Progre
     if not stable:
         return progression
     finding, evidence = max(stable, key=lambda c: c[0].assessed)
-    if isinstance(progression, Observed) and progression.value.assessed >= finding.assessed:
-        return progression
+    if isinstance(progression, Observed) and on_or_before(finding.assessed_span, progression.value.assessed) is not False:
+        return progression  # the stable status is not certainly the later one
     return Observed(finding, (evidence,))
 
 
@@ -251,7 +267,7 @@ def _progressive_disease(record: PatientRecord, as_of: date) -> Fact[Progression
     m_protein_not_measurable = (
         bool(serum) and bool(urine) and _all_below(serum, SERUM_MEASURABLE_G_DL) and _all_below(urine, URINE_MEASURABLE_MG)
     )
-    readings = [read_assay(record, a) for a in flc_assays(record) if a.day <= as_of]
+    readings = [read_assay(record, a) for a in flc_assays(record) if a.day <= as_of and a.span.exact]
     readings = _from_regimen_start([r for r in readings if r.value is not None], lambda r: r.assay.day, since)
     dflc = _dflc_series(readings)
     if m_protein_not_measurable:
@@ -266,14 +282,62 @@ def _progressive_disease(record: PatientRecord, as_of: date) -> Fact[Progression
         notes.append("a dFLC rise was seen but serum and urine M-protein were not both measured, so it cannot be used")
     for finding, evidence in _documented_status(record, as_of):
         candidates.append((finding, (evidence,)))
-    if candidates:
-        finding, evidence = max(candidates, key=lambda c: c[0].assessed)
+    placed = [c for c in candidates if _unplaced(record, c[0].marker, as_of, since) is None]
+    if placed:
+        finding, evidence = max(placed, key=lambda c: c[0].assessed)
         if finding.marker != "disease-status" and since is not None:
             finding = replace(finding, basis=f"{finding.basis}; measured on the last regimen, started {since.isoformat()}")
             evidence += start.evidence
         return Observed(finding, evidence)
     incomplete = retrieval_unknown(record, "progressive disease")
+    if candidates:
+        finding, evidence = max(candidates, key=lambda c: c[0].assessed)
+        result = _unplaced(record, finding.marker, as_of, since)
+        return Unknown(
+            f"{finding.basis}; but a result dated only {result.span.isoformat()} may fall in the series and could "
+            "change this finding (its baseline, or whether M-protein or FLC is measurable)",
+            incomplete is not None,
+            evidence + (_dated(result),),
+        )
     if incomplete is not None:
         return incomplete
+    unplaced = [r for vs in MARKER_VALUE_SETS for r in _partial(record, vs, date.min, as_of)]
+    if unplaced:
+        notes.append("results dated only to the month or year are not placed in a series and could show progression")
     reason = "no progressive disease shown by serum/urine M-protein, FLC, bone-marrow plasma cells or disease status"
-    return Unknown("; ".join([reason, *notes]))
+    return Unknown("; ".join([reason, *notes]), evidence=tuple(_dated(r) for r in unplaced))
+
+
+def _dated(result: LabResult) -> Evidence:
+    return Evidence(result.reference, "Observation.effective[x]", date=result.when)
+
+
+def _partial(record: PatientRecord, value_set_id: str, first: date, last: date, gate=None) -> list[LabResult]:
+    """Results of the value set whose partial date may fall in ``first`` .. ``last``; with a ``gate``
+    (analyte, measurable level), only those whose value may reach that level."""
+    found = []
+    for result in lab_results(record, value_set_id):
+        if result.span.exact or between(result.span, first, last) is False:
+            continue
+        if gate is not None:
+            m = measure(record, result, gate[0])
+            high = bounds(m)[1] if isinstance(m, Measurement) else 0.0
+            if high is not None and high < gate[1]:
+                continue
+        found.append(result)
+    return found
+
+
+def _unplaced(record: PatientRecord, marker: str, as_of: date, since: date | None) -> LabResult | None:
+    """A partial-dated result that could change a progression found on ``marker`` (module docstring):
+    one possibly in the baseline window of the same marker, or, for the gated markers (dFLC, plasma
+    cells), a serum or urine result possibly measurable or an FLC result, possibly in the series."""
+    first = since - timedelta(days=BASELINE_DAYS) if since is not None else date.min
+    before_start = since - timedelta(days=1) if since is not None else None
+    own = {SERUM.name: "serum-m-protein", URINE.name: "urine-m-protein-24h", BMPC.name: "bone-marrow-plasma-cells"}
+    found = _partial(record, own[marker], first, before_start) if marker in own and before_start else []
+    if marker in (DFLC.name, BMPC.name):
+        found += _partial(record, "serum-m-protein", first, as_of, (SERUM_M_PROTEIN, SERUM_MEASURABLE_G_DL))
+        found += _partial(record, "urine-m-protein-24h", first, as_of, (URINE_M_PROTEIN_24H, URINE_MEASURABLE_MG))
+        found += [r for vs in FLC_VALUE_SETS for r in _partial(record, vs, first, as_of)]
+    return found[0] if found else None

@@ -14,6 +14,9 @@ the latest valid final result in the window (the facts say which: ``fhir_mapping
   unknown, not met and not not-met: the policy names one assessment in the window, the record holds two
   that disagree, and a reviewer must reconcile them. For FLC, the latest complete assay is the one
   judged; a later partial draw that contradicts it (a normal ratio) makes it unknown the same way.
+- A result dated only to a month or year is a span of days: it is in the window only when every day of
+  it is (``fhir_mappings.parsing.within``), and an earlier one that may be in the window is weighed
+  with the others as if it were (it may be there and disagree).
 """
 
 from __future__ import annotations
@@ -21,19 +24,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Mapping
 
-from fhir_mappings.facts import Evidence, FactSource, FreeLightChains, Measurement, Observed, Unknown
+from fhir_mappings.facts import DateSpan, Evidence, FactSource, FreeLightChains, Measurement, Observed, Unknown
 from fhir_mappings.labs import measurement_evidence
+from fhir_mappings.parsing import follows_within, on_or_before, within
 from policies.checks.registry import DAYS, NON_NEGATIVE, LeafResult, OrderContext, check, unknown_fact
 from policies.decision import Status
 
 # Unit conversions (g/L -> g/dL, ...) happen in fhir_mappings; this tolerance only absorbs the binary
 # floating-point error of such a conversion (5 g/L / 10 must count as 0.5 g/dL).
 TOLERANCE = 1e-9
-
-
-def _in_window(effective: date, as_of: date, within_days: int) -> bool:
-    """Within the last ``within_days`` days up to and including ``as_of`` (30 days back counts)."""
-    return 0 <= (as_of - effective).days <= within_days
 
 
 def _indications(finding) -> str:
@@ -105,12 +104,12 @@ def _at_least(value: float, comparator: str | None, minimum: float) -> Status:
     return Status.UNKNOWN
 
 
-def _weighed(judged: LeafResult, effective: date, others: list[tuple[LeafResult, date]]) -> LeafResult:
+def _weighed(judged: LeafResult, effective: DateSpan, others: list[tuple[LeafResult, DateSpan]]) -> LeafResult:
     """The judged (latest) result, unless another result of the window disagrees with it (module
-    docstring): met with a result of the same day or later not met (two draws of one day have no
-    order a reviewer could rely on), or not met with another result met, is unknown."""
+    docstring): met with a result possibly of the same day or later not met (two draws of one day have
+    no order a reviewer could rely on), or not met with another result met, is unknown."""
     if judged.status is Status.MET:
-        against = [o for o, day in others if day >= effective and o.status is Status.NOT_MET]
+        against = [o for o, span in others if span.latest >= effective.earliest and o.status is Status.NOT_MET]
     elif judged.status is Status.NOT_MET:
         against = [o for o, _ in others if o.status is Status.MET]
     else:
@@ -141,21 +140,24 @@ def _judged_in_window(fact, what: str, as_of: date, within_days: int, judge) -> 
     result = fact.value
     judged = judge(result)
     evidence = fact.evidence or judged.evidence
-    if not _in_window(result.effective, as_of, within_days):
+    placed = within(result.effective_span, as_of, within_days)
+    if placed is not True:
         return LeafResult(
             Status.UNKNOWN,
-            f"{what} of {result.effective.isoformat()} is not within the {within_days} days before {as_of}",
+            f"{what} of {result.effective_span.isoformat()} is {'not' if placed is False else 'not shown to be'} "
+            f"within the {within_days} days before {as_of}",
             evidence,
         )
-    others = [(judge(o), o.effective) for o in result.others_in_window if _in_window(o.effective, as_of, within_days)]
-    return _weighed(LeafResult(judged.status, judged.reason, evidence), result.effective, others)
+    others = [(judge(o), o.effective_span) for o in result.others_in_window
+              if within(o.effective_span, as_of, within_days) is not False]  # possibly in the window: weighed
+    return _weighed(LeafResult(judged.status, judged.reason, evidence), result.effective_span, others)
 
 
 def _measurement_at_least(
     fact, what: str, unit: str, minimum: float, as_of: date, within_days: int
 ) -> LeafResult:
     def judge(m: Measurement) -> LeafResult:
-        shown = f"{what} {m.comparator or ''}{m.value:g} {unit} on {m.effective.isoformat()}"
+        shown = f"{what} {m.comparator or ''}{m.value:g} {unit} on {m.effective_span.isoformat()}"
         status = _at_least(m.value, m.comparator, minimum)
         return _threshold_result(status, shown, minimum, unit, (measurement_evidence(m),))
 
@@ -194,7 +196,7 @@ def involved_flc_at_least(
 
 def _flc_status(flc: FreeLightChains, minimum: float) -> LeafResult:
     """One assay against "involved FLC >= minimum provided the ratio is abnormal"."""
-    when = flc.effective.isoformat()
+    when = flc.effective_span.isoformat()
     evidence = tuple(Evidence(ref, "Observation.valueQuantity", date=when) for ref in flc.references)
     ratio = f"ratio {flc.ratio_comparator or ''}{flc.ratio:g}" if flc.ratio is not None else "ratio"
     if flc.ratio_abnormal is None:
@@ -209,43 +211,56 @@ def _flc_status(flc: FreeLightChains, minimum: float) -> LeafResult:
                              evidence)
 
 
+def _days_after(later: DateSpan, earlier: DateSpan) -> str:
+    shortest, longest = (later.earliest - earlier.latest).days, (later.latest - earlier.earliest).days
+    return f"{shortest} days" if shortest == longest else f"{shortest} to {longest} days"
+
+
 @check("progressive_disease_after_last_regimen", params={"within_days": DAYS})
 def progressive_disease_after_last_regimen(
     facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext
 ) -> LeafResult:
     """IMWG progressive disease assessed within N days following the last dose of the last regimen.
 
-    Not met when the most recent assessment on the record, made after that last dose, documents that
-    the disease is not progressing (stable, improved): the record then contradicts progression. A
-    progression outside the window does not contradict the criterion (another assessment may exist that
-    the record does not hold), so it is unknown."""
+    Either date may be partial (a month, a year): both are spans, and the window is judged on every day
+    they allow (``fhir_mappings.parsing.follows_within``). A last dose in "2026-09" and a progression on
+    2026-11-15 are 46 to 75 days apart: not shown within 60 days, so unknown, never met. Not met when the
+    most recent assessment on the record, certainly made after that last dose (every day its date allows
+    is after every day the last dose may have been), documents that the disease is not progressing
+    (stable, improved): the record then contradicts progression. A progression outside the window, or
+    only possibly inside it, does not contradict the criterion (another assessment may exist that the
+    record does not hold), so it is unknown."""
     days = params["within_days"]
     pd = facts.progressive_disease(as_of)
     last = facts.last_regimen_last_dose(as_of)
     if isinstance(pd, Observed) and isinstance(last, Observed):
-        gap = (pd.value.assessed - last.value).days
-        shown = f"Progressive disease ({pd.value.basis}) on {pd.value.assessed}, last dose {last.value}"
-        if 0 <= gap <= days and pd.value.assessed <= as_of:
-            return LeafResult(Status.MET, f"{shown}: {gap} days after the last dose", pd.evidence + last.evidence)
+        assessed = pd.value.assessed_span
+        if follows_within(assessed, last.value, days) is True and on_or_before(assessed, as_of) is True:
+            shown = (f"Progressive disease ({pd.value.basis}) on {assessed.isoformat()}, "
+                     f"last dose {last.value.isoformat()}")
+            return LeafResult(Status.MET, f"{shown}: {_days_after(assessed, last.value)} after the last dose",
+                              pd.evidence + last.evidence)
     latest = facts.latest_disease_assessment(as_of)
     if (isinstance(latest, Observed) and not latest.value.progressive and isinstance(last, Observed)
-            and latest.value.assessed > last.value):
+            and on_or_before(latest.value.assessed_span, last.value.latest) is False):
         return LeafResult(
             Status.NOT_MET,
-            f"No progression: {latest.value.basis} on {latest.value.assessed}, after the last dose on {last.value}",
+            f"No progression: {latest.value.basis} on {latest.value.assessed_span.isoformat()}, after the last "
+            f"dose on {last.value.isoformat()}",
             latest.evidence + last.evidence,
         )
     if isinstance(pd, Unknown):
         return unknown_fact(pd, "Progressive disease")
+    assessed = pd.value.assessed_span
     if isinstance(last, Unknown):
         return LeafResult(
             Status.UNKNOWN,
-            f"Progressive disease on {pd.value.assessed}, but the last dose of the last regimen is not shown "
+            f"Progressive disease on {assessed.isoformat()}, but the last dose of the last regimen is not shown "
             f"({last.reason})",
             pd.evidence + last.evidence,
             last.retrieval_failed,
         )
-    shown = f"Progressive disease ({pd.value.basis}) on {pd.value.assessed}, last dose {last.value}"
-    return LeafResult(Status.UNKNOWN, f"{shown}: not within {days} days following the last dose",
+    shown = f"Progressive disease ({pd.value.basis}) on {assessed.isoformat()}, last dose {last.value.isoformat()}"
+    window = "not" if follows_within(assessed, last.value, days) is False else "not shown to be"
+    return LeafResult(Status.UNKNOWN, f"{shown}: {window} within {days} days following the last dose",
                       pd.evidence + last.evidence)
-

@@ -70,19 +70,20 @@ def rescanning_flc_assays(record):
     groups = {}
     for part, vs_id in (("kappa", "serum-free-kappa"), ("lambda", "serum-free-lambda"), ("ratio", "serum-flc-ratio")):
         for result in lab_results(record, vs_id):
-            groups.setdefault((result.day, labs._specimen(result)), {})[part] = result
-    for (day, specimen), parts in list(groups.items()):
+            groups.setdefault((result.span, labs._specimen(result)), {})[part] = result
+    for (span, specimen), parts in list(groups.items()):
         if specimen is not None:
             continue
-        named = [key for key in groups if key[0] == day and key[1] is not None]
+        named = [key for key in groups if key[0] == span and key[1] is not None]
         if len(named) == 1:
             target = groups[named[0]]
             for part, result in parts.items():
                 target.setdefault(part, result)
-            del groups[(day, specimen)]
+            del groups[(span, specimen)]
     return [
-        FlcAssay(day, parts.get("kappa"), parts.get("lambda"), parts.get("ratio"))
-        for (day, _), parts in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+        FlcAssay(span, parts.get("kappa"), parts.get("lambda"), parts.get("ratio"))
+        for (span, _), parts in sorted(groups.items(), key=lambda item: (item[0][0].latest, item[0][0].earliest,
+                                                                           item[0][1] or ""))
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from fhir_mappings.facts import Observed, RetrievalOutcome, RetrievalState, Unknown
+from fhir_mappings.facts import DateSpan, Observed, RetrievalOutcome, RetrievalState, Unknown
 from fhir_mappings.lines_of_therapy import last_regimen_last_dose, lines_of_therapy
 from fhir_mappings.patient_record import PatientRecord
 
@@ -159,7 +159,7 @@ def test_no_therapy_is_unknown_and_failed_retrieval_is_indeterminate():
 def test_last_dose_of_last_regimen():
     record = PatientRecord.build("p1", drd_asct_r() + krd() + pd())
     fact = last_regimen_last_dose(record, AS_OF)
-    assert fact.value == date(2026, 10, 15)
+    assert fact.value == DateSpan(date(2026, 10, 15), date(2026, 10, 15))
     assert fact.evidence[0].reference in ("MedicationStatement/pom", "MedicationStatement/dex3")
 
 
@@ -177,9 +177,18 @@ def test_last_dose_from_administrations_of_the_last_regimen():
     }
     running = statement("pom", "pomalidomide", "2026-08-01", status="active")
     fact = last_regimen_last_dose(PatientRecord.build("p1", [running, admin]), AS_OF)
-    assert fact.value == date(2026, 9, 30)
+    assert fact.value == DateSpan(date(2026, 9, 30), date(2026, 9, 30))
 
 
 def test_steroids_alone_show_no_certain_line():
     fact = count([statement("dex", "dexamethasone", "2025-01-01", "2025-01-05")])
     assert (fact.value.minimum, fact.value.maximum) == (0, 1)
+
+
+def test_maintenance_starting_in_a_month_that_straddles_180_days_after_the_transplant_widens_the_interval():
+    """Transplant on 2022-06-30; lenalidomide maintenance started "2022-12": 154 to 184 days after it."""
+    base = drd_asct_r()[:-1]
+    straddling = count(base + [statement("len-m", "lenalidomide", "2022-12", "2023-10-01", status="stopped")])
+    assert (straddling.value.minimum, straddling.value.maximum) == (1, 2)
+    inside = count(base + [statement("len-m", "lenalidomide", "2022-11", "2023-10-01", status="stopped")])
+    assert (inside.value.minimum, inside.value.maximum) == (1, 1)

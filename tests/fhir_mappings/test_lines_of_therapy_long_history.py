@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 
+from fhir_mappings.facts import DateSpan
 from fhir_mappings.lines_of_therapy import last_regimen_last_dose, lines_of_therapy
 from fhir_mappings.patient_record import PatientRecord
 
@@ -96,4 +97,4 @@ def test_ten_years_of_cycles_are_four_lines_whatever_the_order_of_the_resources(
     shuffled = chart[:]
     random.Random(20).shuffle(shuffled)
     assert summary(lines_of_therapy(PatientRecord.build("p1", shuffled), AS_OF, False)) == summary(fact)
-    assert last_regimen_last_dose(PatientRecord.build("p1", shuffled), AS_OF).value == date(2026, 9, 21)
+    assert last_regimen_last_dose(PatientRecord.build("p1", shuffled), AS_OF).value == DateSpan(date(2026, 9, 21), date(2026, 9, 21))

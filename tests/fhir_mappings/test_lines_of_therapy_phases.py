@@ -10,6 +10,7 @@ from importlib import resources
 
 import pytest
 
+from fhir_mappings.facts import DateSpan
 from fhir_mappings.lines_of_therapy import last_regimen_last_dose, lines_of_therapy
 from fhir_mappings.patient_record import PatientRecord
 
@@ -220,7 +221,7 @@ def test_fludarabine_with_cyclophosphamide_is_lymphodepletion_not_a_line():
     assert count(record) == (2, 2)
     assert "cyclophosphamide" not in {i for line in lines_of_therapy(PatientRecord.build("p1", record), AS_OF, False).value.lines
                                       for i in line.ingredients}
-    assert last_regimen_last_dose(PatientRecord.build("p1", record), AS_OF).value == date(2026, 9, 30)
+    assert last_regimen_last_dose(PatientRecord.build("p1", record), AS_OF).value == DateSpan(date(2026, 9, 30), date(2026, 9, 30))
 
 
 def test_cyclophosphamide_before_a_car_t_infusion_or_labelled_lymphodepletion_is_not_a_line():

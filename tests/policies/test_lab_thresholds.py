@@ -127,3 +127,28 @@ def test_two_draws_of_the_same_day_that_disagree_are_unknown():
     redraw = replace(flc(4.0, True, day(14)).value, references=("Observation/kappa-redraw",))
     got = criterion("481", "I.A.4.a.iii", light_chains=light_chains(42.0, others=(redraw,)))
     assert got.status is UNKNOWN and "Observation/kappa-redraw" in {e.reference for e in got.evidence}
+
+
+def dated_to_month(measurement: Measurement, first: int, last: int) -> Measurement:
+    """The result dated only to a span of days (``first`` .. ``last`` days before AS_OF), as a month is."""
+    return replace(measurement, effective=day(last), effective_earliest=day(first))
+
+
+@pytest.mark.parametrize("first, last, expected", [
+    (25, 5, MET),  # every possible day within the 30 days
+    (40, 10, UNKNOWN),  # may be 40 days old
+    (60, 31, UNKNOWN),  # not within at all
+])
+def test_a_result_of_a_month_is_in_the_window_only_when_every_day_of_it_is(first, last, expected):
+    got = criterion("481", "I.A.4.a.i", serum=fact(dated_to_month(m(0.9), first, last)))
+    assert got.status is expected, got.reason
+    assert f"{day(first).isoformat()}/{day(last).isoformat()}" in got.reason
+
+
+def test_an_earlier_result_of_a_month_possibly_in_the_window_is_weighed():
+    """0.4 g/dL on day -2; 0.9 g/dL some day of a month straddling the window's start: it may be in the
+    window and meet the threshold, so the results may disagree (unknown), where a result certainly
+    outside would leave the 0.4 not met."""
+    serum = m(0.4, days_ago=2, others=(dated_to_month(m(0.9, ref="Observation/ext"), 45, 15),))
+    got = criterion("481", "I.A.4.a.i", serum=fact(serum))
+    assert got.status is UNKNOWN and "Observation/ext" in {e.reference for e in got.evidence}

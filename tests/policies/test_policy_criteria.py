@@ -13,9 +13,10 @@ from policy_fakes import (
 )
 
 from fhir_mappings.facts import (
-    AgeBounds, CellDose, Coded, ConditionFinding, Evidence, LineOfTherapy, LinesOfTherapy, Observed, ProgressionFinding,
-    TocilizumabRequest, Unknown,
+    AgeBounds, CellDose, Coded, ConditionFinding, DateSpan, Evidence, LineOfTherapy, LinesOfTherapy, Observed,
+    ProgressionFinding, TocilizumabRequest, Unknown,
 )
+from fhir_mappings.parsing import parse_date
 from policies.decision import Status
 from policies.engine import evaluate, evaluate_tocilizumab
 from policies.loader import shipped_policies
@@ -130,7 +131,7 @@ def stable(assessed: date) -> Observed:
     return Observed(finding, (Evidence("Observation/ds1", "Observation.valueCodeableConcept", "359746009"),))
 
 
-LAST_DOSE = Observed(date(2026, 9, 1))
+LAST_DOSE = Observed(DateSpan(date(2026, 9, 1), date(2026, 9, 1)))
 
 
 @pytest.mark.parametrize("policy, facts, expected", cases(
@@ -150,6 +151,38 @@ LAST_DOSE = Observed(date(2026, 9, 1))
 def test_I_A_4_b_progressive_disease_after_last_regimen(policy, facts, expected):
     """A progression outside the window leaves the criterion unshown; a documented non-progressing status
     after the last dose (and no progression in the window) contradicts it."""
+    run(policy, "I.A.4.b", facts, expected)
+
+
+def pd_in(span: DateSpan) -> Observed:
+    finding = ProgressionFinding(span.latest, "documented disease status: progression", "disease-status",
+                                 assessed_earliest=span.earliest)
+    return Observed(finding)
+
+
+def stable_in(span: DateSpan) -> Observed:
+    status = stable(span.latest)
+    return Observed(replace(status.value, assessed_earliest=span.earliest), status.evidence)
+
+
+@pytest.mark.parametrize("policy, facts, expected", cases(
+    # a last dose of "2026-09": 2026-11-15 is 46 to 75 days after it, not shown within 60
+    (BOTH, "last-dose-month-straddles", {"progression": pd(date(2026, 11, 15)), "last_dose": Observed(parse_date("2026-09"))},
+     UNKNOWN),
+    (BOTH, "last-dose-month-inside", {"progression": pd(date(2026, 10, 15)), "last_dose": Observed(parse_date("2026-09"))}, MET),
+    (BOTH, "progression-month-inside", {"progression": pd_in(parse_date("2026-10")), "last_dose": LAST_DOSE}, MET),
+    (BOTH, "progression-month-outside", {"progression": pd_in(parse_date("2026-11")), "last_dose": LAST_DOSE}, UNKNOWN),
+    (BOTH, "progression-month-may-precede-dose", {"progression": pd_in(parse_date("2026-09")),
+                                                  "last_dose": Observed(DateSpan(date(2026, 9, 10), date(2026, 9, 10)))},
+     UNKNOWN),
+    (BOTH, "stable-month-certainly-after", {"assessment": stable_in(parse_date("2026-10")), "last_dose": Observed(parse_date("2026-09"))},
+     NOT_MET),
+    (BOTH, "stable-month-same-as-dose", {"assessment": stable_in(parse_date("2026-09")), "last_dose": Observed(parse_date("2026-09"))},
+     UNKNOWN),
+))
+def test_I_A_4_b_partial_dates_are_judged_on_every_day_they_allow(policy, facts, expected):
+    """Met only when the progression is within the window for every day both dates allow; a stable
+    status contradicts it only when certainly after the last dose (fhir_mappings.parsing.follows_within)."""
     run(policy, "I.A.4.b", facts, expected)
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import fields, replace
-from datetime import date
+from datetime import date, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from policy_fakes import ABECMA_ORDER, AS_OF, FakeFacts, condition, exposure, flc, lines, measurement
 
 from fhir_mappings.facts import (
-    CellDose, Coded, CoverageFinding, DiagnosisFinding, Observed, ProgressionFinding, TocilizumabRequest, Unknown,
+    CellDose, Coded, CoverageFinding, DateSpan, DiagnosisFinding, Observed, ProgressionFinding, TocilizumabRequest, Unknown,
 )
 from policies.decision import Status, Verdict
 from policies.engine import evaluate, evaluate_tocilizumab
@@ -60,6 +60,8 @@ def observed(values):
 
 
 dates = st.dates(min_value=date(2020, 1, 1), max_value=date(2027, 6, 1))
+# a day, or the span of a partial date (a month, a year)
+spans = st.builds(lambda day, width: DateSpan(day, day + timedelta(days=width)), dates, st.sampled_from([0, 29, 364]))
 numbers = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 value_sets = st.sampled_from(["epilepsy", "seizure", "cns-malignancy-involvement", "meningeal-involvement",
                               "cerebrovascular-ischemia", "stroke"])
@@ -74,10 +76,11 @@ FACT_STRATEGIES = {
     "serum": st.one_of(unknown(), st.builds(measurement, numbers, st.just("g/dL"), dates)),
     "urine": st.one_of(unknown(), st.builds(measurement, numbers, st.just("mg/24 h"), dates)),
     "light_chains": st.one_of(unknown(), st.builds(flc, st.none() | numbers, st.sampled_from([True, False, None]), dates)),
-    "progression": observed(st.builds(ProgressionFinding, dates, st.just("basis"), st.just("serum-m-protein"))),
+    "progression": observed(st.builds(lambda span: ProgressionFinding(span.latest, "basis", "serum-m-protein",
+                                                                      assessed_earliest=span.earliest), spans)),
     "assessment": observed(st.builds(ProgressionFinding, dates, st.just("basis"), st.just("disease-status"),
                                      progressive=st.booleans())),
-    "last_dose": observed(dates),
+    "last_dose": observed(spans),
     "lines_plain": st.one_of(unknown(), st.builds(lambda lo, extra: lines(lo, lo + extra),
                                                   st.integers(0, 6), st.integers(0, 3))),
     "conditions": observed(st.lists(st.builds(condition, value_sets, clinical), max_size=3).map(tuple)),

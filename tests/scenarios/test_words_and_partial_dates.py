@@ -120,3 +120,48 @@ def test_remission_code_with_progression_in_the_labs_is_relapsed():
     assert criteria["I.A.1"].status is Status.MET, criteria["I.A.1"].reason
     assert "progressive disease" in criteria["I.A.1"].reason
     assert decision.verdict is Verdict.MEETS_POLICY
+
+
+def _last_regimen_ended_in(month: str):
+    """The last regimen's end (the orders' boundsPeriod end, the last infusion) recorded as a month only,
+    as when the end date is taken from an outside oncologist's letter."""
+    def change(prefetch, patient_id):
+        for key in ("medicationRequests", "medicationAdministrations"):
+            for entry in prefetch[key]["entry"]:
+                resource = entry["resource"]
+                for dosage in resource.get("dosageInstruction", ()):
+                    bounds = dosage.get("timing", {}).get("repeat", {}).get("boundsPeriod", {})
+                    if bounds.get("end") == "2026-10-19":
+                        bounds["end"] = month
+                if resource.get("effectiveDateTime", "").startswith("2026-10-19"):
+                    resource["effectiveDateTime"] = month
+    return change
+
+
+@pytest.mark.parametrize("month, status", [
+    ("2026-09", Status.UNKNOWN),  # progression on 2026-11-10 is 41 to 70 days after a dose in September
+    ("2026-10", Status.MET),  # 10 to 40 days after a dose in October
+])
+def test_progression_after_a_last_dose_known_to_the_month(month, status):
+    decision, criteria = decide("481", _last_regimen_ended_in(month))
+    progression = criteria["I.A.4.b"]
+    assert progression.status is status, progression.reason
+    assert f"last dose {month}" in progression.reason
+    assert decision.verdict is Verdict.MEETS_POLICY  # the serum M-protein of 2026-11-10 meets I.A.4.a
+
+
+def _serum_m_protein_dated(month: str):
+    def change(prefetch, patient_id):
+        for entry in prefetch["observations"]["entry"]:
+            resource = entry["resource"]
+            if resource["code"].get("text", "").startswith("Protein.monoclonal") and \
+                    resource["valueQuantity"].get("value") == 1.9:
+                resource["effectiveDateTime"] = month
+    return change
+
+
+def test_a_serum_m_protein_of_a_month_straddling_the_window_is_unknown_not_met():
+    decision, criteria = decide("481", _serum_m_protein_dated("2026-10"))  # 2026-10-01 .. 31; window from 10-25
+    serum = criteria["I.A.4.a.i"]
+    assert serum.status is Status.UNKNOWN and "2026-10-01/2026-10-31" in serum.reason, serum.reason
+    assert any(e.date == "2026-10" for e in serum.evidence)
