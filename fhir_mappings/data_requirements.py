@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Mapping
 
+from fhir_mappings.references import is_fhir_id, relative_reference
 from fhir_mappings.terminology import value_set
 
 LOINC = "http://loinc.org"
@@ -32,6 +33,7 @@ OBSERVATION_VALUE_SETS = (
 )
 
 TOKEN = re.compile(r"\{\{\s*context\.(patientId|userId|encounterId)\s*\}\}")
+USER_TYPES = ("Practitioner", "PractitionerRole")  # what context.userId may name for a read
 
 
 class MissingContextValue(ValueError):
@@ -63,10 +65,10 @@ class DataRequirement:
         if self.read_token:
             value = _context_value(context, self.read_token)
             if self.read_token == "userId":
-                if not re.fullmatch(r"(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}", value):
+                if relative_reference(value, USER_TYPES) != value:
                     raise MissingContextValue("context.userId is not a Practitioner or PractitionerRole reference")
                 return value, {}
-            if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", value):
+            if not is_fhir_id(value):
                 raise MissingContextValue(f"context.{self.read_token} is not a FHIR id")
             return f"{self.resource_type}/{value}", {}
         params = {}
