@@ -48,6 +48,8 @@ from fhir_mappings import (
     RetrievalOutcome,
     default_line_of_business_table,
     load_line_of_business_table,
+    resolver,
+    resource_reference,
 )
 from policies import (
     Policy,
@@ -132,7 +134,7 @@ def handle_order_sign(
 
     referenced = _referenced_products(draft_orders, bundle_resources, request, fhir_access)
     known = (*bundle_resources, *referenced)
-    scoped = in_scope_orders(draft_orders, service.policies, _resolver(known), service.extra_codes)
+    scoped = in_scope_orders(draft_orders, service.policies, resolver(known), service.extra_codes)
     if not scoped:
         return OrderSignOutcome(Response())
 
@@ -199,7 +201,7 @@ def _checked_fhir_server(request: OrderSignRequest, settings: Settings) -> str |
 def _referenced_products(draft_orders, bundle_resources, request, fhir_access) -> tuple[dict, ...]:
     """Medications that draft orders name only by a reference outside the request: read them first,
     since applicability needs the product. Orders with an inline or contained product cost no I/O."""
-    in_bundle = {f"{r.get('resourceType')}/{r.get('id')}" for r in bundle_resources}
+    in_bundle = {resource_reference(r) for r in bundle_resources}
     pending = [
         order for order in draft_orders
         if (reference := _external_medication(order)) is not None and reference not in in_bundle
@@ -215,16 +217,3 @@ def _referenced_products(draft_orders, bundle_resources, request, fhir_access) -
 def _external_medication(order: dict) -> str | None:
     reference = (order.get("medicationReference") or {}).get("reference") if isinstance(order, dict) else None
     return reference if isinstance(reference, str) and not reference.startswith("#") else None
-
-
-def _resolver(resources):
-    """Find a referenced resource among those the request carried or we read, by ``Type/id`` (an
-    absolute reference matches on its ``Type/id`` tail)."""
-    known = {f"{r.get('resourceType')}/{r.get('id')}": r for r in resources}
-
-    def resolve(reference: str) -> dict | None:
-        return known.get(reference) or next(
-            (r for key, r in known.items() if reference.endswith("/" + key)), None
-        )
-
-    return resolve

@@ -20,6 +20,7 @@ from fhir_mappings.facts import (
     Unknown,
 )
 from fhir_mappings.patient_record import PatientRecord
+from fhir_mappings.references import is_local, relative_reference, resolver, resource_reference
 
 __all__ = [
     "COMPLETE",
@@ -38,6 +39,10 @@ __all__ = [
     "Unknown",
     "data_requirements",
     "default_line_of_business_table",
+    "is_local",
     "load_line_of_business_table",
     "prefetch_templates",
+    "relative_reference",
+    "resolver",
+    "resource_reference",
 ]

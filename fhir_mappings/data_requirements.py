@@ -16,22 +16,19 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Mapping
 
+from fhir_mappings import labs, progression
+from fhir_mappings.references import is_fhir_id, relative_reference
 from fhir_mappings.terminology import value_set
 
 LOINC = "http://loinc.org"
 
-# Value sets of the Observations the facts read (labs for measurable and progressive disease).
-OBSERVATION_VALUE_SETS = (
-    "serum-m-protein",
-    "urine-m-protein-24h",
-    "serum-free-kappa",
-    "serum-free-lambda",
-    "serum-flc-ratio",
-    "bone-marrow-plasma-cells",
-    "disease-status",
-)
+# The modules that select Observations by code, each declaring the value sets it reads in its
+# ``OBSERVATION_VALUE_SETS``: the fallback query asks for exactly those, so a lab a module reads cannot be
+# left out of the query (tests/fhir_mappings/test_data_requirements.py watches what the facts read).
+LAB_MODULES = (labs, progression)
 
 TOKEN = re.compile(r"\{\{\s*context\.(patientId|userId|encounterId)\s*\}\}")
+USER_TYPES = ("Practitioner", "PractitionerRole")  # what context.userId may name for a read
 
 
 class MissingContextValue(ValueError):
@@ -63,10 +60,10 @@ class DataRequirement:
         if self.read_token:
             value = _context_value(context, self.read_token)
             if self.read_token == "userId":
-                if not re.fullmatch(r"(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}", value):
+                if relative_reference(value, USER_TYPES) != value:
                     raise MissingContextValue("context.userId is not a Practitioner or PractitionerRole reference")
                 return value, {}
-            if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", value):
+            if not is_fhir_id(value):
                 raise MissingContextValue(f"context.{self.read_token} is not a FHIR id")
             return f"{self.resource_type}/{value}", {}
         params = {}
@@ -82,11 +79,16 @@ def _context_value(context: Mapping[str, str | None], name: str) -> str:
     return value.strip()
 
 
+def observation_value_sets() -> tuple[str, ...]:
+    """The value sets of every Observation the facts read, in the lab modules' order, each once."""
+    return tuple(dict.fromkeys(vs_id for module in LAB_MODULES for vs_id in module.OBSERVATION_VALUE_SETS))
+
+
 @cache
 def observation_codes() -> str:
     """The LOINC codes of every lab the facts read, as a FHIR token list ``system|code,...``."""
     codes = []
-    for vs_id in OBSERVATION_VALUE_SETS:
+    for vs_id in observation_value_sets():
         codes.extend(f"{LOINC}|{code}" for code in value_set(vs_id).codes_for(LOINC))
     return ",".join(codes)
 

@@ -60,6 +60,10 @@ from fhir_mappings.units import (
     to_canonical,
 )
 
+# The value sets whose Observations (by ``code``) this module selects: the fallback query asks the EHR
+# for the codes the lab modules declare here (``data_requirements.observation_codes``).
+OBSERVATION_VALUE_SETS = ("serum-m-protein", "urine-m-protein-24h", "serum-free-kappa", "serum-free-lambda", "serum-flc-ratio")
+
 DEFAULT_RATIO_RANGE = (0.26, 1.65)
 DEFAULT_RATIO_BASIS = "default 0.26-1.65"
 INTERPRETATION_HIGH = frozenset({"H", "HH", "HU", ">"})

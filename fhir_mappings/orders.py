@@ -25,9 +25,9 @@ unknown fact that carries the raw value: never a guess.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any
 
-from fhir_mappings.patient_record import reference_string
+from fhir_mappings.references import Resolver, contained, reference_string, resource_reference
 from fhir_mappings.terminology import coding_key, codings_of
 from fhir_mappings.facts import (
     CellDose,
@@ -48,9 +48,6 @@ DOSE_ELEMENT = "dosageInstruction[0].doseAndRate[0].doseQuantity"
 _CELL_UNIT = re.compile(r"^10\*(\d{1,2})(?:\{[^{}]*\})?(/kg)?$")
 _MASS_TO_MG = {"mg": 1.0, "g": 1000.0, "ug": 0.001}
 
-Resolver = Callable[[str], "dict | None"]
-
-
 def ordered_product(order: dict, resolve: Resolver | None = None) -> OrderedProduct:
     """Every coding and name of the product a resource names (see module docstring). ``resolve`` finds a
     referenced Medication (``Type/id`` or URL); contained Medications are found without it."""
@@ -59,7 +56,7 @@ def ordered_product(order: dict, resolve: Resolver | None = None) -> OrderedProd
     kind = _kind(order)
     codings, names = product_identity(order, resolve)
     return OrderedProduct(
-        reference=_reference(order, kind),
+        reference=resource_reference(order) or f"{kind}/(no id)",
         resource_type=kind,
         codings=codings,
         names=names,
@@ -109,8 +106,8 @@ def order_keys(resource: dict, identity: tuple[tuple[Coded, ...], tuple[str, ...
     ``authoredOn``, a requester and a product. ``identity``: its ``product_identity``, if already known."""
     kind = _kind(resource)
     keys = set()
-    if isinstance(resource.get("id"), str) and resource["id"]:
-        keys.add(_reference(resource, kind))
+    if (own := resource_reference(resource)) is not None:
+        keys.add(own)
     for identifier in _list(resource.get("identifier")):
         system, value = identifier.get("system"), identifier.get("value")
         if isinstance(system, str) and system.strip() and isinstance(value, str) and value.strip():
@@ -204,10 +201,7 @@ def _medication(order: dict, reference: Any, resolve: Resolver | None) -> dict |
     if not isinstance(reference, str) or not reference.strip():
         return None
     if reference.startswith("#"):
-        for contained in order.get("contained") or ():
-            if isinstance(contained, dict) and contained.get("id") == reference[1:]:
-                return contained
-        return None
+        return contained(order, reference)
     found = resolve(reference) if resolve is not None else None
     return found if isinstance(found, dict) and found.get("resourceType") == "Medication" else None
 
@@ -215,11 +209,6 @@ def _medication(order: dict, reference: Any, resolve: Resolver | None) -> dict |
 def _kind(resource: dict) -> str:
     kind = resource.get("resourceType")
     return kind if isinstance(kind, str) else "Resource"
-
-
-def _reference(resource: dict, kind: str) -> str:
-    rid = resource.get("id")
-    return f"{kind}/{rid}" if isinstance(rid, str) and rid else f"{kind}/(no id)"
 
 
 def _stated_dose(record, order: dict) -> tuple[float, str | None, Evidence] | Unknown:

@@ -25,12 +25,12 @@ one resource on demand (see ``parsing``).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Iterable, Mapping
 
 from fhir_mappings.terminology import codings_of
 from fhir_mappings.facts import COMPLETE, RecordIssue, RetrievalOutcome
 from fhir_mappings.parsing import Entry, MalformedResource, flatten, validate
+from fhir_mappings.references import contained, parse_reference, reference_string, resource_reference
 
 # Where each resource names its patient; the first field present is used.
 PATIENT_LINK_FIELDS = ("subject", "patient", "beneficiary")
@@ -47,21 +47,6 @@ PATIENT_COMPARTMENT = frozenset(
 OBSERVATION_RESULT_STATUSES = frozenset({"final", "amended", "corrected"})
 NEGATED_STATUSES = frozenset({"entered-in-error", "cancelled", "not-done", "not-taken", "revoked"})
 DROPPED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
-
-_RELATIVE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
-
-
-def parse_reference(reference: str) -> tuple[str, str] | None:
-    """(type, id) of a relative or absolute RESTful reference (``_history`` ignored), else None."""
-    match = _RELATIVE.match(reference) if isinstance(reference, str) else None
-    return (match.group(1), match.group(2)) if match else None
-
-
-def reference_string(reference: Any) -> str | None:
-    """The trimmed ``reference`` of a Reference (or a reference string), None when there is none."""
-    if isinstance(reference, dict):
-        reference = reference.get("reference")
-    return reference.strip() if isinstance(reference, str) and reference.strip() else None
 
 
 class PatientRecord:
@@ -129,7 +114,7 @@ class PatientRecord:
         except (TypeError, AttributeError, ValueError):  # an element of the wrong JSON type
             reason = ("malformed", f"{kind} has an element of the wrong type")
         if reason is not None:
-            ref = f"{kind}/{resource['id']}" if resource.get("id") else entry.full_url
+            ref = resource_reference(resource) or entry.full_url
             self.issues.append(RecordIssue(ref, reason[0], reason[1]))
             return
         key = (kind, resource["id"]) if resource.get("id") else None
@@ -189,10 +174,11 @@ class PatientRecord:
 
     def reference_of(self, resource: dict) -> str:
         """``Type/id`` of a resource as the EHR sent it; its fullUrl when it has no id."""
-        kind = resource.get("resourceType", "Resource")
-        if resource.get("id"):
-            return f"{kind}/{resource['id']}"
-        return self._full_url_of.get(id(resource)) or f"{kind}/(no id)"
+        return (
+            resource_reference(resource)
+            or self._full_url_of.get(id(resource))
+            or f"{resource.get('resourceType', 'Resource')}/(no id)"
+        )
 
     def resolve(self, reference: Any, context: dict | None = None) -> dict | None:
         """The resource a Reference (or reference string) points to: ``#id`` inside ``context``'s
@@ -202,10 +188,7 @@ class PatientRecord:
         if ref is None:
             return None
         if ref.startswith("#"):
-            for contained in (context or {}).get("contained") or ():
-                if isinstance(contained, dict) and contained.get("id") == ref[1:]:
-                    return contained
-            return None
+            return contained(context, ref)
         if ref in self._by_full_url:
             return self._by_full_url[ref]
         key = parse_reference(ref)

@@ -80,6 +80,10 @@ from fhir_mappings.code_index import coded_in
 from fhir_mappings.terminology import affirmative_match
 from fhir_mappings.units import PERCENT, SERUM_M_PROTEIN, URINE_M_PROTEIN_24H
 
+# The value sets whose Observations (by ``code``) this module selects itself (free light chains come
+# through ``labs``); the fallback query asks for them (``data_requirements.observation_codes``).
+OBSERVATION_VALUE_SETS = ("serum-m-protein", "urine-m-protein-24h", "bone-marrow-plasma-cells", "disease-status")
+
 MIN_RELATIVE_RISE = 0.25
 SERUM_MEASURABLE_G_DL = 1.0  # IMWG measurable thresholds (terminology.md §7), used only for the gates
 URINE_MEASURABLE_MG = 200.0

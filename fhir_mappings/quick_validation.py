@@ -22,6 +22,8 @@ import re
 from datetime import date
 from typing import Any, Callable
 
+from fhir_mappings.references import is_fhir_id
+
 _YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
 _DATE = _YEAR + r"(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?"
 _TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
@@ -29,7 +31,6 @@ _DATE_RE = re.compile(_DATE)
 _DATETIME_RE = re.compile(_DATE + r"(T" + _TIME + r")?")
 _INSTANT_RE = re.compile(_YEAR + r"-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T" + _TIME)
 _CODE_RE = re.compile(r"[^\s]+( [^\s]+)*")
-_ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _URI_RE = re.compile(r"\S+")
 
 Check = Callable[[Any], bool]
@@ -56,10 +57,6 @@ def _code(value: Any) -> bool:
 
 def _uri(value: Any) -> bool:
     return isinstance(value, str) and _URI_RE.fullmatch(value) is not None
-
-
-def _id(value: Any) -> bool:
-    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 
 def _date(value: Any) -> bool:
@@ -216,7 +213,7 @@ def well_formed(resource: dict) -> bool:
         if key == "resourceType":
             continue
         if key == "id":
-            if not _id(value):
+            if not is_fhir_id(value):
                 return False
             continue
         check = elements.get(key)

@@ -74,7 +74,7 @@ from typing import Iterable
 from fhir_mappings.facts import Coded, Evidence, Exposure, Fact, Observed, Unknown
 from fhir_mappings.orders import order_keys, ordered_product, product_identity
 from fhir_mappings.parsing import DateSpan, parse_date
-from fhir_mappings.patient_record import parse_reference, reference_string
+from fhir_mappings.references import parse_reference, reference_string
 from fhir_mappings.terminology import (
     codings_of,
     coding_key,
@@ -521,8 +521,7 @@ def _link_keys(record, resource: dict, link) -> frozenset[str]:
     target = record.resolve(link, context=resource)
     if target is not None:
         return order_keys(target)
-    ref = reference_string(link)
-    parsed = parse_reference(ref) if ref else None
+    parsed = parse_reference(reference_string(link))
     return frozenset({f"{parsed[0]}/{parsed[1]}"}) if parsed else frozenset()
 
 
@@ -713,8 +712,7 @@ def _group_link(record, resource: dict) -> tuple[str, dict | None] | None:
             if target.get("resourceType") in GROUPING_TYPES:
                 return record.reference_of(target), target
             continue
-        ref = link.get("reference") if isinstance(link, dict) else None
-        parsed = parse_reference(ref) if isinstance(ref, str) else None
+        parsed = parse_reference(reference_string(link))
         if parsed and parsed[0] in GROUPING_TYPES:
             return f"{parsed[0]}/{parsed[1]}", None
     return None

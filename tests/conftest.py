@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import responses
+from hypothesis import settings
+
+from tests.hypothesis_budget import THOROUGH_PROFILE
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
+
+# Hypothesis profiles, chosen with HYPOTHESIS_PROFILE: "ci" runs every property test's full budget
+# (tests/hypothesis_budget.py; .ci/run selects it), "dev" (the default) a tenth of it, so the default run
+# stays short. A test without its own budget runs the profile's max_examples.
+settings.register_profile(THOROUGH_PROFILE, max_examples=100)
+settings.register_profile("dev", max_examples=10)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def load_json(path: str | Path):

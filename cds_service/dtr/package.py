@@ -38,6 +38,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.prefill import DraftContext, draft_response
+from fhir_mappings import relative_reference
 from policies import (
     ExtraCodes,
     Policy,
@@ -221,7 +222,7 @@ def _draft_context(request: PackageRequest, context: DecisionContext | None) -> 
     if context is not None:
         return DraftContext(context.patient, context.coverage, orders or context.orders, context.assertion_id)
     beneficiary = (request.coverage.get("beneficiary") or {}).get("reference")
-    if not isinstance(beneficiary, str) or not re.fullmatch(r"Patient/[A-Za-z0-9\-.]{1,64}", beneficiary):
+    if not isinstance(beneficiary, str) or relative_reference(beneficiary, ("Patient",)) != beneficiary:
         raise OperationError(400, "without a context, coverage.beneficiary must reference the Patient (Patient/id)",
                              "coverage.beneficiary")
     return DraftContext(beneficiary, _reference(request.coverage), orders)

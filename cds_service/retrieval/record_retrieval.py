@@ -16,7 +16,6 @@ The caller must have passed ``fhir_server`` through ``fhir_server_guard.check_fh
 from __future__ import annotations
 
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -28,11 +27,20 @@ import requests
 from cds_service.retrieval.fhir_client import Deadline, FhirClient, FhirRequestError, new_session
 from cds_service.retrieval.fhir_server_guard import origin_of
 from cds_service.retrieval.prefetch import PrefetchItem, PrefetchState, expected_types, interpret_prefetch
-from fhir_mappings import COMPLETE, MissingContextValue, RetrievalOutcome, RetrievalState, data_requirements
+from fhir_mappings import (
+    COMPLETE,
+    MissingContextValue,
+    RetrievalOutcome,
+    RetrievalState,
+    data_requirements,
+    is_local,
+    relative_reference,
+    resource_reference,
+)
 
 log = logging.getLogger(__name__)
 
-_RELATIVE_REFERENCE = re.compile(r"(Medication|Practitioner|PractitionerRole)/([A-Za-z0-9\-.]{1,64})")
+READ_TYPES = ("Medication", "Practitioner", "PractitionerRole")  # what a draft order's references may make us read
 _SEVERITY = {RetrievalState.NOT_NEEDED: 0, RetrievalState.COMPLETE: 1, RetrievalState.PARTIAL: 2, RetrievalState.FAILED: 3}
 
 
@@ -217,7 +225,7 @@ def _reference_plan(
 ) -> tuple[list[_Result], list[_Job]]:
     """Reads of the orders' referenced Medications, requesters and requesters' roles that the known
     resources do not already hold (one job per distinct target), plus failures known without I/O."""
-    known_refs = {f"{r.get('resourceType')}/{r.get('id')}" for r in known if isinstance(r, dict) and r.get("id")}
+    known_refs = {ref for r in known if (ref := resource_reference(r)) is not None}
     role_holders = {
         _relative(r["practitioner"].get("reference"), client)
         for r in known
@@ -230,7 +238,7 @@ def _reference_plan(
         if not isinstance(order, dict):
             continue
         medication = order.get("medicationReference") if order.get("resourceType") == "MedicationRequest" else None
-        if isinstance(medication, dict) and not str(medication.get("reference", "#")).startswith(("#", "urn:")):
+        if isinstance(medication, dict) and not is_local(str(medication.get("reference", "#"))):
             target = _relative(medication.get("reference"), client)
             if target is None or not target.startswith("Medication/"):
                 failures.append(_Result(outcomes={"Medication": _failed("unresolvable-reference")}))
@@ -294,8 +302,7 @@ def _relative(reference: object, client: FhirClient | None) -> str | None:
         if client is None or origin_of(reference) != client.origin or not reference.startswith(client.base_url + "/"):
             return None
         reference = reference[len(client.base_url) + 1 :]
-    reference = reference.split("/_history/", 1)[0]
-    return reference if _RELATIVE_REFERENCE.fullmatch(reference) else None
+    return relative_reference(reference, READ_TYPES)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -349,7 +356,7 @@ def _assemble(results: Iterable[_Result], queried: tuple[str, ...]) -> Retrieved
     for result in results:
         fetched_any = fetched_any or result.from_server
         for resource in result.resources:
-            ref = f"{resource.get('resourceType')}/{resource['id']}" if resource.get("id") else None
+            ref = resource_reference(resource)
             if ref is None or ref not in seen:
                 resources.append(resource)
                 seen.update((ref,) if ref else ())

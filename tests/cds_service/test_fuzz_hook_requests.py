@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from cds_service import create_app
 from tests.cds_service.conftest import FEEDBACK_URL, HOOK_URL, protocol_settings, replaced
 from tests.conftest import load_json
+from tests.hypothesis_budget import examples
 from tests.response_checks import check_response
 
 VALID = load_json("examples/crd221-order-sign-request.json")
@@ -23,7 +24,7 @@ json_values = st.recursive(
     max_leaves=25,
 )
 
-FUZZ = settings(max_examples=200, deadline=timedelta(seconds=2),
+FUZZ = settings(max_examples=examples(200), deadline=timedelta(seconds=2),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

@@ -1,7 +1,8 @@
 """Fuzzing the service endpoint with generated requests: whatever arrives, the answer is never a 500 and
 never a hang (each request must finish within the hypothesis deadline).
 
-Three generators, 4,500 requests in all (``REQUESTS``):
+Three generators, 4,500 requests in all (``REQUESTS``) under the CI hypothesis profile, a tenth of
+that by default (tests/hypothesis_budget.py):
 - arbitrary JSON bodies (any shape, unicode, huge numbers, deep-ish nesting);
 - valid order-sign requests (a CAR-T order with prefetch, and the CRD example) with one element
   replaced by arbitrary JSON or removed -- this reaches far deeper than random JSON does;
@@ -23,6 +24,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from cds_service import create_app
 from cds_service.settings import Settings
 from sandbox.ehr_signer import EhrSigner
+from tests.hypothesis_budget import examples
 
 HOOK = "/cds-services/car-t-coverage"
 BASE = "https://cds.payer.example"
@@ -118,13 +120,13 @@ def open_client():
     return create_app(Settings(auth_disabled=True, database_url="sqlite://")).test_client()
 
 
-@settings(FUZZ, max_examples=ARBITRARY)
+@settings(FUZZ, max_examples=examples(ARBITRARY))
 @given(body=json_values)
 def test_arbitrary_json_bodies(open_client, body):
     assert_answered(open_client.post(HOOK, json=body))
 
 
-@settings(FUZZ, max_examples=MUTATED)
+@settings(FUZZ, max_examples=examples(MUTATED))
 @given(body=mutated_requests())
 def test_mutated_order_sign_requests(open_client, body):
     assert_answered(open_client.post(HOOK, json=body))
@@ -165,7 +167,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-@settings(FUZZ, max_examples=TOKENS)
+@settings(FUZZ, max_examples=examples(TOKENS))
 @given(token=forged_tokens())
 def test_forged_tokens_never_pass_or_crash(secure_client, token):
     response = secure_client.post(HOOK, json=crd_example(), headers={"Authorization": f"Bearer {token}"})

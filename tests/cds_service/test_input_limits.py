@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from cds_service.input_limits import InputLimitError, InputLimits, check_tree, within_tree_limits, check_limits
+from tests.hypothesis_budget import examples
 
 LIMITS = InputLimits(max_draft_orders=3, max_prefetch_keys=4, max_prefetch_entries=10, max_array_items=50,
                      max_string_length=100, max_depth=12)
@@ -107,7 +108,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(json_values, st.booleans())
 def test_the_quick_tree_check_passes_exactly_what_the_path_naming_walk_passes(body, check_strings):
     # check_limits runs the quick check on every request and the walk that names the path only when the

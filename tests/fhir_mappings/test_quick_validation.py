@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from fhir_mappings.parsing import MalformedResource, read_elements, validate
 from fhir_mappings.quick_validation import well_formed
 from fhir.resources.R4B import get_fhir_model_class
+from tests.hypothesis_budget import examples
 from tests.json_positions import json_positions
 
 SANDBOX = Path(__file__).parents[2] / "sandbox"
@@ -111,7 +112,7 @@ def mutated(draw):
     return resource
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_whatever_the_fast_path_accepts_the_r4b_model_accepts(resource):
     if well_formed(resource):

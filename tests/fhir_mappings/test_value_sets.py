@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fhir_mappings.facts import Coded
 from fhir_mappings.terminology import all_value_sets, value_set, value_sets_containing, value_sets_named_in
+from tests.hypothesis_budget import examples
 
 CONDITION_SETS = (
     "multiple-myeloma", "myeloma-relapsed", "myeloma-in-remission", "myeloma-not-in-remission",
@@ -89,7 +90,7 @@ def test_value_sets_named_in_agrees_with_match_text(text):
     assert value_sets_named_in(text.lower()) == _named_by_match_text(text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.one_of(st.sampled_from(TERMS), st.sampled_from(TERMS).map(lambda t: t[1:-1]),
                           st.text(alphabet="abcdelmoz -()", max_size=6)), max_size=5))
 def test_value_sets_named_in_agrees_with_match_text_on_generated_names(parts):

@@ -17,6 +17,7 @@ from policies.decision import Status, Verdict
 from policies.engine import evaluate, evaluate_tocilizumab
 from policies.loader import shipped_policies
 from policies.logic import all_of, any_of, n_of, negate
+from tests.hypothesis_budget import examples
 
 MET, NOT_MET, UNKNOWN = Status.MET, Status.NOT_MET, Status.UNKNOWN
 statuses = st.lists(st.sampled_from(list(Status)), max_size=6)
@@ -99,7 +100,7 @@ fact_sets = st.fixed_dictionaries({}, optional=FACT_STRATEGIES).map(lambda chang
 as_of_dates = st.dates(min_value=date(2026, 1, 1), max_value=date(2027, 1, 1))
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(fact_sets, as_of_dates, st.sampled_from(POLICIES))
 def test_evaluation_never_raises_and_is_consistent(facts, as_of, policy):
     decision = evaluate(policy, facts, ABECMA_ORDER, as_of)
@@ -113,7 +114,7 @@ def test_evaluation_never_raises_and_is_consistent(facts, as_of, policy):
     evaluate_tocilizumab(policy, facts, ABECMA_ORDER, as_of)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(fact_sets, st.sampled_from(sorted(FACT_STRATEGIES)), st.booleans(), st.sampled_from(POLICIES))
 def test_hiding_a_fact_never_turns_a_decision_into_meets(facts, name, failed, policy):
     """Replacing any fact with Unknown (missing or failed retrieval) can only lose a 'meets-policy'."""

@@ -21,6 +21,7 @@ from fhir_mappings.patient_record import PatientRecord
 from policies.decision import Verdict
 from policies.engine import evaluate, evaluate_tocilizumab
 from policies.loader import shipped_policies
+from tests.hypothesis_budget import examples
 from tests.json_positions import json_positions
 
 SANDBOX = Path(__file__).parents[2] / "sandbox"
@@ -61,7 +62,7 @@ def mutations(draw):
     return scenario, changes
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations())
 def test_evaluation_never_raises_on_malformed_resources(mutation):
     scenario, changes = mutation

@@ -17,6 +17,7 @@ from cds_service.dtr.questionnaire import questionnaires
 from policies.loader import shipped_policies
 from tests.cds_service.conftest import replaced
 from tests.dtr_checks import outcome_problems
+from tests.hypothesis_budget import examples
 
 NOW = datetime(2026, 11, 24, 10, 30, tzinfo=timezone.utc)
 POLICIES = shipped_policies()
@@ -39,7 +40,7 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
     max_leaves=12,
 )
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def paths(value, prefix=()):

@@ -18,6 +18,7 @@ from fhir_mappings.facts import Evidence
 from policies.decision import CriterionResult, PolicyDecision, Referral, ReferralPolicy, Status, Verdict
 from tests.cds_service import decision_examples as ex
 from tests.crd_checks import coverage_information_problems
+from tests.hypothesis_budget import examples
 
 PAYER = CardSettings("Example Health Plan", {"CP.PHAR.481": "https://www.example-health.com/policies/cp-phar-481.pdf"})
 CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
@@ -274,7 +275,7 @@ def decisions(draw) -> PolicyDecision:
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(decisions())
 def test_generated_cards_never_say_meets_unless_every_required_criterion_is_met(decision):
     card = card_json(decision, PAYER)
