@@ -5,6 +5,16 @@ P probable; see ``../shared/reference/terminology.md``), and may list ``prefixes
 such as ICD-10-CM ``G40`` (all epilepsy codes). Matching is exact on system and code (codes are never
 fuzzy-matched: ``33944-8`` is not ``33944-0``); ICD-10 codes are compared without their dot, since EHRs
 send both ``C90.02`` and ``C9002``.
+
+Text terms are lower-case substrings ("brain metasta" names metastasis and metastases). Words are free
+in order and distance, so a term may be a *proximity term*: parts joined by `` ... ``
+("involvement ... central nervous system") match when the parts occur in that order in one sentence
+and clause with at most ``PROXIMITY_GAP`` characters between them, none of them a denial ("myeloma,
+no CNS involvement" and "myeloma without CNS disease" do not join "myeloma ... cns": the denial must
+stay before the term, where ``fhir_mappings.assertions`` reads it). One such term names a concept however a
+clinician words it ("involvement of the central nervous system", "involvement of his central nervous
+system") without listing each wording, and the sentence bound keeps two unrelated statements of a
+problem-list text from being read as one.
 """
 
 from __future__ import annotations
@@ -65,6 +75,19 @@ def _normalise(system: str, code: str) -> str:
     return code
 
 
+PROXIMITY = " ... "  # joins the parts of a proximity term
+PROXIMITY_GAP = 60  # characters allowed between two parts of a proximity term (same sentence)
+
+
+_GAP = rf"(?:(?!\b(?:no|not|without|negative|denies|denied|free of|absence|excluded)\b)[^.;,\n]){{0,{PROXIMITY_GAP}}}?"
+TermEntry = tuple[str, str, "re.Pattern | None"]  # (first part, value set id, whole pattern of a proximity term)
+
+
+def term_pattern(term: str) -> str:
+    """The regular expression of one text term: its parts in order, within one clause, no denial between."""
+    return _GAP.join(map(re.escape, term.split(PROXIMITY)))
+
+
 @dataclass(frozen=True)
 class ValueSet:
     id: str
@@ -113,7 +136,7 @@ def _load(data: dict) -> ValueSet:
     return ValueSet(
         id=data["id"], title=data["title"], codes=codes, prefixes=prefixes, text_terms=terms,
         systems=frozenset(s for s, _ in codes | prefixes),
-        text_pattern=re.compile("|".join(map(re.escape, terms))) if terms else None,
+        text_pattern=re.compile("|".join(map(term_pattern, terms))) if terms else None,
     )
 
 
@@ -172,16 +195,19 @@ _KEY = 3  # characters of a text term that index it
 
 
 @cache
-def _term_index() -> tuple[dict[str, tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]]:
-    """Every (text term, value set id), by the term's first ``_KEY`` characters; and the shorter terms."""
-    index: dict[str, list[tuple[str, str]]] = {}
-    short: list[tuple[str, str]] = []
+def _term_index() -> tuple[dict[str, tuple[TermEntry, ...]], tuple[TermEntry, ...]]:
+    """Every (text term, value set id), by the term's first ``_KEY`` characters; and the shorter terms.
+    A proximity term is indexed by its first part and kept with its compiled pattern."""
+    index: dict[str, list[TermEntry]] = {}
+    short: list[TermEntry] = []
     for vs in all_value_sets().values():
         for term in vs.text_terms:
-            if len(term) < _KEY:
-                short.append((term, vs.id))
+            first = term.split(PROXIMITY)[0]
+            entry = (first, vs.id, re.compile(term_pattern(term)) if PROXIMITY in term else None)
+            if len(first) < _KEY:
+                short.append(entry)
             else:
-                index.setdefault(term[:_KEY], []).append((term, vs.id))
+                index.setdefault(first[:_KEY], []).append(entry)
     return {key: tuple(terms) for key, terms in index.items()}, tuple(short)
 
 
@@ -190,10 +216,10 @@ def value_sets_named_in(lowered: str) -> frozenset[str]:
     ``match_text`` matches it (a term anywhere as a substring), for a caller that asks about many value
     sets. Each position of the text is looked up once, and only the terms starting there are tried."""
     index, short = _term_index()
-    found = {vs_id for term, vs_id in short if term in lowered}
+    found = {vs_id for first, vs_id, whole in short if (whole.search(lowered) if whole else first in lowered)}
     for start in range(len(lowered) - _KEY + 1):
-        for term, vs_id in index.get(lowered[start:start + _KEY], ()):
-            if lowered.startswith(term, start):
+        for first, vs_id, whole in index.get(lowered[start:start + _KEY], ()):
+            if lowered.startswith(first, start) and (whole is None or whole.match(lowered, start)):
                 found.add(vs_id)
     return frozenset(found)
 

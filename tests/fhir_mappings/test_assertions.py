@@ -47,6 +47,20 @@ def text(words):
     ("multiple-myeloma", "MGUS, at risk of progression to myeloma", UNCERTAIN),
     ("multiple-myeloma", "Screening for myeloma", UNCERTAIN),
     ("dementia", "Hypertension", None),
+    # Words in another order name the same concept (proximity terms), and a denial between them is still a denial.
+    ("cns-malignancy-involvement", "Myelomatous involvement of the central nervous system (MRI and CSF cytology)", PRESENT),
+    ("cns-malignancy-involvement", "Plasma cells in the cerebrospinal fluid", PRESENT),
+    ("cns-malignancy-involvement", "Relapsed myeloma involving the brain parenchyma", PRESENT),
+    ("cns-malignancy-involvement", "Plasmacytoma of the dura extending to the brain", PRESENT),
+    ("cns-malignancy-involvement", "No involvement of the central nervous system", None),
+    ("cns-malignancy-involvement", "Possible involvement of the CNS, LP pending", UNCERTAIN),
+    ("cns-malignancy-involvement", "Extensive bone involvement without CNS disease", None),
+    ("cns-malignancy-involvement", "Marrow involvement 60%. Brain MRI normal", None),
+    ("cns-malignancy-involvement", "Stem cells collected after G-CSF mobilisation", None),
+    ("cns-malignancy-involvement", "Secondary malignant neoplasm of cerebral meninges", PRESENT),
+    ("cns-malignancy-involvement", "Benign neoplasm of cerebral meninges", None),
+    ("meningeal-involvement", "Myeloma infiltrating the leptomeninges", PRESENT),
+    ("meningeal-involvement", "Involvement of the meninges excluded on MRI", None),
 ])
 def test_text_only_condition(value_set, words, expected):
     hit = match(value_set, text(words))
