@@ -183,19 +183,32 @@ def lines_of_therapy(record, as_of: date, consolidation_in_line: bool) -> Fact[L
     timed = [t for t in found if _counts(t)]
     if not timed:
         return Unknown("no anti-myeloma therapy is documented in the record")
-    low = _lines(found, as_of, consolidation_in_line, merge=True)
-    high = _lines(found, as_of, consolidation_in_line, merge=False)
-    extra = _undated_units(timed) + _unplaced_car_t(timed)
-    # therapy shown outside the dated regimens (undated drugs, transplants, CAR-T): at least one line
-    elsewhere = any(t.exposure.ingredient not in STEROIDS for t in timed if not (_is_drug(t) and t.exposure.start))
-    minimum = len(low) or (1 if elsewhere else 0)
-    maximum = max(len(high) + extra, minimum)
+    low, minimum, maximum = _count(found, as_of, consolidation_in_line)
+    # A record of status "unknown" may or may not be a dose, and dropping it can raise the count as well
+    # as lower it (a regimen's first dose left out makes its drug look added later: a new line). So the
+    # record is read both ways and the interval covers both readings.
+    with_doubtful = timed_exposures(record, as_of, LINE_INPUTS, doubtful=True)
+    if len(with_doubtful) != len(found):
+        _, other_min, other_max = _count(with_doubtful, as_of, consolidation_in_line)
+        minimum, maximum = min(minimum, other_min), max(maximum, other_max)
     lines = tuple(_describe(i + 1, line) for i, line in enumerate(low))
     classes = frozenset().union(*(t.exposure.classes for t in timed))
     evidence = tuple(
         Evidence(t.exposure.reference, "exposure", t.exposure.ingredient, date=_iso(t.exposure.start)) for t in timed
     )
     return Observed(LinesOfTherapy(minimum, maximum, lines, classes), evidence)
+
+
+def _count(found: tuple[TimedExposure, ...], as_of: date, consolidation_in_line: bool) -> tuple[list[_Line], int, int]:
+    """(the lines of the minimum reading, minimum, maximum) of one reading of the record's exposures."""
+    timed = [t for t in found if _counts(t)]
+    low = _lines(found, as_of, consolidation_in_line, merge=True)
+    high = _lines(found, as_of, consolidation_in_line, merge=False)
+    extra = _undated_units(timed) + _unplaced_car_t(timed)
+    # therapy shown outside the dated regimens (undated drugs, transplants, CAR-T): at least one line
+    elsewhere = any(t.exposure.ingredient not in STEROIDS for t in timed if not (_is_drug(t) and t.exposure.start))
+    minimum = len(low) or (1 if elsewhere else 0)
+    return low, minimum, max(len(high) + extra, minimum)
 
 
 def last_regimen_last_dose(record, as_of: date) -> Fact[DateSpan]:

@@ -398,21 +398,24 @@ def _mentioned(record, resource: dict, names: tuple[str, ...]) -> frozenset[str]
 # ------------------------------------------------------------------------------ collection
 
 
-def timed_exposures(record, as_of: date, wanted: tuple[str, ...] = TRACKED) -> tuple[TimedExposure, ...]:
+def timed_exposures(record, as_of: date, wanted: tuple[str, ...] = TRACKED, doubtful: bool = False) -> tuple[TimedExposure, ...]:
     """Every exposure in the value sets ``wanted`` (default ``TRACKED``) with timing detail, started on or
-    before ``as_of`` or undated."""
-    return _collect(record, as_of, wanted, EXPOSURE_TYPES)
+    before ``as_of`` or undated. With ``doubtful``, also the records whose status is ``unknown`` (the
+    drug may or may not have been given): a reader that must not lean either way reads the record both
+    ways (``lines_of_therapy``)."""
+    return _collect(record, as_of, wanted, EXPOSURE_TYPES, doubtful)
 
 
-def _collect(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[TimedExposure, ...]:
+def _collect(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...], doubtful: bool = False) -> tuple[TimedExposure, ...]:
     """Memoised per record: the engine asks for the same exposures many times per hook."""
-    return record.memo(("therapy.collect", as_of, wanted, kinds), lambda: _collect_now(record, as_of, wanted, kinds))
+    return record.memo(("therapy.collect", as_of, wanted, kinds, doubtful),
+                       lambda: _collect_now(record, as_of, wanted, kinds, doubtful))
 
 
-def _collect_now(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[TimedExposure, ...]:
+def _collect_now(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...], doubtful: bool) -> tuple[TimedExposure, ...]:
     extra = tuple(vs for vs in dict.fromkeys(wanted) if vs not in CLASS_IDS)  # policies name CLASS_IDS so far
     wanted_set = frozenset(wanted)
-    identified = _identified(record)
+    identified = _identified(record, doubtful)
     out: list[TimedExposure] = []
     for kind in kinds:
         for resource, ingredient, classes in identified.get(kind, ()):
@@ -426,21 +429,22 @@ def _collect_now(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str,
     return tuple(out)
 
 
-def _identified(record) -> dict[str, list[tuple[dict, str, frozenset[str]]]]:
+def _identified(record, doubtful: bool = False) -> dict[str, list[tuple[dict, str, frozenset[str]]]]:
     """Per resource type, every usable therapy-history resource with its product identified against all
     ``CLASS_IDS`` (ingredient, classes), in record order, without the orders being signed: done once per
     record, since the engine collects exposures for several value sets and a chart repeats the same few
-    drugs over many resources."""
+    drugs over many resources. With ``doubtful``, status ``unknown`` records are kept too."""
 
     def identify_all():
         out: dict[str, list[tuple[dict, str, frozenset[str]]]] = {}
         for kind in HISTORY_TYPES:
             for resource in record.of_type(kind):
-                if _usable(resource) and not _being_signed(record, resource) and not _own_fulfilment(record, resource):
+                usable = _usable(resource) or (doubtful and _usable(resource, doubtful=True))
+                if usable and not _being_signed(record, resource) and not _own_fulfilment(record, resource):
                     out.setdefault(kind, []).append((resource, *_drug_identity(record, resource, CLASS_IDS)))
         return out
 
-    return record.memo("therapy.identified", identify_all)
+    return record.memo(("therapy.identified", doubtful), identify_all)
 
 
 def _prior(record, as_of: date, wanted: tuple[str, ...]) -> tuple[list[tuple[Exposure, str]], list[tuple[Exposure, str]]]:
@@ -607,10 +611,12 @@ def _drug(record, codings: tuple[Coded, ...], names: tuple[str, ...]) -> _Drug:
     return record.memo(("therapy.drug", codings, names), lambda: _Drug(codings, names))
 
 
-def _usable(resource: dict) -> bool:
-    """Whether a history resource is an exposure for the line-of-therapy count (see module docstring)."""
+def _usable(resource: dict, doubtful: bool = False) -> bool:
+    """Whether a history resource is an exposure for the line-of-therapy count (see module docstring);
+    with ``doubtful``, a record of status ``unknown`` is one too."""
     kind = resource.get("resourceType")
-    if kind in USABLE_STATUS and resource.get("status") not in USABLE_STATUS[kind]:
+    status = resource.get("status")
+    if kind in USABLE_STATUS and status not in USABLE_STATUS[kind] and not (doubtful and status == "unknown"):
         return False
     return not (kind == "MedicationRequest" and resource.get("intent") in NOT_TREATMENT_INTENTS)
 
