@@ -374,6 +374,11 @@ def _move_given(record, resource, rng) -> None:
     notes = _notes_of(resource)
     if notes:
         new["note"] = notes
+    category = resource.get("category")
+    if isinstance(category, list):  # a request's categories; statements and administrations carry one (R4)
+        category = category[0] if category else None
+    if category:
+        new["category"] = category  # the phase label ("Maintenance") is part of what the record says
     _replace(resource, new)
 
 

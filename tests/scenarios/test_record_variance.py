@@ -22,9 +22,9 @@ resources each changes, and the delivery. ``test_combined_transformations_long``
 more examples, marked ``slow`` and run only when selected: ``python -m pytest -m slow
 tests/scenarios/test_record_variance.py``.
 
-Cases that fail today because of a class of issue 14 being fixed elsewhere are listed in ``KNOWN`` (one
-place), as strict xfails: when the fix lands they pass, the xfail turns red, and the entry goes. Failures
-the hypothesis runs found are kept as explicit examples in ``FOUND`` (by resource id), the same way.
+A case the service gets wrong while its fix is in progress goes in ``KNOWN`` (one place), as a strict
+xfail: when the fix lands it passes, the xfail turns red, and the entry goes. Variations the hypothesis
+runs found are kept as explicit examples in ``FOUND`` (by resource id), run on every default run.
 """
 
 from __future__ import annotations
@@ -65,43 +65,15 @@ DELIVERIES = ("prefetch", "no-prefetch", "partial-prefetch")
 
 
 
-def _wherever(transform: str, reason: str, but: tuple[str, ...] = ()) -> dict[tuple[str, str], str]:
-    """The transformation's case in every scenario it applies to, except ``but`` (where it decides nothing)."""
-    return {(s, transform): reason for s in SCENARIOS if s not in but and BY_NAME[transform].applicable(load_record(s))}
-
-
 # (scenario, transformation) -> why it fails today: strict xfails, in this one place. When a fix lands the
 # case passes, the xfail turns red, and its entry goes.
-KNOWN: dict[tuple[str, str], str] = {
-    **_wherever("ucum-spelling", "issue 14 class 1: UCUM 'g/dl', 'mg/l' (lower-case litre) read as unknown units",
-                but=("kite772-labs-older-than-30-days", "kite772-progressive-disease-documented-status",
-                     "kite772-ucum-lower-case-litre")),
-    **_wherever("birth-year-decides", "issue 14 class 2: a year-only birthDate whose whole age range is on one "
-                "side of 18 leaves I.A.3 unknown"),
-    **{(s, "partial-dates"): "issue 14 classes 2 and 4: the ASCT Procedure dated '2023-08' (or '2023') no longer "
-       "joins induction and maintenance: 3 lines with certainty, I.A.5 met, meets-policy"
-       for s in ("induction-asct-maintenance-counts-one-line", "asct-coded-in-icd10-pcs-one-line")},
-    **_wherever("order-resigned-active", "issue 14 class 8: the order being signed, re-signed 'active' and in the "
-                "history, is read as a prior infusion (I.A.7, I.A.8, II.A.1 not met)",
-                but=("repeat-abecma-infusion", "kite772-repeat-infusion-after-trial")),
-    ("induction-asct-maintenance-counts-one-line", "text-only"):
-        "issue 14 class 4: a transplant in words ('...autologous transplantation') and phases labelled "
-        "'Line 1 maintenance' are not one line: I.A.5 met",
-    **{(s, "text-only"): "issue 14 class 5: a CNS condition in words only is not recognised: I.A.6 met"
-       for s in ("seizure-history", "cns-involvement", "kite772-history-of-stroke")},
-    ("remission-code-with-progressing-labs", "text-only"):
-        "issue 14 class 5: the 'in remission' code (wrongly) contradicts I.A.1 today, its words do not",
-    **{(s, "medication-status-unknown"): "issue 14 class 6: anti-BCMA therapy recorded with status 'unknown' "
-       "is ignored: I.A.7 met (at worst it is unknown)"
-       for s in ("prior-teclistamab", "kite772-prior-belantamab", "kite772-repeat-infusion-after-trial")},
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
-# Variations hypothesis found that fail today, by the ids of the resources changed: (scenario,
-# transformation, ids) -> why. Strict xfails of ``test_found_variation``; the draws leave their (scenario,
-# transformation) pairs out.
-FIRST_DOSE_UNKNOWN = ("lines of therapy (issue 14 class 4 area): the first administration of an infused drug "
-                      "recorded with status 'unknown' is dropped, the drug looks added later and starts a new "
-                      "line: I.A.5 met on a record that says less (in doubt the count should widen, not rise)")
+# Variations hypothesis found, by the ids of the resources changed: (scenario, transformation, ids) -> what
+# went wrong before; ``test_found_variation`` runs each.
+FIRST_DOSE_UNKNOWN = ("the first administration of an infused drug recorded with status 'unknown': leaving it "
+                      "out made the drug look added later and start a new line (I.A.5 met on a record that says "
+                      "less); lines_of_therapy reads the record with and without it")
 FOUND: dict[tuple[str, str, tuple[str, ...]], str] = {
     ("kite772-two-prior-lines-only", "medication-status-unknown", ("kite772-two-prior-lines-only-ma-3",)):
         FIRST_DOSE_UNKNOWN,
@@ -112,7 +84,7 @@ FOUND: dict[tuple[str, str, tuple[str, ...]], str] = {
     ("kite772-lymphodepletion-before-prior-car-t", "medication-status-unknown",
      ("kite772-lymphodepletion-before-prior-car-t-ma-1",)): FIRST_DOSE_UNKNOWN,
 }
-LEFT_OUT_OF_DRAWS = set(KNOWN) | {(scenario, name) for scenario, name, _ in FOUND}
+LEFT_OUT_OF_DRAWS = set(KNOWN)
 
 Decision = tuple[str, dict[str, str]]
 
@@ -185,8 +157,7 @@ def test_one_transformation(scenario, name, server):
 
 
 @pytest.mark.parametrize(("scenario", "name", "ids"), [
-    pytest.param(*case, id=f"{case[0]}:{case[1]}:{','.join(case[2])}", marks=pytest.mark.xfail(strict=True, reason=why))
-    for case, why in FOUND.items()])
+    pytest.param(*case, id=f"{case[0]}:{case[1]}:{','.join(case[2])}") for case in FOUND])
 def test_found_variation(scenario, name, ids, server):
     record = load_record(scenario)
     transform = BY_NAME[name]

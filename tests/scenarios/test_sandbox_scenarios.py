@@ -32,28 +32,7 @@ AS_OF = date(2026, 11, 24)
 # Scenarios whose expected decision (written from the policy) the service does not give yet, because the
 # fix of their class of issue 14 is in progress: the one list of them (the demo test reads it too). Strict
 # xfails: when a fix lands the scenario passes, the test turns red, and its entry goes.
-KNOWN_WRONG = {
-    "spep-below-quantitation-comparator": "issue 14 class 1: '<0.5 g/dL' read as 0.5 (comparator ignored): false meets-policy",
-    "kite772-later-spep-without-value": "issue 14 class 1: a later SPEP without a value hides the earlier final one",
-    "kite772-ucum-lower-case-litre": "issue 14 class 1: UCUM 'g/dl', 'mg/l' not read",
-    "birth-year-only-adult": "issue 14 class 2: year-only birthDate left unknown though every possible age is >= 18",
-    "kite772-rise-measured-from-earlier-line-nadir": "issue 14 class 3: nadir taken from an earlier line: false "
-                                                     "meets-policy",
-    "kite772-late-maintenance-same-line": "issue 14 class 4: maintenance labelled but late counted as a new line: "
-                                          "false meets-policy",
-    "kite772-transplant-in-words-two-lines": "issue 14 class 4: 'Stem cell transplant' in words not a transplant: "
-                                             "false meets-policy",
-    "cns-involvement-in-words": "issue 14 class 5: CNS involvement in words not recognised: false meets-policy",
-    "kite772-seizure-in-words": "issue 14 class 5: a seizure disorder in words not recognised: false meets-policy",
-    "remission-code-with-progressing-labs": "issue 14 class 5: 'in remission' code read as contradicting relapse "
-                                            "the labs show",
-    "prior-anti-bcma-trial-in-words": "issue 14 class 6: BCMA-directed CAR T in words not prior therapy: false "
-                                      "meets-policy",
-    "concurrent-car-t-service-request": "issue 14 class 7: ServiceRequest not retrieved yet (regenerate the sandbox "
-                                        "when the serviceRequests data requirement lands): false meets-policy",
-    "order-signed-active-in-history": "issue 14 class 8: the active order being signed is read as a prior Abecma "
-                                      "infusion",
-}
+KNOWN_WRONG: dict[str, str] = {}
 
 
 def _hook_params():
