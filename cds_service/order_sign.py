@@ -15,6 +15,7 @@ everything about one call lives in local variables, so no state leaks between ho
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass
@@ -25,10 +26,11 @@ import requests
 
 from cds_service.errors import FhirServerNotAllowedError, RecordUnavailableError
 from cds_service.hook_request import OrderSignRequest
+from cds_service.primary_coverage import AssessedCoverage, CoverageUnavailable, ReadOrganization, primary_coverage
 from cds_service.response.cards import CardSettings, decision_cards
 from cds_service.response.coverage_information import coverage_information_actions
 from cds_service.response.responses import Response
-from cds_service.retrieval.fhir_client import Deadline, new_session
+from cds_service.retrieval.fhir_client import Deadline, FhirClient, new_session
 from cds_service.retrieval.fhir_server_guard import FhirServerRefused, check_fhir_server
 from cds_service.retrieval.record_retrieval import (
     RecordUnavailable,
@@ -42,7 +44,7 @@ from fhir_mappings.coverage import LineOfBusinessTable, default_line_of_business
 from fhir_mappings.facts import Coded
 from fhir_mappings.patient_record import PatientRecord
 from policies.applicability import ScopedOrder, in_scope_orders
-from policies.decision import PolicyDecision
+from policies.decision import PolicyDecision, Verdict
 from policies.engine import evaluate, evaluate_tocilizumab
 from policies.loader import shipped_policies
 from policies.model import Policy
@@ -130,16 +132,28 @@ def handle_order_sign(
     except RecordUnavailable as exc:
         raise RecordUnavailableError(str(exc), "prefetch") from None
     retrieved_at = time.perf_counter()
-    record = PatientRecord.build(request.context.patient_id, (*retrieved.resources, *known), retrieved.outcomes)
+    sources = (*retrieved.resources, *known)
+    record = PatientRecord.build(request.context.patient_id, sources, retrieved.outcomes)
+    coverage = primary_coverage(record, service.settings.payer_identifiers, _organization_reader(fhir_access))
+    if isinstance(coverage, AssessedCoverage) and len(record.of_type("Coverage")) > 1:
+        # the facts read the member's Coverage (line of business): only the one assessed may be seen
+        sources = tuple(r for r in sources if r.get("resourceType") != "Coverage" or
+                        f"Coverage/{r.get('id')}" == coverage.reference)
+        record = PatientRecord.build(request.context.patient_id, sources, retrieved.outcomes)
     facts = ClinicalFacts(record, service.line_of_business_table)
     decisions = [_decide(s, facts, draft_orders, as_of) for s in scoped]
+    if isinstance(coverage, CoverageUnavailable):  # resp-43: technical, whatever the criteria show
+        decisions = [dataclasses.replace(d, verdict=Verdict.INDETERMINATE, coverage=None) for d in decisions]
     if report is not None:
         evaluated_at = time.perf_counter()
         report(retrieval=retrieved.outcomes, timings={
             "retrieval_ms": (retrieved_at - started) * 1000, "evaluation_ms": (evaluated_at - retrieved_at) * 1000})
 
     configuration = request.configuration  # every declared option, defaults filled in
-    cards = decision_cards(decisions, service.card_settings, configuration["max-cards"]) if configuration["guideline"] else []
+    card_settings = service.card_settings
+    if isinstance(coverage, AssessedCoverage) and coverage.payer_name:  # resp-4: the name on the member's card
+        card_settings = dataclasses.replace(card_settings, payer_name=coverage.payer_name)
+    cards = decision_cards(decisions, card_settings, configuration["max-cards"]) if configuration["guideline"] else []
     actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"])
     return Response(cards=tuple(cards), system_actions=tuple(actions))
 
@@ -174,6 +188,19 @@ def _checked_fhir_server(request: OrderSignRequest, settings: Settings) -> str |
     except FhirServerRefused as exc:
         raise FhirServerNotAllowedError(str(exc), exc.field) from None
     return server.base_url
+
+
+def _organization_reader(fhir_access) -> ReadOrganization:
+    """Reads a payer ``Organization/{id}`` from this call's fhirServer (None when there is none)."""
+    def read(reference: str) -> dict | None:
+        access = fhir_access()
+        if access["fhir_server"] is None:
+            return None
+        client = FhirClient(access["fhir_server"], access["access_token"], access["deadline"],
+                            max_bytes=access["limits"].max_response_bytes, session=access["session"])
+        return client.read(reference, ("Organization",))
+
+    return read
 
 
 def _referenced_products(draft_orders, bundle_resources, request, fhir_access) -> tuple[dict, ...]:

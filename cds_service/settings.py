@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
+log = logging.getLogger(__name__)
 PREFIX = "CART_CDS_"
 CONFIG_KEY = "CART_CDS_SETTINGS"  # where create_app keeps the Settings in ``app.config``
 
@@ -188,6 +190,16 @@ def _product_codes(raw: str) -> Mapping[str, tuple[tuple[str, str], ...]]:
     return MappingProxyType(codes)
 
 
+def _payer_identifiers(raw: str) -> tuple[tuple[str, str], ...]:
+    identifiers = []
+    for item in _items(raw):
+        system, sep, value = item.partition("|")
+        if not sep or not system.strip() or not value.strip():
+            raise ValueError("each entry must look like system|value, entries separated by commas")
+        identifiers.append((system.strip(), value.strip()))
+    return tuple(identifiers)
+
+
 _BIND = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9\-.]+):(\d{1,5})|unix:/.+")
 
 
@@ -212,7 +224,12 @@ class Settings:
     env: str = _setting("ENV", _choice("production", "development"), "production",
                         "`production` or `development`; development-only relaxations have their own switches below.")
     payer_name: str = _setting("PAYER_NAME", _text, "Example Health Plan",
-                               "Payer name shown as every card's `source.label`.")
+                               "Payer name shown as a card's `source.label` when the payer Organization of the "
+                               "member's Coverage has no name in the record (CRD resp-4).")
+    payer_identifiers: tuple[tuple[str, str], ...] = _setting(
+        "PAYER_IDENTIFIERS", _payer_identifiers, "",
+        "Comma-separated `system|value` identifiers of the payers this endpoint serves, matched against the "
+        "primary Coverage's payer (CRD hook-13). Required in production; unset in development accepts any payer.")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", _integer(1), "10485760",
                                    "Largest accepted request body in bytes; larger bodies get 413.")
     cors_origins: tuple[str, ...] = _setting("CORS_ORIGINS", _origins, "",
@@ -286,6 +303,19 @@ class Settings:
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
         return cls(**values)
+
+
+def start_check(settings: Settings) -> None:
+    """What a real start (``cart-cds serve``, ``create_app()`` from the environment) requires beyond
+    valid values: a production endpoint must know which payers it answers for (CRD hook-13), so an
+    unset ``CART_CDS_PAYER_IDENTIFIERS`` refuses the start; development accepts any payer, with a warning."""
+    if settings.payer_identifiers:
+        return
+    if not settings.development:
+        raise SettingsError(
+            f"{PREFIX}PAYER_IDENTIFIERS is required in production: name the payer identifiers this endpoint "
+            "serves as system|value (comma-separated), or set CART_CDS_ENV=development to accept any payer")
+    log.warning("%sPAYER_IDENTIFIERS is unset: development mode accepts a Coverage of any payer", PREFIX)
 
 
 def current_settings() -> Settings:

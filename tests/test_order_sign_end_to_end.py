@@ -492,16 +492,16 @@ def test_unknown_configuration_codes_are_ignored(client):
     assert coverage_information(body, ABECMA_ORDER)["covered"] == "covered"
 
 
-def test_without_coverage_no_action_is_written_and_the_card_says_so(client):
+def test_without_coverage_the_answer_is_a_400_naming_it(client):
+    """CRD hook-13: no Coverage accessible is a 400 with an OperationOutcome, not a card."""
     hook = abecma_meets()
     hook["prefetch"]["coverage"]["entry"] = []
     hook["prefetch"]["coverage"]["total"] = 0
 
-    body = signed(client, hook, coverage=False)
+    response = client.post(HOOK_URL, json=hook)
 
-    assert "systemActions" not in body
-    card = card_for(body, ABECMA_ORDER)
-    assert "coverage was not found" in card["detail"]
+    assert response.status_code == 400
+    assert "no active Coverage" in response.get_json()["issue"][0]["diagnostics"]
 
 
 def test_the_coverage_used_is_the_members_and_dated_as_of(client):

@@ -228,8 +228,9 @@ def card_detail(decision: PolicyDecision, verdict: Verdict, tree: CriteriaTree) 
     }[verdict]
     blocks = render(decision, tree)
     if decision.coverage is None:
-        blocks.insert(1, "**Coverage not found:** the member's coverage was not found in the record, "
-                         "so no coverage information was recorded on the order.")
+        blocks.insert(1, "**Coverage not retrieved:** the member's Coverage could not be retrieved from the "
+                         "EHR (a technical failure, not a finding that the member has no coverage), so no "
+                         "coverage information was recorded on the order.")
     blocks.append(f"Policy {escape(decision.policy_id)} version {escape(decision.policy_version)}: "
                   f"{escape(decision.policy_title)}.")
     return "\n\n".join(b for b in blocks if b)

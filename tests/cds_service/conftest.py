@@ -16,7 +16,9 @@ FEEDBACK_URL = HOOK_URL + "/feedback"
 
 # What the protocol tests run with: client JWT checks off (tested in tests/cds_service/security/) and an
 # in-memory audit store, so the tests need no key material and write no files.
-TEST_ENVIRONMENT = {"CART_CDS_AUTH_DISABLED": "true", "CART_CDS_DATABASE_URL": "sqlite://"}
+# A production start also needs the payers the endpoint serves (CRD hook-13): the sandbox payer.
+TEST_ENVIRONMENT = {"CART_CDS_AUTH_DISABLED": "true", "CART_CDS_DATABASE_URL": "sqlite://",
+                    "CART_CDS_PAYER_IDENTIFIERS": "https://payers.example.org/payer-id|SANDBOX-HP"}
 
 
 def protocol_settings(**values) -> Settings:

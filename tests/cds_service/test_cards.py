@@ -181,11 +181,12 @@ def test_policy_link_only_when_an_absolute_url_is_configured():
     assert "links" not in card_json(ex.abecma_meets(), relative)
 
 
-def test_missing_coverage_is_said_on_the_card():
+def test_a_coverage_that_could_not_be_retrieved_is_said_on_the_card_as_technical():
+    """CRD resp-43: a decision without a Coverage (its retrieval failed) never reads "no coverage"."""
     card = card_json(replace(ex.abecma_incomplete(), coverage=None), PAYER)
     paragraphs = card["detail"].split("\n\n")
-    assert paragraphs[1].startswith("**Coverage not found:**")
-    assert "Coverage not found" not in card_json(ex.abecma_incomplete(), PAYER)["detail"]
+    assert paragraphs[1].startswith("**Coverage not retrieved:**") and "technical failure" in paragraphs[1]
+    assert "Coverage not retrieved" not in card_json(ex.abecma_incomplete(), PAYER)["detail"]
 
 
 def test_max_cards_keeps_the_most_important():
