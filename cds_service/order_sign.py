@@ -27,7 +27,7 @@ import requests
 from cds_service.errors import FhirServerNotAllowedError, RecordUnavailableError
 from cds_service.hook_request import OrderSignRequest
 from cds_service.primary_coverage import AssessedCoverage, CoverageUnavailable, ReadOrganization, primary_coverage
-from cds_service.response.cards import CardSettings, decision_cards
+from cds_service.response.cards import CardSettings, decision_cards, unreadable_product_card
 from cds_service.response.coverage_information import coverage_information_actions
 from cds_service.response.responses import Response
 from cds_service.retrieval.fhir_client import Deadline, FhirClient, new_session
@@ -116,9 +116,16 @@ def handle_order_sign(
 
     referenced = _referenced_products(draft_orders, bundle_resources, request, fhir_access)
     known = (*bundle_resources, *referenced)
-    scoped = in_scope_orders(draft_orders, service.policies, _resolver(known), service.extra_codes)
+    resolve = _resolver(known)
+    scoped = in_scope_orders(draft_orders, service.policies, resolve, service.extra_codes)
+    # resp-43: an order whose external Medication could not be read is not silently out of scope
+    in_scope = {id(s.order) for s in scoped}
+    unreadable = [o for o in draft_orders if id(o) not in in_scope
+                  and (reference := _external_medication(o)) is not None and resolve(reference) is None]
+    unreadable_cards = tuple(unreadable_product_card(o, service.card_settings) for o in unreadable
+                             if request.configuration["guideline"])
     if not scoped:
-        return Response()
+        return Response(cards=unreadable_cards)
 
     try:
         retrieved = retrieve_record(
@@ -155,7 +162,7 @@ def handle_order_sign(
         card_settings = dataclasses.replace(card_settings, payer_name=coverage.payer_name)
     cards = decision_cards(decisions, card_settings, configuration["max-cards"]) if configuration["guideline"] else []
     actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"])
-    return Response(cards=tuple(cards), system_actions=tuple(actions))
+    return Response(cards=(*cards, *unreadable_cards), system_actions=tuple(actions))
 
 
 def _decide(scoped: ScopedOrder, facts: ClinicalFacts, draft_orders: tuple[dict, ...], as_of: date) -> PolicyDecision:

@@ -199,6 +199,24 @@ def decision_card(decision: PolicyDecision, settings: CardSettings) -> Card:
     )
 
 
+def unreadable_product_card(order: dict, settings: CardSettings) -> Card:
+    """CRD resp-43 for an order whose product is a Medication outside the request that could not be read:
+    which policy applies cannot be told, so the order is neither dropped nor judged; the card says the
+    check is indeterminate for a technical reason (signing again retries the read)."""
+    reference = f"{order.get('resourceType')}/{order.get('id')}"
+    named = (order.get("medicationReference") or {}).get("display")
+    what = plain(named) if isinstance(named, str) and plain(named) else "the ordered medication"
+    return Card(
+        summary=plain(f"{what}: coverage check incomplete -- the ordered medication could not be read", SUMMARY_LIMIT),
+        indicator="warning",
+        detail=(f"The order for **{escape(what)}** names its medication by a reference the EHR's FHIR server "
+                "did not return (a technical failure), so whether a coverage policy applies could not be "
+                "determined. This is not a denial; signing again later retries the read."),
+        source=Source(plain(settings.payer_name), topic=TOPIC),
+        extension={ASSOCIATED_RESOURCE_EXTENSION: [{"reference": reference}]},
+    )
+
+
 def card_summary(decision: PolicyDecision, verdict: Verdict, tree: CriteriaTree) -> str:
     """"<product>: <verdict in words>", under 140 characters; the product name is shortened (then
     cut) only when the whole would not fit."""

@@ -224,3 +224,24 @@ def test_the_sandbox_coverage_names_the_sandbox_payer():
     hook = abecma_meets()
     payor = sandbox_coverage(hook)["payor"][0]
     assert (payor["identifier"]["system"], payor["identifier"]["value"]) == SANDBOX_PAYER_IDENTIFIER
+
+
+# --- resp-43: an external Medication that cannot be read does not drop the order ------------------------
+
+
+@pytest.mark.parametrize("status", [404, 503])
+def test_an_unreadable_external_medication_is_an_indeterminate_card_not_silence(client, http_mock, status):
+    hook = abecma_meets()
+    order = hook["context"]["draftOrders"]["entry"][0]["resource"]
+    order.pop("medicationCodeableConcept")
+    order["medicationReference"] = {"reference": "Medication/cart-product", "display": "Autologous cell therapy product"}
+    http_mock.add(responses.GET, f"{SANDBOX_FHIR}/Medication/cart-product", status=status, json={
+        "resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]})
+
+    response = client.post(HOOK_URL, json=hook)
+
+    assert response.status_code == 200
+    (card,) = response.get_json()["cards"]
+    assert card["indicator"] == "warning" and "could not be read" in card["summary"]
+    assert card["summary"].startswith("Autologous cell therapy product")  # the order named in human terms (dev-24)
+    assert card["extension"]["davinci-crd.associated-resource"] == [{"reference": ORDER}]
