@@ -54,6 +54,16 @@ CONFIGURATION_OPTIONS = (
         "medical-necessity policy and what documentation is missing. Set to false for coverage actions only.",
         True),
     ConfigurationOption(
+        "appropriate-use", "boolean", "Policy document cards",
+        "Return an External Reference card per in-scope order linking the payer's policy document, which lists "
+        "the criteria and the documentation required. Sent only where the payer has published the document's URL.",
+        True),
+    ConfigurationOption(
+        "limits", "boolean", "Approval limits cards",
+        "Return an Instructions card per order that may be covered, stating the approval limits (duration, "
+        "doses, review) as text. Off by default: the coverage information already carries these limits.",
+        False),
+    ConfigurationOption(
         "max-cards", "integer", "Maximum cards",
         "The largest number of cards returned for one call; the most important cards are kept.",
         10),

@@ -27,7 +27,8 @@ import requests
 from cds_service.errors import FhirServerNotAllowedError, RecordUnavailableError
 from cds_service.hook_request import OrderSignRequest
 from cds_service.primary_coverage import AssessedCoverage, CoverageUnavailable, ReadOrganization, primary_coverage
-from cds_service.response.cards import CardSettings, decision_cards, unreadable_product_card
+from cds_service.response.cards import (CardSettings, approval_limits_card, decision_cards, policy_document_card,
+                                         unreadable_product_card)
 from cds_service.response.coverage_information import coverage_information_actions
 from cds_service.response.responses import Response
 from cds_service.retrieval.fhir_client import Deadline, FhirClient, new_session
@@ -122,10 +123,9 @@ def handle_order_sign(
     in_scope = {id(s.order) for s in scoped}
     unreadable = [o for o in draft_orders if id(o) not in in_scope
                   and (reference := _external_medication(o)) is not None and resolve(reference) is None]
-    unreadable_cards = tuple(unreadable_product_card(o, service.card_settings) for o in unreadable
-                             if request.configuration["guideline"])
+    unreadable_cards = [unreadable_product_card(o, service.card_settings) for o in unreadable]
     if not scoped:
-        return Response(cards=unreadable_cards)
+        return Response(cards=tuple(_cards([], unreadable_cards, service.card_settings, request.configuration)))
 
     try:
         retrieved = retrieve_record(
@@ -160,9 +160,22 @@ def handle_order_sign(
     card_settings = service.card_settings
     if isinstance(coverage, AssessedCoverage) and coverage.payer_name:  # resp-4: the name on the member's card
         card_settings = dataclasses.replace(card_settings, payer_name=coverage.payer_name)
-    cards = decision_cards(decisions, card_settings, configuration["max-cards"]) if configuration["guideline"] else []
+    cards = _cards(decisions, unreadable_cards, card_settings, configuration)
     actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"])
-    return Response(cards=(*cards, *unreadable_cards), system_actions=tuple(actions))
+    return Response(cards=tuple(cards), system_actions=tuple(actions))
+
+
+def _cards(decisions, unreadable_cards, card_settings: CardSettings, configuration) -> list:
+    """The cards the EHR's CRD configuration asks for (dev-5: each card type under its own option), the
+    decision cards first, at most ``max-cards``."""
+    cards = []
+    if configuration["guideline"]:
+        cards += [*decision_cards(decisions, card_settings), *unreadable_cards]
+    if configuration["appropriate-use"]:
+        cards += [c for d in decisions if (c := policy_document_card(d, card_settings))]
+    if configuration["limits"]:
+        cards += [c for d in decisions if (c := approval_limits_card(d, card_settings))]
+    return cards[:configuration["max-cards"]]
 
 
 def _decide(scoped: ScopedOrder, facts: ClinicalFacts, draft_orders: tuple[dict, ...], as_of: date) -> PolicyDecision:
