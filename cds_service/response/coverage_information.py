@@ -30,14 +30,18 @@ extension, all taken from the policy's approval terms (``PolicyDecision.approval
 Detail codes are from ``http://terminology.hl7.org/CodeSystem/crd-coverage-detail`` (CRD 2.2), categories
 from the CRD coverage-information codes; HCPCS Level II system as in the terminology reference.
 
-plus ``coverage`` (the Coverage the decision used), ``date`` (``as_of``) and ``coverage-assertion-id``,
-one per Coverage per response and shared by all of its repetitions (Inferno requires exactly one
-assertion id per coverage). Every row carries a reason text, so the CRD 2.2.1 invariants q6-q9 hold;
+Every assertion also carries ``coverage`` (the Coverage the decision used), ``date`` (``as_of``) and
+``coverage-assertion-id``, one per Coverage per response and shared by all of its repetitions (Inferno
+requires exactly one assertion id per coverage). The id is derived from what the assertions are about
+(``coverage_assertion_id``), not drawn at random: re-signing an order (an edit of an active order) or a
+second call on the same record gives the same decision and the same id, so the id the EHR echoes in DTR,
+PAS and the claim stays valid. Every row carries a reason text, so the CRD 2.2.1 invariants q6-q9 hold;
 the table itself is checked against q2-q5 and "pa-needed whenever covered is not not-covered" (the
 CRD 2.0.1 q2 expression) when this module is imported, so an edit that breaks them cannot load.
 
 No action is built for an order without a Coverage (the extension requires one; the card says the
-coverage was not found), and none at all when the EHR set ``coverage-info: false``. An assertion this
+coverage could not be retrieved), none at all when the EHR set ``coverage-info: false``, and none for an
+order that already carries our assertion with the same id (CRD resp-35: nothing is new). An assertion this
 service made earlier on the same order for the same Coverage is replaced, not repeated.
 """
 
@@ -45,7 +49,8 @@ from __future__ import annotations
 
 import calendar
 import copy
-import uuid
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Iterable
@@ -108,27 +113,56 @@ for _verdict, _assertion in ASSERTIONS.items():  # every row always carries a re
 
 
 def coverage_information_actions(
-    decisions: Iterable[PolicyDecision], draft_orders: Iterable[dict], as_of: date, enabled: bool = True
+    decisions: Iterable[PolicyDecision], draft_orders: Iterable[dict], as_of: date, enabled: bool = True,
+    scope: str = ""
 ) -> list[SystemAction]:
     """The CRD coverage-information ``update`` actions for ``decisions``. ``draft_orders`` are the
-    resources of ``context.draftOrders``; ``enabled`` is the EHR's ``coverage-info`` configuration."""
+    resources of ``context.draftOrders``; ``enabled`` is the EHR's ``coverage-info`` configuration;
+    ``scope`` names whose records these are (the EHR's FHIR server and the patient), so that assertion ids
+    derived from equal resource ids in two EHRs stay distinct.
+
+    CRD resp-35: an order that already carries our assertion with the same ``coverage-assertion-id`` (same
+    Coverage, same orders, same decision) gets no action: nothing is new."""
     if not enabled:
         return []
     if isinstance(as_of, datetime):
         as_of = as_of.date()
+    decisions = [d for d in decisions if d.coverage is not None]
     by_reference = {f"{r.get('resourceType')}/{r.get('id')}": r for r in draft_orders if isinstance(r, dict)}
-    assertion_ids: dict[str, str] = {}
     actions = []
     for decision in decisions:
-        if decision.coverage is None:
-            continue
         draft = by_reference.get(decision.order)
         if draft is None:
             raise ValueError(f"decision for {decision.order} has no matching resource in draftOrders")
-        assertion_id = assertion_ids.setdefault(decision.coverage, uuid.uuid4().hex)
+        assertion_id = coverage_assertion_id(decisions, decision.coverage, scope)
+        if assertion_id in _our_assertion_ids(draft, decision.coverage):
+            continue
         actions.append(coverage_information_action(decision, draft, as_of, assertion_id,
                                                    dependencies=_dependencies(decision, decisions)))
     return actions
+
+
+def coverage_assertion_id(decisions: Iterable[PolicyDecision], coverage: str, scope: str = "") -> str:
+    """The ``coverage-assertion-id`` shared by every assertion for ``coverage`` in one response (Inferno: one
+    id per Coverage; CRD resp-32/33), derived from what the assertions are about: the Coverage, and per order
+    the policy (id and version), the verdict shown and every criterion's status. The same orders signed
+    again on the same record give the same id (re-signing, re-invocation); any change in the decision gives
+    a new one. The assertion date is left out: an unchanged decision a day later is the same assertion."""
+    about = sorted(
+        (d.order, d.policy_id, d.policy_version, shown_verdict(d).value, sorted((c.id, c.status.value) for c in d.criteria))
+        for d in decisions if d.coverage == coverage)
+    digest = hashlib.sha256(json.dumps([scope, coverage, about], separators=(",", ":")).encode()).hexdigest()
+    return digest[:32]
+
+
+def _our_assertion_ids(order: dict, coverage: str) -> set[str]:
+    """The ``coverage-assertion-id`` values of the assertions for ``coverage`` the order already carries."""
+    found = set()
+    for extension in order.get("extension") or ():
+        if _earlier_assertion(extension, coverage):
+            found |= {part.get("valueString") for part in extension.get("extension") or ()
+                      if isinstance(part, dict) and part.get("url") == "coverage-assertion-id"}
+    return found
 
 
 def _dependencies(decision: PolicyDecision, decisions: Iterable[PolicyDecision]) -> tuple[str, ...]:
