@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Callable
+from urllib.parse import urlsplit
 
 import requests
 
@@ -198,6 +199,11 @@ def _fhir_access(request: OrderSignRequest, service: OrderSignService, deadline:
 
 
 def _checked_fhir_server(request: OrderSignRequest, settings: Settings) -> str | None:
+    """The fhirServer this call may query, or None. The server-side request forgery guard judges every
+    ``fhirServer`` sent (a refused one is a 400). CDS Hooks lets a service query it only with the
+    ``fhirAuthorization`` the client grants; without one, only in development or on a server the deployment
+    lists as an open test server (``CART_CDS_FHIR_OPEN_HOSTS``). Otherwise the prefetch alone decides, and
+    what it lacks is indeterminate (or 412 when it holds nothing)."""
     if request.fhir_server is None:
         return None
     try:
@@ -208,7 +214,15 @@ def _checked_fhir_server(request: OrderSignRequest, settings: Settings) -> str |
         )
     except FhirServerRefused as exc:
         raise FhirServerNotAllowedError(str(exc), exc.field) from None
+    if request.fhir_authorization is None and not settings.development and \
+            not _open_host(server.base_url, settings.fhir_open_hosts):
+        return None
     return server.base_url
+
+
+def _open_host(url: str, open_hosts: tuple[str, ...]) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.hostname) and (parts.hostname.lower() in open_hosts or parts.netloc.lower() in open_hosts)
 
 
 def _organization_reader(fhir_access) -> ReadOrganization:

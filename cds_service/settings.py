@@ -247,6 +247,10 @@ class Settings:
     fhir_allowed_hosts: tuple[str, ...] = _setting(
         "FHIR_ALLOWED_HOSTS", _hosts, "",
         "Comma-separated FHIR hosts allowed over plain http or on private/loopback addresses (none by default).")
+    fhir_open_hosts: tuple[str, ...] = _setting(
+        "FHIR_OPEN_HOSTS", _hosts, "",
+        "Comma-separated open test FHIR servers (host or host:port) queried even when a call sends no "
+        "`fhirAuthorization`; elsewhere, outside development, such a call is decided from its prefetch alone.")
     allow_loopback_fhir: bool = _setting("ALLOW_LOOPBACK_FHIR", _boolean, "false",
                                          "Development: allow a FHIR server on 127.0.0.1/localhost.")
     auth_disabled: bool = _setting("AUTH_DISABLED", _boolean, "false",

@@ -293,6 +293,7 @@ def demo_settings(workdir: Path, service_url: str, trusted_clients: Path) -> Set
         trusted_clients_file=trusted_clients,
         public_base_url=service_url,
         allow_loopback_fhir=True,
+        fhir_open_hosts=("127.0.0.1",),  # the replay server: the sandbox hooks send no fhirAuthorization
         payer_identifiers=(catalog.SANDBOX_PAYER_IDENTIFIER,),
         payer_name=catalog.SANDBOX_PAYER_NAME,
         database_url=f"sqlite:///{workdir / 'audit.db'}",
