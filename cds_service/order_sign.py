@@ -199,23 +199,26 @@ def _fhir_access(request: OrderSignRequest, service: OrderSignService, deadline:
 
 
 def _checked_fhir_server(request: OrderSignRequest, settings: Settings) -> str | None:
+    return queryable_fhir_server(request.fhir_server, request.fhir_authorization is not None, settings)
+
+
+def queryable_fhir_server(fhir_server: str | None, authorized: bool, settings: Settings) -> str | None:
     """The fhirServer this call may query, or None. The server-side request forgery guard judges every
     ``fhirServer`` sent (a refused one is a 400). CDS Hooks lets a service query it only with the
     ``fhirAuthorization`` the client grants; without one, only in development or on a server the deployment
     lists as an open test server (``CART_CDS_FHIR_OPEN_HOSTS``). Otherwise the prefetch alone decides, and
     what it lacks is indeterminate (or 412 when it holds nothing)."""
-    if request.fhir_server is None:
+    if fhir_server is None:
         return None
     try:
         server = check_fhir_server(
-            request.fhir_server,
+            fhir_server,
             allowed_hosts=settings.fhir_allowed_hosts,
             allow_loopback=settings.allow_loopback_fhir,
         )
     except FhirServerRefused as exc:
         raise FhirServerNotAllowedError(str(exc), exc.field) from None
-    if request.fhir_authorization is None and not settings.development and \
-            not _open_host(server.base_url, settings.fhir_open_hosts):
+    if not authorized and not settings.development and not _open_host(server.base_url, settings.fhir_open_hosts):
         return None
     return server.base_url
 
