@@ -270,6 +270,12 @@ class Settings:
     log_level: str = _setting("LOG_LEVEL", lambda raw: _choice("debug", "info", "warning", "error", "critical")(raw).upper(),
                               "INFO", "Logging level.")
     bind: str = _setting("BIND", _bind, "127.0.0.1:8080", "Address `cart-cds serve` listens on.")
+    tls_cert_file: Path | None = _setting(
+        "TLS_CERT_FILE", _existing_file, "",
+        "PEM certificate (chain) for `cart-cds serve` to terminate TLS itself (minimum TLS 1.2); unset: plain "
+        "HTTP behind a TLS-terminating reverse proxy (docs/conformance.md, TLS).")
+    tls_key_file: Path | None = _setting("TLS_KEY_FILE", _existing_file, "",
+                                         "PEM private key of `CART_CDS_TLS_CERT_FILE`; both or neither.")
     workers: int = _setting("WORKERS", _integer(1), "4", "Gunicorn worker processes.")
     threads: int = _setting("THREADS", _integer(1), "2", "Threads per gunicorn worker.")
     policy_links: Mapping[str, str] = _setting(
@@ -285,6 +291,8 @@ class Settings:
         if self.fhir_deadline_seconds >= self.hook_budget_seconds:
             raise SettingsError(
                 f"{PREFIX}FHIR_DEADLINE_SECONDS must be less than {PREFIX}HOOK_BUDGET_SECONDS")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise SettingsError(f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE must be set together")
 
     @property
     def development(self) -> bool:
