@@ -17,6 +17,7 @@ from policies.loader import shipped_policies
 from sandbox.catalog import SANDBOX_PAYER_IDENTIFIER
 from tests.cds_service import decision_examples as ex
 from tests.cds_service.conftest import protocol_settings
+from tests.crd_checks import extension_problems
 from tests.test_order_sign_end_to_end import (AS_OF, COVERAGE_INFORMATION_URL, DECISION, abecma_meets, configured,
                                               sandbox_hook, signed)
 
@@ -162,3 +163,17 @@ def test_discovery_declares_an_option_for_each_card_type():
 def test_max_cards_counts_every_card_type(client):
     body = signed(client, configured(abecma_meets(), limits=True, **{"max-cards": 2}))
     assert [c["source"]["topic"]["code"] for c in body["cards"]] == ["guideline", "appropriate-use"]
+
+
+def test_the_crd_checks_catch_a_malformed_detail_and_oth_without_detail():
+    (action,) = coverage_information_actions([ex.abecma_incomplete()], ex.draft_orders(), date(2026, 11, 24))
+    extension = action.as_json()["resource"]["extension"][-1]
+    assert extension_problems(extension) == []
+    detail = next(p for p in extension["extension"] if p["url"] == "detail")
+    detail["extension"][0]["valueCode"] = "cat-whatever"
+    detail["extension"].append({"url": "value", "valueString": "twice"})
+    problems = extension_problems(extension)
+    assert "detail.category: not cat-limitation, cat-decisional or cat-other" in problems
+    assert "detail.value: occurs 2 times" in problems
+    extension["extension"] = [p for p in extension["extension"] if p["url"] != "detail"]
+    assert "info-needed OTH needs at least one detail saying what is needed" in extension_problems(extension)
