@@ -145,15 +145,16 @@ DETAIL_VALUE_KEYS = {"valueBoolean", "valueString", "valueUrl", "valueQuantity",
 
 
 def _detail_problems(detail: dict) -> list[str]:
-    """The ``detail`` complex sub-extension: category 1..1 (required code set), code 1..1 (CodeableConcept),
-    value 1..1 (boolean, string, url, Quantity or Period), qualification 0..1 (string), nothing else."""
+    """The ``detail`` complex sub-extension: category (required code set; 1..1 in CRD 2.2, absent in the
+    CRD 2.0.1 that Inferno's fixtures follow, so 0..1 here), code 1..1 (CodeableConcept), value 1..1
+    (boolean, string, url, Quantity or Period), qualification 0..1 (string), nothing else."""
     if any(k.startswith("value") for k in detail):
         return ["detail: a complex extension has no value[x]"]
     subs = defaultdict(list)
     for part in detail.get("extension") or []:
         subs[part.get("url") if isinstance(part, dict) else None].append(part)
     problems = [f"detail: unknown part {url!r}" for url in subs if url not in ("category", "code", "value", "qualification")]
-    for url, low in (("category", 1), ("code", 1), ("value", 1), ("qualification", 0)):
+    for url, low in (("category", 0), ("code", 1), ("value", 1), ("qualification", 0)):
         if not low <= len(subs.get(url, [])) <= 1:
             problems.append(f"detail.{url}: occurs {len(subs.get(url, []))} times")
     for part in subs.get("category", []):
