@@ -21,7 +21,7 @@ from cds_service.errors import register_error_handlers
 from cds_service.feedback import FEEDBACK_LOG_KEY, FeedbackLog
 from cds_service.order_sign import SERVICE_KEY, OrderSignService
 from cds_service.security import install_security
-from cds_service.settings import CONFIG_KEY, Settings, current_settings
+from cds_service.settings import CONFIG_KEY, Settings, current_settings, start_check
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type"
 CORS_ALLOWED_METHODS = "GET, POST, OPTIONS"
 
@@ -29,7 +29,9 @@ CORS_ALLOWED_METHODS = "GET, POST, OPTIONS"
 def create_app(settings: Settings | None = None, *, as_of: date | None = None) -> Flask:
     """``as_of`` fixes the decision date of every hook call (tests, sandbox replays); None means the
     current date at each call."""
-    settings = settings if settings is not None else Settings.from_env()
+    if settings is None:  # a real start from the environment (tests pass their Settings)
+        settings = Settings.from_env()
+        start_check(settings)
     app = Flask("cds_service")
     app.config.update({"MAX_CONTENT_LENGTH": settings.max_body_bytes, CONFIG_KEY: settings,
                        routes.AS_OF_CONFIG_KEY: as_of})

@@ -24,7 +24,7 @@ from cds_service.audit.cli import audit
 from cds_service.discovery import discovery_document
 from cds_service.gunicorn_conf import production_options, tune_garbage_collection
 from cds_service.offline_evaluation import evaluate
-from cds_service.settings import Settings
+from cds_service.settings import Settings, start_check
 
 
 def _load_app() -> tuple[Flask, Settings]:
@@ -32,7 +32,9 @@ def _load_app() -> tuple[Flask, Settings]:
     missing trusted-clients file, ...) are ``ValueError``s whose messages name what to fix."""
     try:
         settings = Settings.from_env()
-        return create_app(settings), settings
+        app = create_app(settings)
+        start_check(settings)
+        return app, settings
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

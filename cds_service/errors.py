@@ -5,6 +5,7 @@ Exception tree (every class carries an HTTP status and, where one applies, the J
     RequestError                     a client-side fault; answered with its status + OperationOutcome
     ├── HookRequestError             400  malformed body: bad JSON, missing/mistyped field, wrong hook ...
     ├── FhirServerNotAllowedError    400  fhirServer names a URL the service may not call (SSRF guard)
+    ├── CoverageError                400  no single Coverage of a payer this endpoint serves (CRD hook-13)
     ├── UnknownServiceError          404  no CDS service with that id
     ├── RecordUnavailableError       412  no record data could be obtained at all (CDS Hooks prefetch rules)
     ├── UnsupportedMediaTypeError    415  Content-Type is not JSON
@@ -52,6 +53,13 @@ class HookRequestError(RequestError):
 
 class FhirServerNotAllowedError(RequestError):
     """``fhirServer`` names a URL the service may not call (server-side request forgery guard)."""
+
+    status = 400
+
+
+class CoverageError(RequestError):
+    """CRD hook-13: the primary Coverage is not accessible, has no payer identifier, names a payer this
+    endpoint does not serve, or cannot be told apart from other accessible Coverages."""
 
     status = 400
 

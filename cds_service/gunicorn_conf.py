@@ -19,6 +19,8 @@ Why these values:
   ``CART_CDS_MAX_BODY_BYTES``, enforced by the app (413) since gunicorn has none.
 - the access log holds the method, the *path without query string* (``%(U)s``), status, size and time:
   a query string may carry patient ids, and no header (user agent, referer, token) is logged.
+- TLS (``CART_CDS_TLS_CERT_FILE``/``CART_CDS_TLS_KEY_FILE``): gunicorn terminates it with a context whose
+  minimum version is TLS 1.2 (CRD sec-3, Inferno's TLS test); otherwise a reverse proxy does.
 - the app is built once in the master (policies validated, discovery built) and forked: each worker then
   drops the database connections it inherited (``post_fork``), as SQLAlchemy requires after ``fork``.
 """
@@ -26,6 +28,7 @@ Why these values:
 from __future__ import annotations
 
 import gc
+import ssl
 from typing import Any
 
 from flask import Flask
@@ -60,7 +63,25 @@ def production_options(settings: Settings, *, bind: str | None = None, workers: 
         "loglevel": settings.log_level.lower(),
         "proc_name": "cart-cds",
         "post_fork": _drop_inherited_connections,
+        **tls_options(settings),
     }
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """gunicorn's TLS settings when ``cart-cds serve`` terminates TLS itself (CRD sec-2/sec-3: TLS 1.2 or
+    later; CDS Hooks requires TLS for every endpoint). Without a certificate the service speaks plain HTTP
+    and must sit behind a reverse proxy that terminates TLS."""
+    if settings.tls_cert_file is None:
+        return {}
+    return {"certfile": str(settings.tls_cert_file), "keyfile": str(settings.tls_key_file),
+            "ssl_context": minimum_tls_1_2}
+
+
+def minimum_tls_1_2(config, default_ssl_context_factory) -> ssl.SSLContext:
+    """gunicorn ``ssl_context`` hook: its default context (certificate, key, ciphers), refusing below TLS 1.2."""
+    context = default_ssl_context_factory()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def _drop_inherited_connections(server, worker) -> None:

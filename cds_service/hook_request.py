@@ -88,6 +88,9 @@ def order_sign_request(data: Any) -> OrderSignRequest:
     if requested_version is not None and requested_version not in CRD_VERSIONS:
         raise UnsupportedVersionError(
             "this service supports CRD version " + ", ".join(CRD_VERSIONS), json_path(("extension", REQUESTED_VERSION_KEY)))
+    if auth is not None and auth.get("patient") is not None and auth["patient"] != context["patientId"]:
+        # cds-r-2: the token was granted for another patient than the one the hook is about
+        raise HookRequestError("must be the patient of context.patientId", json_path(("fhirAuthorization", "patient")))
     return OrderSignRequest(
         hook=data["hook"],
         hook_instance=data["hookInstance"],

@@ -15,7 +15,8 @@ reason and evidence, then the coverage information written on each order.
 ``--fhir-server`` replaces the request's ``fhirServer`` (a live server such as HAPI, or the sandbox
 replay server ``cart-cds sandbox fhir-server``). The operator chose it, so a loopback address is
 accepted; every other check of the server-side request forgery guard still applies. The recorded
-``fhirAuthorization`` is dropped with it: that token was issued for the recorded server, not this one.
+``fhirAuthorization`` is dropped with it: that token was issued for the recorded server, not this one, and
+the server the operator named is queried without a token (as an open test server).
 
 Anything wrong with the input -- not JSON, not a valid order-sign request, a refused ``fhirServer``, no
 record data at all (the 412 case) -- is one message naming the JSON path, with exit status 2, never a
@@ -29,6 +30,7 @@ import json
 import re
 from datetime import date, datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -59,7 +61,9 @@ def evaluate_hook(body: bytes, *, settings: Settings, as_of: date, fhir_server: 
     request = order_sign_request(data)
     if fhir_server is not None:
         request = dataclasses.replace(request, fhir_server=fhir_server, fhir_authorization=None)
-        settings = dataclasses.replace(settings, allow_loopback_fhir=True)
+        host = urlsplit(fhir_server).netloc.lower()  # the operator's choice: queried without a token
+        settings = dataclasses.replace(settings, allow_loopback_fhir=True,
+                                       fhir_open_hosts=(*settings.fhir_open_hosts, host))
     service = OrderSignService.from_settings(settings)
     try:
         return handle_order_sign(request, service=service, as_of=as_of).response.as_json()

@@ -18,20 +18,34 @@ everything about one call lives in local variables, so no state leaks between ho
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Mapping
+from urllib.parse import urlsplit
 
 import requests
 
 from cds_service.errors import FhirServerNotAllowedError, RecordUnavailableError
 from cds_service.hook_request import OrderSignRequest
-from cds_service.response.cards import CardSettings, decision_cards
+from cds_service.primary_coverage import (
+    AssessedCoverage,
+    CoverageUnavailable,
+    ReadOrganization,
+    primary_coverage,
+)
+from cds_service.response.cards import (
+    CardSettings,
+    approval_limits_card,
+    decision_cards,
+    policy_document_card,
+    unreadable_product_card,
+)
 from cds_service.response.coverage_information import coverage_information_actions
 from cds_service.response.responses import Response
-from cds_service.retrieval.fhir_client import Deadline, new_session
+from cds_service.retrieval.fhir_client import Deadline, FhirClient, new_session
 from cds_service.retrieval.fhir_server_guard import FhirServerRefused, check_fhir_server
 from cds_service.retrieval.record_retrieval import (
     RecordUnavailable,
@@ -55,12 +69,12 @@ from policies import (
     Policy,
     PolicyDecision,
     ScopedOrder,
+    Verdict,
     evaluate,
     evaluate_tocilizumab,
     in_scope_orders,
     shipped_policies,
 )
-
 
 # The request resources CDS Hooks order-sign carries in draftOrders (other entries, such as a Medication
 # an order references, are context for those orders, not orders themselves).
@@ -134,9 +148,16 @@ def handle_order_sign(
 
     referenced = _referenced_products(draft_orders, bundle_resources, request, fhir_access)
     known = (*bundle_resources, *referenced)
-    scoped = in_scope_orders(draft_orders, service.policies, resolver(known), service.extra_codes)
+    resolve = resolver(known)
+    scoped = in_scope_orders(draft_orders, service.policies, resolve, service.extra_codes)
+    # resp-43: an order whose external Medication could not be read is not silently out of scope
+    in_scope = {id(s.order) for s in scoped}
+    unreadable = [o for o in draft_orders if id(o) not in in_scope
+                  and (reference := _external_medication(o)) is not None and resolve(reference) is None]
+    unreadable_cards = [unreadable_product_card(o, service.card_settings) for o in unreadable]
     if not scoped:
-        return OrderSignOutcome(Response())
+        return OrderSignOutcome(
+            Response(cards=tuple(_cards([], unreadable_cards, service.card_settings, request.configuration))))
 
     try:
         retrieved = retrieve_record(
@@ -150,20 +171,47 @@ def handle_order_sign(
     except RecordUnavailable as exc:
         raise RecordUnavailableError(str(exc), "prefetch") from None
     retrieved_at = time.perf_counter()
-    record = PatientRecord.build(request.context.patient_id, (*retrieved.resources, *known), retrieved.outcomes,
+    sources = (*retrieved.resources, *known)
+    record = PatientRecord.build(request.context.patient_id, sources, retrieved.outcomes,
                                  orders_being_signed=draft_orders)
+    coverage = primary_coverage(record, service.settings.payer_identifiers, _organization_reader(fhir_access))
+    if isinstance(coverage, AssessedCoverage) and len(record.of_type("Coverage")) > 1:
+        # the facts read the member's Coverage (line of business): only the one assessed may be seen
+        sources = tuple(r for r in sources if r.get("resourceType") != "Coverage" or
+                        f"Coverage/{r.get('id')}" == coverage.reference)
+        record = PatientRecord.build(request.context.patient_id, sources, retrieved.outcomes,
+                                     orders_being_signed=draft_orders)
     facts = ClinicalFacts(record, service.line_of_business_table)
     decisions = [_decide(s, facts, draft_orders, as_of) for s in scoped]
+    if isinstance(coverage, CoverageUnavailable):  # resp-43: technical, whatever the criteria show
+        decisions = [dataclasses.replace(d, verdict=Verdict.INDETERMINATE, coverage=None) for d in decisions]
     evaluated_at = time.perf_counter()
 
     configuration = request.configuration  # every declared option, defaults filled in
-    cards = decision_cards(decisions, service.card_settings, configuration["max-cards"]) if configuration["guideline"] else []
-    actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"])
+    card_settings = service.card_settings
+    if isinstance(coverage, AssessedCoverage) and coverage.payer_name:  # resp-4: the name on the member's card
+        card_settings = dataclasses.replace(card_settings, payer_name=coverage.payer_name)
+    cards = _cards(decisions, unreadable_cards, card_settings, configuration)
+    actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"],
+                                           scope=f"{request.fhir_server or ''}|{request.context.patient_id}")
     return OrderSignOutcome(
         Response(cards=tuple(cards), system_actions=tuple(actions)),
         retrieval=retrieved.outcomes,
         timings={"retrieval_ms": (retrieved_at - started) * 1000, "evaluation_ms": (evaluated_at - retrieved_at) * 1000},
     )
+
+
+def _cards(decisions, unreadable_cards, card_settings: CardSettings, configuration) -> list:
+    """The cards the EHR's CRD configuration asks for (dev-5: each card type under its own option), the
+    decision cards first, at most ``max-cards``."""
+    cards = []
+    if configuration["guideline"]:
+        cards += [*decision_cards(decisions, card_settings), *unreadable_cards]
+    if configuration["appropriate-use"]:
+        cards += [c for d in decisions if (c := policy_document_card(d, card_settings))]
+    if configuration["limits"]:
+        cards += [c for d in decisions if (c := approval_limits_card(d, card_settings))]
+    return cards[:configuration["max-cards"]]
 
 
 def _decide(scoped: ScopedOrder, facts: ClinicalFacts, draft_orders: tuple[dict, ...], as_of: date) -> PolicyDecision:
@@ -185,17 +233,46 @@ def _fhir_access(request: OrderSignRequest, service: OrderSignService, deadline:
 
 
 def _checked_fhir_server(request: OrderSignRequest, settings: Settings) -> str | None:
-    if request.fhir_server is None:
+    return queryable_fhir_server(request.fhir_server, request.fhir_authorization is not None, settings)
+
+
+def queryable_fhir_server(fhir_server: str | None, authorized: bool, settings: Settings) -> str | None:
+    """The fhirServer this call may query, or None. The server-side request forgery guard judges every
+    ``fhirServer`` sent (a refused one is a 400). CDS Hooks lets a service query it only with the
+    ``fhirAuthorization`` the client grants; without one, only in development or on a server the deployment
+    lists as an open test server (``CART_CDS_FHIR_OPEN_HOSTS``). Otherwise the prefetch alone decides, and
+    what it lacks is indeterminate (or 412 when it holds nothing)."""
+    if fhir_server is None:
         return None
     try:
         server = check_fhir_server(
-            request.fhir_server,
+            fhir_server,
             allowed_hosts=settings.fhir_allowed_hosts,
             allow_loopback=settings.allow_loopback_fhir,
         )
     except FhirServerRefused as exc:
         raise FhirServerNotAllowedError(str(exc), exc.field) from None
+    if not authorized and not settings.development and not _open_host(server.base_url, settings.fhir_open_hosts):
+        return None
     return server.base_url
+
+
+def _open_host(url: str, open_hosts: tuple[str, ...]) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.hostname) and (parts.hostname.lower() in open_hosts or parts.netloc.lower() in open_hosts)
+
+
+def _organization_reader(fhir_access) -> ReadOrganization:
+    """Reads a payer ``Organization/{id}`` from this call's fhirServer (None when there is none)."""
+    def read(reference: str) -> dict | None:
+        access = fhir_access()
+        if access["fhir_server"] is None:
+            return None
+        client = FhirClient(access["fhir_server"], access["access_token"], access["deadline"],
+                            max_bytes=access["limits"].max_response_bytes, session=access["session"])
+        return client.read(reference, ("Organization",))
+
+    return read
 
 
 def _referenced_products(draft_orders, bundle_resources, request, fhir_access) -> tuple[dict, ...]:

@@ -2,6 +2,7 @@
 
 ``GET /cds-services``                      discovery document
 ``POST /cds-services/<id>``                order-sign hook call
+``POST /cds-services/car-t-coverage-dispatch``  order-dispatch hook call
 ``POST /cds-services/<id>/feedback``       card feedback
 ``GET /healthz``                           liveness for load balancers
 """
@@ -14,11 +15,12 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 
 from cds_service import audit
-from cds_service.discovery import SERVICE_ID, discovery_document
+from cds_service.discovery import DISPATCH_SERVICE_ID, SERVICE_ID, discovery_document
 from cds_service.errors import UnknownServiceError, UnsupportedMediaTypeError
 from cds_service.feedback import FEEDBACK_LOG_KEY, parse_feedback
 from cds_service.hook_request import decode_json, order_sign_request
 from cds_service.input_limits import parsed_body
+from cds_service.order_dispatch import order_dispatch_request
 from cds_service.order_sign import SERVICE_KEY, handle_order_sign
 from cds_service.settings import current_settings
 
@@ -49,8 +51,8 @@ def _decoded_json_body() -> Any:
 
 
 def _known_service(service_id: str) -> None:
-    if service_id != SERVICE_ID:
-        raise UnknownServiceError(f"no CDS service with this id; the service is {SERVICE_ID}")
+    if service_id not in (SERVICE_ID, DISPATCH_SERVICE_ID):
+        raise UnknownServiceError(f"no CDS service with this id; the services are {SERVICE_ID}, {DISPATCH_SERVICE_ID}")
 
 
 @blueprint.get("/cds-services")
@@ -64,6 +66,17 @@ def call_service(service_id: str) -> Response:
     hook_request = order_sign_request(_decoded_json_body())
     outcome = handle_order_sign(hook_request, service=current_app.extensions[SERVICE_KEY],
                                 as_of=current_app.config[AS_OF_CONFIG_KEY])
+    body = outcome.response.as_json()
+    audit.hook_answered(hook_request.hook_instance, outcome, body)
+    return _json(body)
+
+
+@blueprint.post(f"/cds-services/{DISPATCH_SERVICE_ID}")
+def call_dispatch_service() -> Response:
+    """order-dispatch: the dispatched orders decided by the order-sign use case (``order_dispatch``)."""
+    service = current_app.extensions[SERVICE_KEY]
+    hook_request = order_dispatch_request(_decoded_json_body(), service)
+    outcome = handle_order_sign(hook_request, service=service, as_of=current_app.config[AS_OF_CONFIG_KEY])
     body = outcome.response.as_json()
     audit.hook_answered(hook_request.hook_instance, outcome, body)
     return _json(body)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
+log = logging.getLogger(__name__)
 PREFIX = "CART_CDS_"
 CONFIG_KEY = "CART_CDS_SETTINGS"  # where create_app keeps the Settings in ``app.config``
 
@@ -188,6 +190,16 @@ def _product_codes(raw: str) -> Mapping[str, tuple[tuple[str, str], ...]]:
     return MappingProxyType(codes)
 
 
+def _payer_identifiers(raw: str) -> tuple[tuple[str, str], ...]:
+    identifiers = []
+    for item in _items(raw):
+        system, sep, value = item.partition("|")
+        if not sep or not system.strip() or not value.strip():
+            raise ValueError("each entry must look like system|value, entries separated by commas")
+        identifiers.append((system.strip(), value.strip()))
+    return tuple(identifiers)
+
+
 _BIND = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9\-.]+):(\d{1,5})|unix:/.+")
 
 
@@ -212,7 +224,12 @@ class Settings:
     env: str = _setting("ENV", _choice("production", "development"), "production",
                         "`production` or `development`; development-only relaxations have their own switches below.")
     payer_name: str = _setting("PAYER_NAME", _text, "Example Health Plan",
-                               "Payer name shown as every card's `source.label`.")
+                               "Payer name shown as a card's `source.label` when the payer Organization of the "
+                               "member's Coverage has no name in the record (CRD resp-4).")
+    payer_identifiers: tuple[tuple[str, str], ...] = _setting(
+        "PAYER_IDENTIFIERS", _payer_identifiers, "",
+        "Comma-separated `system|value` identifiers of the payers this endpoint serves, matched against the "
+        "primary Coverage's payer (CRD hook-13). Required in production; unset in development accepts any payer.")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", _integer(1), "10485760",
                                    "Largest accepted request body in bytes; larger bodies get 413.")
     cors_origins: tuple[str, ...] = _setting("CORS_ORIGINS", _origins, "",
@@ -230,6 +247,10 @@ class Settings:
     fhir_allowed_hosts: tuple[str, ...] = _setting(
         "FHIR_ALLOWED_HOSTS", _hosts, "",
         "Comma-separated FHIR hosts allowed over plain http or on private/loopback addresses (none by default).")
+    fhir_open_hosts: tuple[str, ...] = _setting(
+        "FHIR_OPEN_HOSTS", _hosts, "",
+        "Comma-separated open test FHIR servers (host or host:port) queried even when a call sends no "
+        "`fhirAuthorization`; elsewhere, outside development, such a call is decided from its prefetch alone.")
     allow_loopback_fhir: bool = _setting("ALLOW_LOOPBACK_FHIR", _boolean, "false",
                                          "Development: allow a FHIR server on 127.0.0.1/localhost.")
     auth_disabled: bool = _setting("AUTH_DISABLED", _boolean, "false",
@@ -252,6 +273,12 @@ class Settings:
     log_level: str = _setting("LOG_LEVEL", lambda raw: _choice("debug", "info", "warning", "error", "critical")(raw).upper(),
                               "INFO", "Logging level.")
     bind: str = _setting("BIND", _bind, "127.0.0.1:8080", "Address `cart-cds serve` listens on.")
+    tls_cert_file: Path | None = _setting(
+        "TLS_CERT_FILE", _existing_file, "",
+        "PEM certificate (chain) for `cart-cds serve` to terminate TLS itself (minimum TLS 1.2); unset: plain "
+        "HTTP behind a TLS-terminating reverse proxy (docs/conformance.md, TLS).")
+    tls_key_file: Path | None = _setting("TLS_KEY_FILE", _existing_file, "",
+                                         "PEM private key of `CART_CDS_TLS_CERT_FILE`; both or neither.")
     workers: int = _setting("WORKERS", _integer(1), "4", "Gunicorn worker processes.")
     threads: int = _setting("THREADS", _integer(1), "2", "Threads per gunicorn worker.")
     policy_links: Mapping[str, str] = _setting(
@@ -267,6 +294,8 @@ class Settings:
         if self.fhir_deadline_seconds >= self.hook_budget_seconds:
             raise SettingsError(
                 f"{PREFIX}FHIR_DEADLINE_SECONDS must be less than {PREFIX}HOOK_BUDGET_SECONDS")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise SettingsError(f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE must be set together")
 
     @property
     def development(self) -> bool:
@@ -289,6 +318,19 @@ class Settings:
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
         return cls(**values)
+
+
+def start_check(settings: Settings) -> None:
+    """What a real start (``cart-cds serve``, ``create_app()`` from the environment) requires beyond
+    valid values: a production endpoint must know which payers it answers for (CRD hook-13), so an
+    unset ``CART_CDS_PAYER_IDENTIFIERS`` refuses the start; development accepts any payer, with a warning."""
+    if settings.payer_identifiers:
+        return
+    if not settings.development:
+        raise SettingsError(
+            f"{PREFIX}PAYER_IDENTIFIERS is required in production: name the payer identifiers this endpoint "
+            "serves as system|value (comma-separated), or set CART_CDS_ENV=development to accept any payer")
+    log.warning("%sPAYER_IDENTIFIERS is unset: development mode accepts a Coverage of any payer", PREFIX)
 
 
 def current_settings() -> Settings:

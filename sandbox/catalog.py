@@ -26,6 +26,10 @@ CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-st
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 LOCAL = "https://ehr.example.org/fhir/CodeSystem"  # local codes of the synthetic EHRs
+# The sandbox payer's identifier (a fictional payer id): every sandbox Coverage names it, and the demo and
+# the sandbox tests configure the service to serve it (CART_CDS_PAYER_IDENTIFIERS=system|value).
+SANDBOX_PAYER_IDENTIFIER = ("https://payers.example.org/payer-id", "SANDBOX-HP")
+SANDBOX_PAYER_NAME = "Sandbox Health Plan"
 
 
 @dataclass(frozen=True)

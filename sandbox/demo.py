@@ -40,7 +40,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from cds_service.app import create_app
 from cds_service.auth.trusted_clients import origin_of
 from cds_service.settings import Settings
-from sandbox import recorded, replay_server
+from sandbox import catalog, recorded, replay_server
 from sandbox.ehr_signer import EhrSigner
 from sandbox.expectations import (HOOK_VARIANTS, decisions, deciding_criteria, expected_for, mismatches,
                                   scenario_of_hook, split_hook_name)
@@ -293,6 +293,9 @@ def demo_settings(workdir: Path, service_url: str, trusted_clients: Path) -> Set
         trusted_clients_file=trusted_clients,
         public_base_url=service_url,
         allow_loopback_fhir=True,
+        fhir_open_hosts=("127.0.0.1",),  # the replay server: the sandbox hooks send no fhirAuthorization
+        payer_identifiers=(catalog.SANDBOX_PAYER_IDENTIFIER,),
+        payer_name=catalog.SANDBOX_PAYER_NAME,
         database_url=f"sqlite:///{workdir / 'audit.db'}",
         log_level="ERROR",
     )

@@ -100,7 +100,9 @@ def patient(chart: Chart, given: str, gender: str, birth_date: str | None) -> st
 def coverage(chart: Chart, line_of_business: str) -> str:
     where, system, code, display = c.LINES_OF_BUSINESS[line_of_business]
     payer_id = f"{chart.scenario}-payer"
-    chart.add({"resourceType": "Organization", "id": payer_id, "active": True, "name": "Sandbox Health Plan"})
+    payer_identifier = dict(zip(("system", "value"), c.SANDBOX_PAYER_IDENTIFIER))
+    chart.add({"resourceType": "Organization", "id": payer_id, "active": True, "identifier": [payer_identifier],
+               "name": c.SANDBOX_PAYER_NAME})
     resource = {
         "resourceType": "Coverage",
         "id": f"{chart.scenario}-cov",
@@ -111,7 +113,8 @@ def coverage(chart: Chart, line_of_business: str) -> str:
             "coding": [coding("http://terminology.hl7.org/CodeSystem/subscriber-relationship", "self", "Self")]
         },
         "period": {"start": "2026-01-01"},
-        "payor": [{"reference": f"Organization/{payer_id}", "display": "Sandbox Health Plan"}],
+        "payor": [{"reference": f"Organization/{payer_id}", "identifier": payer_identifier,
+                   "display": c.SANDBOX_PAYER_NAME}],
     }
     if where == "type":
         resource["type"] = {"coding": [coding(system, code, display)], "text": display}

@@ -10,7 +10,8 @@ listing every problem (``coverage_information_problems`` returns the list):
   (CRD resp-37); an earlier assertion for the same Coverage may be replaced, nothing else may change,
   and the other extensions keep their order;
 - every ``ext-coverage-information`` has the structure of the CRD extension (known sub-extensions, each
-  with exactly one value of the right type, cardinalities, required code sets, ``date`` a FHIR date)
+  with exactly one value of the right type, cardinalities, required code sets, ``date`` a FHIR date,
+  the complex ``detail`` parts, ``billingCode`` Codings, and a ``detail`` whenever ``info-needed`` is OTH)
   and satisfies the CRD 2.2.1 invariants q1-q9 plus "pa-needed whenever covered != not-covered"
   (the CRD 2.0.1 q2 expression is the one Inferno validates against);
 - ``coverage-assertion-id``: all repetitions for one Coverage share one id, distinct Coverages have
@@ -46,7 +47,7 @@ SUB_EXTENSIONS = {
                                            "detail-code", "OTH"}),
     "billingCode": ("valueCoding", 0, None, None),
     "reason": ("valueCodeableConcept", 0, None, None),
-    "detail": (None, 0, None, None),  # complex: checked for presence only
+    "detail": (None, 0, None, None),  # complex: checked by _detail_problems
     "dependency": ("valueReference", 0, None, None),
     "questionnaire": ("valueCanonical", 0, None, None),
     "date": ("valueDate", 1, 1, None),
@@ -127,7 +128,47 @@ def extension_problems(extension: dict) -> list[str]:
     for reason in _reasons(parts):
         if not reason.get("text") and not reason.get("coding"):
             problems.append("reason: needs coding or text")
+    for part in parts.get("detail", []):
+        problems += _detail_problems(part)
+    for part in parts.get("billingCode", []):
+        coding = part.get("valueCoding") or {}
+        if not (isinstance(coding.get("system"), str) and isinstance(coding.get("code"), str)):
+            problems.append("billingCode: a Coding needs system and code")
+    if "OTH" in _codes(parts, "info-needed") and not parts.get("detail"):
+        problems.append("info-needed OTH needs at least one detail saying what is needed")
     problems += [name for name, broken in INVARIANTS if broken(parts)]
+    return problems
+
+
+DETAIL_CATEGORIES = {"cat-limitation", "cat-decisional", "cat-other"}
+DETAIL_VALUE_KEYS = {"valueBoolean", "valueString", "valueUrl", "valueQuantity", "valuePeriod"}
+
+
+def _detail_problems(detail: dict) -> list[str]:
+    """The ``detail`` complex sub-extension: category (required code set; 1..1 in CRD 2.2, absent in the
+    CRD 2.0.1 that Inferno's fixtures follow, so 0..1 here), code 1..1 (CodeableConcept), value 1..1
+    (boolean, string, url, Quantity or Period), qualification 0..1 (string), nothing else."""
+    if any(k.startswith("value") for k in detail):
+        return ["detail: a complex extension has no value[x]"]
+    subs = defaultdict(list)
+    for part in detail.get("extension") or []:
+        subs[part.get("url") if isinstance(part, dict) else None].append(part)
+    problems = [f"detail: unknown part {url!r}" for url in subs if url not in ("category", "code", "value", "qualification")]
+    for url, low in (("category", 0), ("code", 1), ("value", 1), ("qualification", 0)):
+        if not low <= len(subs.get(url, [])) <= 1:
+            problems.append(f"detail.{url}: occurs {len(subs.get(url, []))} times")
+    for part in subs.get("category", []):
+        if part.get("valueCode") not in DETAIL_CATEGORIES:
+            problems.append("detail.category: not cat-limitation, cat-decisional or cat-other")
+    for part in subs.get("code", []):
+        if not (part.get("valueCodeableConcept") or {}).get("coding"):
+            problems.append("detail.code: a coded valueCodeableConcept is required")
+    for part in subs.get("value", []):
+        if len([k for k in part if k.startswith("value")]) != 1 or not DETAIL_VALUE_KEYS & set(part):
+            problems.append("detail.value: exactly one boolean, string, url, Quantity or Period value")
+    for part in subs.get("qualification", []):
+        if not isinstance(part.get("valueString"), str):
+            problems.append("detail.qualification: valueString required")
     return problems
 
 

@@ -44,13 +44,18 @@ DECISION_EXTENSION = "cart-cds.decision"
 ASSOCIATED_RESOURCE_EXTENSION = "davinci-crd.associated-resource"
 SUMMARY_LIMIT = 139  # CDS Hooks: "< 140 characters"; Inferno rejects 140
 
+# CRD resp-1/resp-2: the indicator is the clinician's view. A coverage denial is a reimbursement risk, not a
+# clinical emergency, so at most ``warning``; ``critical`` is kept for serious clinical harm, which a coverage
+# policy never signals. Routine coverage information (the order meets the policy) is ``info``.
 INDICATOR = {
     Verdict.MEETS_POLICY: "info",
     Verdict.DOCUMENTATION_INCOMPLETE: "warning",
     Verdict.INDETERMINATE: "warning",
-    Verdict.DOES_NOT_MEET: "critical",
+    Verdict.DOES_NOT_MEET: "warning",
 }
-_IMPORTANCE = {"critical": 0, "warning": 1, "info": 2}
+# Which cards ``max-cards`` keeps first: what blocks the order, then what cannot be judged, then what to submit.
+_IMPORTANCE = {Verdict.DOES_NOT_MEET: 0, Verdict.INDETERMINATE: 1, Verdict.DOCUMENTATION_INCOMPLETE: 2,
+               Verdict.MEETS_POLICY: 3}
 _SEVERITY = {Status.MET: 0, Status.UNKNOWN: 1, Status.NOT_MET: 2}
 
 LINE_OF_BUSINESS_LABEL = {
@@ -170,13 +175,15 @@ class CardSettings:
 def decision_cards(
     decisions: Iterable[PolicyDecision], settings: CardSettings, max_cards: int | None = None
 ) -> list[Card]:
-    """One card per decision, most important first (critical, warning, info; otherwise in order).
+    """One card per decision, most important first (does not meet, indeterminate, documentation incomplete,
+    meets; otherwise in order).
     ``max_cards`` (the EHR's ``davinci-crd.configuration`` ``max-cards``) keeps only the most
     important ones."""
     if max_cards is not None and max_cards < 0:
         raise ValueError("max_cards must be zero or more")
-    cards = sorted((decision_card(d, settings) for d in decisions), key=lambda c: _IMPORTANCE[c.indicator])
-    return cards if max_cards is None else cards[:max_cards]
+    ranked = sorted(decisions, key=lambda d: _IMPORTANCE[shown_verdict(d)])
+    cards = [decision_card(d, settings) for d in (ranked if max_cards is None else ranked[:max_cards])]
+    return cards
 
 
 def decision_card(decision: PolicyDecision, settings: CardSettings) -> Card:
@@ -208,6 +215,67 @@ def card_decision(card: object) -> dict | None:
     return decision if isinstance(decision, dict) else None
 
 
+# The two optional card types Inferno's required-card group looks for, each under its own CRD configuration
+# option (dev-5; codes from the CRD card-type value set, dev-7):
+# - External Reference ("appropriate-use"): a link to the payer's policy document, which states the criteria
+#   and the documentation the payer needs (resp-18/19: absolute links only; resp-20: the detail summarises it);
+#   only where the deployment configures the document's URL (CART_CDS_POLICY_LINKS);
+# - Instructions ("limits"): the approval limits under which coverage holds, as text only (no links, no
+#   suggestions; resp-23: never a portal). Off by default: the coverage-information details carry the same
+#   terms and resp-12 asks for no card repeating a system action.
+POLICY_DOCUMENT_TOPIC = Coding("appropriate-use", CARD_TYPE_SYSTEM, "Appropriate Use")
+LIMITS_TOPIC = Coding("limits", CARD_TYPE_SYSTEM, "Limits")
+
+
+def policy_document_card(decision: PolicyDecision, settings: CardSettings) -> Card | None:
+    """External Reference card: the policy document of ``decision`` (None when no URL is configured)."""
+    url = settings.policy_url(decision.policy_id)
+    if url is None:
+        return None
+    return Card(
+        summary=plain(f"{decision.policy_id} policy: criteria and documentation for {decision.product}", SUMMARY_LIMIT),
+        indicator="info",
+        detail=(f"The payer's policy **{escape(decision.policy_id)}** ({escape(decision.policy_title)}, version "
+                f"{escape(decision.policy_version)}) lists the medical-necessity criteria for "
+                f"**{escape(decision.product)}** and the documentation a prior authorization request must include."),
+        source=Source(plain(settings.payer_name), topic=POLICY_DOCUMENT_TOPIC),
+        links=(Link(plain(f"{decision.policy_id} policy: {decision.policy_title}", 120), url),),
+        extension={ASSOCIATED_RESOURCE_EXTENSION: [{"reference": decision.order}]},
+    )
+
+
+def approval_limits_card(decision: PolicyDecision, settings: CardSettings) -> Card | None:
+    """Instructions card: the approval limits for an order coverage may hold for (meets the policy or only
+    documentation is missing); None for an order that does not meet it or could not be assessed."""
+    if shown_verdict(decision) not in (Verdict.MEETS_POLICY, Verdict.DOCUMENTATION_INCOMPLETE):
+        return None
+    return Card(
+        summary=plain(f"{decision.product}: approval limits under {decision.policy_id}", SUMMARY_LIMIT),
+        indicator="info",
+        detail="\n".join(_approval_terms(decision)),
+        source=Source(plain(settings.payer_name), topic=LIMITS_TOPIC),
+        extension={ASSOCIATED_RESOURCE_EXTENSION: [{"reference": decision.order}]},
+    )
+
+
+def unreadable_product_card(order: dict, settings: CardSettings) -> Card:
+    """CRD resp-43 for an order whose product is a Medication outside the request that could not be read:
+    which policy applies cannot be told, so the order is neither dropped nor judged; the card says the
+    check is indeterminate for a technical reason (signing again retries the read)."""
+    reference = f"{order.get('resourceType')}/{order.get('id')}"
+    named = (order.get("medicationReference") or {}).get("display")
+    what = plain(named) if isinstance(named, str) and plain(named) else "the ordered medication"
+    return Card(
+        summary=plain(f"{what}: coverage check incomplete -- the ordered medication could not be read", SUMMARY_LIMIT),
+        indicator="warning",
+        detail=(f"The order for **{escape(what)}** names its medication by a reference the EHR's FHIR server "
+                "did not return (a technical failure), so whether a coverage policy applies could not be "
+                "determined. This is not a denial; signing again later retries the read."),
+        source=Source(plain(settings.payer_name), topic=TOPIC),
+        extension={ASSOCIATED_RESOURCE_EXTENSION: [{"reference": reference}]},
+    )
+
+
 def card_summary(decision: PolicyDecision, verdict: Verdict, tree: CriteriaTree) -> str:
     """"<product>: <verdict in words>", under 140 characters; the product name is shortened (then
     cut) only when the whole would not fit."""
@@ -237,8 +305,9 @@ def card_detail(decision: PolicyDecision, verdict: Verdict, tree: CriteriaTree) 
     }[verdict]
     blocks = render(decision, tree)
     if decision.coverage is None:
-        blocks.insert(1, "**Coverage not found:** the member's coverage was not found in the record, "
-                         "so no coverage information was recorded on the order.")
+        blocks.insert(1, "**Coverage not retrieved:** the member's Coverage could not be retrieved from the "
+                         "EHR (a technical failure, not a finding that the member has no coverage), so no "
+                         "coverage information was recorded on the order.")
     blocks.append(f"Policy {escape(decision.policy_id)} version {escape(decision.policy_version)}: "
                   f"{escape(decision.policy_title)}.")
     return "\n\n".join(b for b in blocks if b)
@@ -306,8 +375,21 @@ def _retrieval_reasons(criterion: CriterionResult, tree: CriteriaTree) -> str:
 
 
 def _meets(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
+    pdac = (" and Precision Drug Action Committee (PDAC) utilization management review"
+            if decision.approval.pdac_review_required else "")
+    met = tree.at_issue(Status.MET)
+    return [
+        f"**{escape(decision.product)}** meets the {escape(decision.policy_id)} criteria on the record. "
+        f"Prior authorization with documentation{pdac} still apply: submit this order with the "
+        "supporting documentation.",
+        "**Approval terms**\n" + "\n".join(_approval_terms(decision)),
+        "**Evidence**\n" + _criterion_list(met, tree, Status.MET),
+    ]
+
+
+def _approval_terms(decision: PolicyDecision) -> list[str]:
+    """The policy's approval terms for the order, as Markdown list items."""
     terms = decision.approval
-    pdac = " and Precision Drug Action Committee (PDAC) utilization management review" if terms.pdac_review_required else ""
     allowance = (f"- Tocilizumab: up to {terms.tocilizumab_max_doses} doses, at most "
                  f"{terms.tocilizumab_max_mg_per_dose:g} mg per dose")
     lines = [f"- Duration of approval: {terms.duration_months} months", allowance]
@@ -317,14 +399,7 @@ def _meets(decision: PolicyDecision, tree: CriteriaTree) -> list[str]:
         lines.append("- PDAC utilization management review required")
     if terms.hcpcs and decision.order_kind != "tocilizumab":  # the policy's codes bill its own product
         lines.append(f"- Billing code (HCPCS): {', '.join(escape(code) for code in terms.hcpcs)}")
-    met = tree.at_issue(Status.MET)
-    return [
-        f"**{escape(decision.product)}** meets the {escape(decision.policy_id)} criteria on the record. "
-        f"Prior authorization with documentation{pdac} still apply: submit this order with the "
-        "supporting documentation.",
-        "**Approval terms**\n" + "\n".join(lines),
-        "**Evidence**\n" + _criterion_list(met, tree, Status.MET),
-    ]
+    return lines
 
 
 def _referral(decision: PolicyDecision) -> str:

@@ -27,8 +27,9 @@ HOOK_URL = "/cds-services/car-t-coverage"
 
 
 def bench_settings(**values) -> Settings:
-    return Settings(auth_disabled=True, database_url="sqlite://", log_level="WARNING", allow_loopback_fhir=True,
-                    **values)
+    # the bench's FHIR fakes are loopback open test servers: its hooks send no fhirAuthorization
+    return Settings(**{"auth_disabled": True, "database_url": "sqlite://", "log_level": "WARNING",
+                       "allow_loopback_fhir": True, "fhir_open_hosts": ("127.0.0.1",), **values})
 
 
 def bench_app(**values) -> Flask:

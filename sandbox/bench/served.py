@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sandbox.bench.inprocess import Latency
+from sandbox.catalog import SANDBOX_PAYER_IDENTIFIER
 
 LOOPBACK = "127.0.0.1"
 
@@ -41,6 +42,8 @@ def server_environment(database: Path, port: int) -> dict[str, str]:
         "CART_CDS_DATABASE_URL": f"sqlite:///{database}",
         "CART_CDS_LOG_LEVEL": "warning",
         "CART_CDS_ALLOW_LOOPBACK_FHIR": "true",
+        "CART_CDS_FHIR_OPEN_HOSTS": LOOPBACK,  # the FHIR fakes: the bench hooks send no fhirAuthorization
+        "CART_CDS_PAYER_IDENTIFIERS": "|".join(SANDBOX_PAYER_IDENTIFIER),  # a production start needs its payers
     })
     return env
 

@@ -16,11 +16,15 @@ FEEDBACK_URL = HOOK_URL + "/feedback"
 
 # What the protocol tests run with: client JWT checks off (tested in tests/cds_service/security/) and an
 # in-memory audit store, so the tests need no key material and write no files.
-TEST_ENVIRONMENT = {"CART_CDS_AUTH_DISABLED": "true", "CART_CDS_DATABASE_URL": "sqlite://"}
+# A production start also needs the payers the endpoint serves (CRD hook-13): the sandbox payer.
+TEST_ENVIRONMENT = {"CART_CDS_AUTH_DISABLED": "true", "CART_CDS_DATABASE_URL": "sqlite://",
+                    "CART_CDS_PAYER_IDENTIFIERS": "https://payers.example.org/payer-id|SANDBOX-HP",
+                    "CART_CDS_FHIR_OPEN_HOSTS": "127.0.0.1"}
 
 
 def protocol_settings(**values) -> Settings:
-    return Settings(auth_disabled=True, database_url="sqlite://", **values)
+    """The sandbox's replay FHIR server (loopback) is an open test server: its hooks send no fhirAuthorization."""
+    return Settings(**{"auth_disabled": True, "database_url": "sqlite://", "fhir_open_hosts": ("127.0.0.1",), **values})
 
 
 @pytest.fixture

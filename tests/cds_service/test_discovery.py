@@ -17,7 +17,8 @@ def test_discovery_lists_the_order_sign_service(client):
     assert response.mimetype == "application/json"
     document = response.get_json()
     check_discovery(document)
-    (service,) = document["services"]
+    service, dispatch = document["services"]  # order-dispatch: tests/cds_service/test_order_dispatch_crd.py
+    assert dispatch["hook"] == "order-dispatch"
     assert service["hook"] == "order-sign"
     assert service["id"] == "car-t-coverage"
     assert service["title"] and service["description"]

@@ -104,8 +104,9 @@ def test_request_is_parsed_into_frozen_typed_values(order_sign_request):
     assert [r["id"] for r in request.context.draft_order_resources()] == ["1357", "2468"]
     assert request.prefetch["medication"] is None  # a null prefetch value means "no data"
     assert request.requested_version == "2.2"
-    # max-cards 5 from the request, coverage-info defaulted, unknown codes (cost, claim, ...) dropped
-    assert dict(request.configuration) == {"coverage-info": True, "guideline": True, "max-cards": 5}
+    # max-cards 5 and appropriate-use false from the request, the others defaulted, unknown codes (cost, ...) dropped
+    assert dict(request.configuration) == {"coverage-info": True, "guideline": True, "appropriate-use": False,
+                                           "limits": False, "max-cards": 5}
     with pytest.raises(AttributeError):
         request.hook = "other"  # frozen
 
@@ -114,7 +115,8 @@ def test_configuration_defaults_when_absent():
     body = load_json("examples/inferno-order-sign-request.json")
     request = parse_order_sign_request(json.dumps(body).encode())
 
-    assert dict(request.configuration) == {"coverage-info": True, "guideline": True, "max-cards": 10}
+    assert dict(request.configuration) == {"coverage-info": True, "guideline": True, "appropriate-use": True,
+                                           "limits": False, "max-cards": 10}
     assert request.prefetch is None and request.extension == {}
 
 
@@ -123,7 +125,8 @@ def test_unknown_configuration_codes_of_any_type_are_ignored(client, order_sign_
 
     request = parse_order_sign_request(json.dumps(order_sign_request).encode())
 
-    assert dict(request.configuration) == {"coverage-info": False, "guideline": True, "max-cards": 10}
+    assert dict(request.configuration) == {"coverage-info": False, "guideline": True, "appropriate-use": True,
+                                           "limits": False, "max-cards": 10}
     assert post(client, order_sign_request).status_code == 200
 
 

@@ -43,7 +43,7 @@ COVERAGE_CODES = {
     "indeterminate": ("indeterminate", "indeterminate", "indeterminate"),
 }
 INDICATOR = {"meets-policy": "info", "documentation-incomplete": "warning", "indeterminate": "warning",
-             "does-not-meet": "critical"}
+             "does-not-meet": "warning"}  # CRD resp-1: a coverage denial is not a clinical emergency
 
 
 # --------------------------------------------------------------------------------------------------
@@ -141,6 +141,8 @@ def coverage_information(body: dict, order: str) -> dict[str, object]:
     (extension,) = [e for e in action["resource"]["extension"] if e["url"] == COVERAGE_INFORMATION_URL]
     values = {}
     for part in extension["extension"]:
+        if "extension" in part:  # a complex detail (qualifiers: tests/cds_service/test_coverage_qualifiers_crd.py)
+            continue
         value = next(v for k, v in part.items() if k.startswith("value"))
         values[part["url"]] = value.get("reference") or value.get("text") if isinstance(value, dict) else value
     return values
@@ -348,7 +350,7 @@ def test_tocilizumab_beyond_the_allowance_does_not_meet_while_the_car_t_order_st
     card = assert_verdict(body, "MedicationRequest/tocilizumab-within-allowance-toci", "does-not-meet")
     assert statuses(card) == {"I.A.approval.tocilizumab": "not-met"}, why
     assert_verdict(body, ABECMA_ORDER, "meets-policy")
-    assert body["cards"][0]["indicator"] == "critical"  # the most important card first
+    assert body["cards"][0]["extension"][DECISION]["verdict"] == "does-not-meet"  # the most important card first
 
 
 def test_the_sandbox_tocilizumab_beyond_allowance_request(client):
@@ -478,7 +480,7 @@ def test_max_cards_keeps_the_most_important_card(client):
     body = signed(client, hook)
 
     (card,) = body["cards"]
-    assert card["indicator"] == "critical"
+    assert card["extension"][DECISION]["verdict"] == "does-not-meet"
     assert card["extension"][DECISION]["order"] == "MedicationRequest/tocilizumab-beyond-allowance-toci"
 
 
@@ -492,16 +494,16 @@ def test_unknown_configuration_codes_are_ignored(client):
     assert coverage_information(body, ABECMA_ORDER)["covered"] == "covered"
 
 
-def test_without_coverage_no_action_is_written_and_the_card_says_so(client):
+def test_without_coverage_the_answer_is_a_400_naming_it(client):
+    """CRD hook-13: no Coverage accessible is a 400 with an OperationOutcome, not a card."""
     hook = abecma_meets()
     hook["prefetch"]["coverage"]["entry"] = []
     hook["prefetch"]["coverage"]["total"] = 0
 
-    body = signed(client, hook, coverage=False)
+    response = client.post(HOOK_URL, json=hook)
 
-    assert "systemActions" not in body
-    card = card_for(body, ABECMA_ORDER)
-    assert "coverage was not found" in card["detail"]
+    assert response.status_code == 400
+    assert "no active Coverage" in response.get_json()["issue"][0]["diagnostics"]
 
 
 def test_the_coverage_used_is_the_members_and_dated_as_of(client):

@@ -69,9 +69,9 @@ def test_summary_names_product_and_verdict_for_each_verdict():
     expected = {
         ex.abecma_meets: ("info", "Abecma (idecabtagene vicleucel): meets CP.PHAR.481 criteria -- prior auth with "
                                   "documentation still required"),
-        ex.kite_does_not_meet: ("critical", "KITE-772 (anitocabtagene autoleucel): does not meet CP.PHAR.769 -- "
+        ex.kite_does_not_meet: ("warning", "KITE-772 (anitocabtagene autoleucel): does not meet CP.PHAR.769 -- "
                                             "2 criteria not met"),
-        ex.abecma_other_diagnosis: ("critical", "Abecma (idecabtagene vicleucel): does not meet CP.PHAR.481 -- "
+        ex.abecma_other_diagnosis: ("warning", "Abecma (idecabtagene vicleucel): does not meet CP.PHAR.481 -- "
                                                 "1 criterion not met"),
         ex.abecma_incomplete: ("warning", "Abecma (idecabtagene vicleucel): documentation incomplete for "
                                           "CP.PHAR.481 -- 2 items to submit"),
@@ -180,7 +180,7 @@ def test_tocilizumab_order_gets_its_own_card():
     beyond = card_json(ex.tocilizumab(Status.NOT_MET, "1000", "4"), PAYER)
     assert within["summary"].startswith("Tocilizumab (Actemra): meets CP.PHAR.481")
     assert beyond["summary"] == "Tocilizumab (Actemra): does not meet CP.PHAR.481 -- 1 criterion not met"
-    assert beyond["indicator"] == "critical"
+    assert beyond["indicator"] == "warning"  # CRD resp-1: a denial is a reimbursement risk, not clinical harm
     assert "1000 mg" in beyond["detail"]
     assert beyond["extension"]["davinci-crd.associated-resource"] == [{"reference": "MedicationRequest/toci-1"}]
 
@@ -194,20 +194,22 @@ def test_policy_link_only_when_an_absolute_url_is_configured():
     assert "links" not in card_json(ex.abecma_meets(), relative)
 
 
-def test_missing_coverage_is_said_on_the_card():
+def test_a_coverage_that_could_not_be_retrieved_is_said_on_the_card_as_technical():
+    """CRD resp-43: a decision without a Coverage (its retrieval failed) never reads "no coverage"."""
     card = card_json(replace(ex.abecma_incomplete(), coverage=None), PAYER)
     paragraphs = card["detail"].split("\n\n")
-    assert paragraphs[1].startswith("**Coverage not found:**")
-    assert "Coverage not found" not in card_json(ex.abecma_incomplete(), PAYER)["detail"]
+    assert paragraphs[1].startswith("**Coverage not retrieved:**") and "technical failure" in paragraphs[1]
+    assert "Coverage not retrieved" not in card_json(ex.abecma_incomplete(), PAYER)["detail"]
 
 
 def test_max_cards_keeps_the_most_important():
     decisions = [ex.abecma_meets(), ex.abecma_incomplete(), ex.kite_does_not_meet(), ex.tocilizumab(Status.MET, "800", "4")]
-    assert [c["indicator"] for c in cards_json(decisions, PAYER)] == ["critical", "warning", "info", "info"]
+    assert [c["indicator"] for c in cards_json(decisions, PAYER)] == ["warning", "warning", "info", "info"]
     kept = cards_json(decisions, PAYER, max_cards=2)
     assert [c["extension"]["cart-cds.decision"]["order"] for c in kept] == ["MedicationRequest/kite-1",
                                                                           "MedicationRequest/abecma-1"]
-    assert [c["indicator"] for c in kept] == ["critical", "warning"]
+    assert [c["extension"]["cart-cds.decision"]["verdict"] for c in kept] == ["does-not-meet",
+                                                                             "documentation-incomplete"]
     assert cards_json(decisions, PAYER, max_cards=0) == []
     assert len({c["uuid"] for c in cards_json(decisions, PAYER)}) == 4
 
