@@ -14,17 +14,16 @@ test case exits with status 1 too.
 from __future__ import annotations
 
 import dataclasses
-import textwrap
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
 from cds_service.policy_cases import CaseFileError, run_suite
 from cds_service.settings import Settings
-from policies.checks import get_check
+from policies.describe import describe, in_force_periods
 from policies.loader import configured_policies
-from policies.model import Criterion, Policy, in_force
+from policies.model import Policy, in_force
 
 _DIRECTORY = click.Path(exists=True, file_okay=False, path_type=Path)
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
@@ -64,19 +63,6 @@ def policy() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def in_force_periods(policies: tuple[Policy, ...]) -> list[tuple[Policy, date, date | None]]:
-    """(version, first day, last day or None) of every loaded version, by policy id then date: a
-    version's period ends at its own ``until`` or the day before a later version starts."""
-    out = []
-    ordered = sorted(policies, key=lambda p: (p.id, p.in_force_from))
-    for policy, following in zip(ordered, [*ordered[1:], None]):
-        ends = [d for d in (policy.in_force_until,
-                            following.in_force_from - timedelta(days=1) if following and following.id == policy.id else None)
-                if d is not None]
-        out.append((policy, policy.in_force_from, min(ends) if ends else None))
-    return out
-
-
 @policy.command("validate")
 @click.argument("directory", type=_DIRECTORY)
 @click.option("--value-sets", "value_set_dir", type=_DIRECTORY, help="Value-set directory the policies may name.")
@@ -93,60 +79,6 @@ def validate_command(directory: Path, value_set_dir: Path | None) -> None:
 # --------------------------------------------------------------------------------------------------
 # show
 # --------------------------------------------------------------------------------------------------
-
-_LOGIC = {"all": "all of", "any": "any of"}
-_INDENT = "    "
-
-
-def _check_summary(name: str) -> str:
-    """The first sentence of the check's docstring: what it looks for in the record."""
-    doc = (get_check(name).function.__doc__ or "").strip()
-    return " ".join(doc.split("\n\n")[0].split()).split(". ")[0].rstrip(".") if doc else ""
-
-
-def _param_text(value) -> str:
-    return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
-def criterion_lines(node: Criterion, depth: int = 0) -> list[str]:
-    """One criterion and its children, as a pharmacist reads them: the policy's words, how the children
-    combine, the check the service runs with its parameters, and what is asked for when not shown."""
-    pad = _INDENT * depth
-    combine = f"  [{_LOGIC.get(node.logic, f'{node.n} of')}]" if node.logic else ""
-    lines = textwrap.wrap(f"{node.id}  {node.text}{combine}", width=110, initial_indent=pad,
-                          subsequent_indent=pad + _INDENT)
-    detail = pad + _INDENT
-    if node.check:
-        summary = _check_summary(node.check)
-        lines.append(f"{detail}check: {node.check}" + (f" -- {summary}" if summary else ""))
-        lines += [f"{detail}  {key} = {_param_text(value)}" for key, value in node.params.items()]
-    if node.documentation:
-        lines += textwrap.wrap(f"when not shown, ask for: {node.documentation}", width=110,
-                               initial_indent=detail, subsequent_indent=detail + _INDENT)
-    for child in node.children:
-        lines += criterion_lines(child, depth + 1)
-    return lines
-
-
-def policy_text(policy: Policy, periods: list[tuple[Policy, date, date | None]]) -> str:
-    versions = [f"{p.version} ({first} .. {last or 'superseded'})" for p, first, last in periods if p.id == policy.id]
-    lines = [
-        f"{policy.id}: {policy.title}",
-        f"Version {policy.version}, in force from {policy.in_force_from.isoformat()}"
-        + (f" until {policy.in_force_until.isoformat()}" if policy.in_force_until else "") + f" ({policy.source})",
-        f"All versions loaded: {'; '.join(versions)}",
-        f"Product: {policy.product.display}; lines of business: {', '.join(policy.lines_of_business)}",
-        "",
-        "Required criteria (every one must be met):",
-    ]
-    for root in policy.required:
-        lines += criterion_lines(root, 1)
-    lines += ["", "Tocilizumab allowance:", *criterion_lines(policy.tocilizumab, 1)]
-    terms = policy.approval
-    lines += ["", f"Approval: {terms.duration_months} months, {terms.doses} dose(s); PDAC review "
-                  f"{'required' if terms.pdac_review_required else 'not required'}"]
-    return "\n".join(lines)
-
 
 @policy.command("show")
 @click.argument("policy_id")
@@ -166,7 +98,7 @@ def show_command(policy_id: str, policy_dir: Path | None, value_set_dir: Path | 
     if not chosen:
         wanted = f"version {version!r}" if version else f"version in force on {on.isoformat()}"
         raise click.ClickException(f"{policy_id}: no {wanted} (see cart-cds policy validate)")
-    click.echo(policy_text(chosen[0], in_force_periods(policies)))
+    click.echo(describe(chosen[0], in_force_periods(policies)))
 
 
 # --------------------------------------------------------------------------------------------------
