@@ -23,7 +23,7 @@ from gunicorn.app.base import BaseApplication
 from cds_service.app import create_app
 from cds_service.audit.cli import audit
 from cds_service.discovery import discovery_document
-from cds_service.gunicorn_conf import production_options, tune_garbage_collection
+from cds_service.gunicorn_conf import multiprocess_metrics, production_options, tune_garbage_collection
 from cds_service.offline_evaluation import evaluate
 from cds_service.policy_cli import policy
 from cds_service.settings import Settings
@@ -66,6 +66,8 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), help="Gunicorn worker processes [default: CART_CDS_WORKERS].")
 def serve(dev: bool, bind: str | None, workers: int | None) -> None:
     """Run the service."""
+    if not dev:
+        multiprocess_metrics()  # before the app is built: the metrics library picks its mode on import
     app, settings = _load_app()
     bind = bind or settings.bind
     if dev:
