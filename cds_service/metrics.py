@@ -18,6 +18,9 @@ keys of discovery, the verifier's refusal codes, the loaded policies' ids and ve
 request could inject (an unknown service id, an odd reason string) is recorded as ``other``, which also
 keeps the number of series bounded whatever clients send.
 
+**Cost.** The verdict label is read back from the answered body: about 70 us for a typical 27 KB
+response (0.6 % of a typical hook's 12.5 ms); the other calls are a counter increment each.
+
 **Several processes.** Under gunicorn each worker counts in its own memory, so ``/metrics`` in one
 worker would show a fraction. ``prometheus_client``'s multiprocess mode writes every worker's values to
 files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them. The library picks its mode when it is

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,8 @@ def test_dockerfile_structure():
     runtime = steps[[i for i, (op, _) in enumerate(steps) if op == "FROM"][1]:]
     installs = [args for op, args in runtime if op == "RUN" and "pip install" in args]
     assert installs and all("--no-index" in a and "--find-links=/tmp/wheels" in a for a in installs)
+    version = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert f'"cart-cds[postgres]=={version}"' in installs[0], "the image installs this version of the project"
     user = [args for op, args in runtime if op == "USER"]
     assert user and not user[-1].startswith(("0", "root"))
     [healthcheck] = [args for op, args in runtime if op == "HEALTHCHECK"]
