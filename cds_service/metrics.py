@@ -42,7 +42,7 @@ from typing import Iterable, Iterator, Mapping
 import orjson
 from flask import Blueprint, Flask, Response, g, request
 
-from cds_service.response.cards import DECISION_EXTENSION
+from cds_service.response.cards import card_decision
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"
@@ -137,8 +137,7 @@ def worst_verdict(body: bytes) -> str:
         cards = orjson.loads(body).get("cards") or ()
     except (orjson.JSONDecodeError, AttributeError):
         return NONE
-    found = {((card.get("extension") or {}).get(DECISION_EXTENSION) or {}).get("verdict")
-             for card in cards if isinstance(card, dict)}
+    found = {(card_decision(card) or {}).get("verdict") for card in cards}
     return next((v for v in VERDICTS if v in found), NONE)
 
 

@@ -30,7 +30,7 @@ import jsonschema
 from cds_service.errors import RequestError
 from cds_service.offline_evaluation import error_message, evaluate_request
 from cds_service.order_sign import OrderSignService
-from cds_service.response.cards import DECISION_EXTENSION
+from cds_service.response.cards import card_decision
 from cds_service.settings import Settings
 
 _STATUS = {"enum": ["met", "not-met", "unknown"]}
@@ -67,8 +67,8 @@ def decisions(response: dict) -> dict[str, dict]:
     """order reference -> decision extension, from every card that carries one."""
     out = {}
     for card in response.get("cards", ()):
-        decision = (card.get("extension") or {}).get(DECISION_EXTENSION)
-        if isinstance(decision, dict) and decision.get("order"):
+        decision = card_decision(card)
+        if decision is not None and decision.get("order"):
             out[decision["order"]] = decision
     return out
 

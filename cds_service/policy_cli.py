@@ -21,9 +21,7 @@ import click
 
 from cds_service.policy_cases import CaseFileError, run_suite
 from cds_service.settings import Settings
-from policies.describe import describe, in_force_periods
-from policies.loader import configured_policies
-from policies.model import Policy, in_force
+from policies import Policy, configured_policies, describe, in_force, in_force_periods
 
 _DIRECTORY = click.Path(exists=True, file_okay=False, path_type=Path)
 _DATE = click.DateTime(formats=["%Y-%m-%d"])

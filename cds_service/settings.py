@@ -248,11 +248,14 @@ class Settings:
     jwt_leeway_seconds: int = _setting("JWT_LEEWAY_SECONDS", _integer(0), "60",
                                        "Clock leeway for JWT `exp`/`iat`, in seconds.")
     redis_url: str | None = _setting("REDIS_URL", _url(("redis", "rediss", "unix")), "",
-                                     "Redis for shared JWT replay (`jti`) state across workers; in-process when unset.")
+                                     "Redis for the shared JWT `jti` store across workers; in-process when unset.")
     database_url: str = _setting("DATABASE_URL", _text, "sqlite:///cart-cds-audit.db",
                                  "SQLAlchemy URL of the audit store.")
     audit_retention_days: int = _setting("AUDIT_RETENTION_DAYS", _integer(1), "2555",
                                          "Days audit records are kept.")
+    audit_feedback_comments: bool = _setting(
+        "AUDIT_FEEDBACK_COMMENTS", _boolean, "false",
+        "Keep the free-text `userComment` of card feedback in the audit store (it may hold PHI; see docs/security.md).")
     log_level: str = _setting("LOG_LEVEL", lambda raw: _choice("debug", "info", "warning", "error", "critical")(raw).upper(),
                               "INFO", "Logging level.")
     bind: str = _setting("BIND", _bind, "127.0.0.1:8080", "Address `cart-cds serve` listens on.")

@@ -100,6 +100,14 @@ PATIENT = "{{context.patientId}}"
 PAGE = ("_count", "200")
 
 
+# ServiceRequests are read for the orders still live (another CAR-T product ordered as a service, I.A.9).
+# A patient's ServiceRequests are mostly lab and imaging orders, thousands over a history: asking for the
+# live ones keeps the answer to one page, where the whole history could exceed the page cap and leave the
+# concurrent-order criterion unknown for lack of data. MedicationDispenses are read in full: a completed
+# dispense is evidence a product was received (prior-therapy criteria, see ``therapy``).
+LIVE_ORDERS = ("status", "draft,active,on-hold")
+
+
 @cache
 def data_requirements() -> tuple[DataRequirement, ...]:
     """The declaration. Built lazily because the Observation codes come from the value-set files."""
@@ -116,7 +124,9 @@ def data_requirements() -> tuple[DataRequirement, ...]:
         DataRequirement("medicationStatements", "MedicationStatement", search=(("patient", PATIENT), PAGE)),
         DataRequirement("medicationAdministrations", "MedicationAdministration", search=(("patient", PATIENT), PAGE)),
         DataRequirement("medicationRequests", "MedicationRequest", search=(("patient", PATIENT), PAGE)),
+        DataRequirement("medicationDispenses", "MedicationDispense", search=(("patient", PATIENT), PAGE)),
         DataRequirement("procedures", "Procedure", search=(("patient", PATIENT), PAGE)),
+        DataRequirement("serviceRequests", "ServiceRequest", search=(("patient", PATIENT), LIVE_ORDERS, PAGE)),
     )
 
 

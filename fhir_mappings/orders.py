@@ -8,6 +8,16 @@ EHRs name a product in several places, and all of them count: ``MedicationReques
 patient's record is retrieved. The same reading serves every resource that names a drug or procedure
 (MedicationStatement, MedicationAdministration, Procedure, Condition), see ``therapy``.
 
+The same order travels under several copies: the draft in ``context.draftOrders``, the EHR's stored copy
+in the patient's MedicationRequest history (an order re-signed after an edit is already ``active``), a
+ServiceRequest written for the same order. ``order_keys`` says what identifies an order across them: its
+``Type/id``; each business identifier with both a ``system`` and a ``value`` (the placer order number);
+and its content: the same type, ``authoredOn`` (the same string), requester and product codings (or, with
+no coding, product text) are one order, since one prescriber does not write two orders for one product at
+the same instant. An identifier without a system is not used, nor content with any of those missing: two
+local numbers "1" from different systems are not the same order, and treating another order as this one
+would hide history.
+
 Units are UCUM and case-sensitive. A dose without a unit, or in a unit that cannot be converted, is an
 unknown fact that carries the raw value: never a guess.
 """
@@ -18,7 +28,7 @@ import re
 from typing import Any, Callable
 
 from fhir_mappings.patient_record import reference_string
-from fhir_mappings.terminology import codings_of
+from fhir_mappings.terminology import coding_key, codings_of
 from fhir_mappings.facts import (
     CellDose,
     Coded,
@@ -91,6 +101,27 @@ def product_identity(resource: dict, resolve: Resolver | None = None) -> tuple[t
                 names.append(display)
     clean_names = tuple(dict.fromkeys(n.strip() for n in names if isinstance(n, str) and n.strip()))
     return tuple(dict.fromkeys(codings)), clean_names
+
+
+def order_keys(resource: dict, identity: tuple[tuple[Coded, ...], tuple[str, ...]] | None = None) -> frozenset[str]:
+    """What identifies an order across its copies (see module docstring): ``Type/id``,
+    ``identifier:system|value`` for each identifier with both, and ``content:...`` when it has an
+    ``authoredOn``, a requester and a product. ``identity``: its ``product_identity``, if already known."""
+    kind = _kind(resource)
+    keys = set()
+    if isinstance(resource.get("id"), str) and resource["id"]:
+        keys.add(_reference(resource, kind))
+    for identifier in _list(resource.get("identifier")):
+        system, value = identifier.get("system"), identifier.get("value")
+        if isinstance(system, str) and system.strip() and isinstance(value, str) and value.strip():
+            keys.add(f"identifier:{system.strip()}|{value.strip()}")
+    authored, requester = resource.get("authoredOn"), reference_string(resource.get("requester"))
+    codings, names = identity or product_identity(resource)
+    product = sorted({"|".join(k) for k in (coding_key(c.system, c.code) for c in codings) if k})
+    product = product or sorted({n.lower() for n in names})
+    if isinstance(authored, str) and authored.strip() and requester and product:
+        keys.add(f"content:{kind}|{authored.strip()}|{requester}|{','.join(product)}")
+    return frozenset(keys)
 
 
 def cell_dose(record, order: dict) -> Fact[CellDose]:

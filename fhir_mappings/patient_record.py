@@ -14,6 +14,10 @@ Bundles) and keeps a resource only when it is usable clinical evidence about *th
   cannot hide an earlier final one. (A final result without a value, ``dataAbsentReason``, is a
   matter of the value, left to ``labs``.)
 
+The hook's own draft orders may be in the record too (the client sends them, and an order re-signed after
+an edit is already in the EHR's history): ``orders_being_signed`` names them so that fact modules never
+read the order being decided as the patient's history (see ``therapy``).
+
 Resources outside the patient compartment (Medication, Practitioner, PractitionerRole, Organization,
 Location) are kept for reference resolution. Nothing is validated up front; ``well_formed`` validates
 one resource on demand (see ``parsing``).
@@ -69,8 +73,10 @@ class PatientRecord:
         entries: list[Entry],
         issues: list[RecordIssue],
         retrieval: Mapping[str, RetrievalOutcome],
+        orders_being_signed: tuple[dict, ...] = (),
     ):
         self.patient_id = patient_id
+        self.orders_being_signed = orders_being_signed
         self._patient_reference = f"Patient/{patient_id}"
         self.issues: list[RecordIssue] = issues
         self._retrieval = dict(retrieval)
@@ -92,14 +98,16 @@ class PatientRecord:
         patient_id: str,
         sources: Iterable[Any],
         retrieval: Mapping[str, RetrievalOutcome] | None = None,
+        orders_being_signed: Iterable[dict] = (),
     ) -> "PatientRecord":
         """``sources``: raw FHIR JSON resources and/or Bundles; ``retrieval``: outcome per resource type
-        (types not named count as complete)."""
+        (types not named count as complete); ``orders_being_signed``: the hook's draft orders."""
         if not isinstance(patient_id, str) or not patient_id.strip():
             raise ValueError("patient_id is required")
         patient_id = patient_id.strip().removeprefix("Patient/")
         entries, issues = flatten(sources)
-        return cls(patient_id, entries, issues, retrieval or {})
+        signing = tuple(o for o in orders_being_signed if isinstance(o, dict))
+        return cls(patient_id, entries, issues, retrieval or {}, signing)
 
     def _patient_full_urls(self, entries: list[Entry]) -> frozenset[str]:
         """fullUrls (urn:uuid or absolute) under which the hook's Patient was sent, so that

@@ -1,6 +1,7 @@
 """Anti-myeloma therapy history: drug exposures, transplant and CAR-T procedures, concurrent orders.
 
-Where therapy shows up in an R4 record, and what counts:
+Where therapy shows up in an R4 record, and what counts as an exposure (``exposures``, the line-of-therapy
+count; the prior-therapy criteria ask for more, see below):
 - ``MedicationStatement`` (active, completed, stopped), ``MedicationAdministration`` (completed, stopped,
   in-progress: the drug was given) and ``MedicationRequest`` (active, completed, stopped; intents
   ``proposal``/``plan``/``option`` are not treatment). Drafts, cancelled and entered-in-error records are
@@ -14,6 +15,49 @@ to its ingredient by the static value-set data), by a contained or referenced Me
 ``boundsPeriod``, else ``authoredOn``; partial dates keep their uncertainty (``TimedExposure``) so the
 line-of-therapy count can widen instead of guessing.
 
+Therapy written only in words. Trial and investigational products often have no code and no name a value
+set knows ("BCMA CAR-T (investigational)", "anti-BCMA bispecific, study drug"). A product with no code and
+no known name is identified by the generic terms of the value sets (``generic_terms``: "CAR T", "chimeric
+antigen receptor", "BCMA", matched as whole words, hyphen or space alike), but only where the text does
+not say the therapy is not (yet) given: a clause (text between ``.``, ``,``, ``;`` or line breaks) with a
+word of preparation ("evaluation", "referral", "candidate", "planned", "leukapheresis", "lymphodepleting"...)
+identifies nothing, and what follows a negation or a deferral ("no prior CAR-T", "prior to CAR-T") is cut
+off ("teclistamab without response" still names teclistamab). These words only ever remove a reading of
+free text; codes are never discarded. A drug that is identified otherwise (tocilizumab "for CAR-T CRS",
+cyclophosphamide "for CAR-T lymphodepletion") stays that drug. Procedures, Conditions and ServiceRequests
+describe an act, not a product, so for prior and concurrent therapy even a product's name counts there only
+in such an affirmative clause ("Leukapheresis for ide-cel manufacturing" is not an ide-cel infusion).
+
+The order being signed is not history. A client may sign an order that is already ``active`` (re-signed
+after an edit), and the EHR's MedicationRequest history then holds the same order. Every resource that is
+one of the hook's orders (``record.orders_being_signed``, matched by ``orders.order_keys``: same
+``Type/id``, the same placer identifier, or the same content) is left out of the history: it is never an
+exposure, never prior therapy and never a concurrent order of itself. What was written to carry it out
+(``basedOn``, ``request``, ``authorizingPrescription``, ``derivedFrom``) is its own fulfilment, not
+history, unless it shows the product given: an administration or procedure counts as usual, a completed
+statement of use is received, a completed dispense is unknown at most, an active or intended statement
+(Epic lists an active order as one) or a dispense in progress is nothing.
+
+Prior therapy (I.A.7 anti-BCMA, I.A.8 CAR-T, II.A.1 continued therapy: "has not previously received")
+needs evidence that the product was received: an administration (completed, in-progress, on-hold or
+stopped: a CAR-T infusion stopped part-way was received), a statement of use (active, completed, on-hold,
+stopped), a completed dispense, a procedure (completed, in-progress, on-hold, stopped) or a history
+Condition (Z92.850, or a Condition naming the product). Such evidence is a contradiction (not met). An
+order is not evidence of receipt: a MedicationRequest or ServiceRequest (active, on-hold, completed,
+stopped), an ``intended`` statement, a dispense not handed over, a procedure in preparation, an
+unconfirmed history Condition, or a mention in a note or reason text only suggests the product may have
+been given. A careful reviewer reading an older completed or stopped CAR-T order with no administration
+would ask for the infusion record before either approving or denying: ordered, perhaps given, perhaps
+cancelled after leukapheresis or a failed manufacture. Such a suggestion makes the criterion unknown
+(documentation to submit), never met and never not met.
+
+Concurrent orders (I.A.9): another order for a product of the value sets that is still live (draft,
+active, on-hold), a MedicationRequest or a ServiceRequest, among the hook's other draft orders or the
+patient's record. An order for another named product, or for a trial or investigational product ("BCMA
+CAR-T, investigational, NCT04181827"), contradicts the criterion. An order for the same product that is not
+the same order (a duplicate, or a second dose?) and an order that names no product ("CAR-T cell infusion",
+perhaps the nursing order for the product being signed) are doubts, not contradictions: unknown.
+
 Completeness: a fact that needs a resource type whose retrieval was not complete is
 ``Unknown(retrieval_failed=True)`` unless the data present already decides it (see each function).
 """
@@ -23,13 +67,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+import re
 from functools import cache
 from typing import Iterable
 
 from fhir_mappings.facts import Coded, Evidence, Exposure, Fact, Observed, Unknown
-from fhir_mappings.orders import ordered_product, product_identity
+from fhir_mappings.orders import order_keys, ordered_product, product_identity
 from fhir_mappings.parsing import DateSpan, parse_date
-from fhir_mappings.patient_record import parse_reference
+from fhir_mappings.patient_record import parse_reference, reference_string
 from fhir_mappings.terminology import (
     codings_of,
     coding_key,
@@ -42,6 +87,20 @@ from fhir_mappings.terminology import (
 MEDICATION_TYPES = ("MedicationStatement", "MedicationAdministration", "MedicationRequest")
 EXPOSURE_TYPES = MEDICATION_TYPES + ("Procedure",)
 HISTORY_TYPES = EXPOSURE_TYPES + ("Condition",)
+ORDER_KINDS = ("MedicationRequest", "ServiceRequest")
+# What the prior-therapy criteria read: the history, dispenses and ServiceRequests.
+PRIOR_TYPES = HISTORY_TYPES + ("MedicationDispense", "ServiceRequest")
+LIVE_ORDER_STATUS = frozenset({"draft", "active", "on-hold"})
+# Statuses that show the product was received (see the module docstring); Conditions by verification.
+RECEIVED_STATUS = {
+    "MedicationAdministration": frozenset({"completed", "in-progress", "on-hold", "stopped"}),
+    "MedicationStatement": frozenset({"active", "completed", "on-hold", "stopped"}),
+    "MedicationDispense": frozenset({"completed"}),
+    "Procedure": frozenset({"completed", "in-progress", "on-hold", "stopped"}),
+}
+NOT_EVIDENCE_STATUS = frozenset({"draft", "declined"})  # never signed, or refused by the pharmacy
+UNCONFIRMED = frozenset({"unconfirmed", "provisional", "differential"})
+RECEIVED, POSSIBLE = "received", "possible"
 USABLE_STATUS = {
     "MedicationStatement": frozenset({"active", "completed", "stopped"}),
     "MedicationAdministration": frozenset({"completed", "stopped", "in-progress"}),
@@ -123,53 +182,81 @@ def exposures(record, as_of: date) -> Fact[tuple[Exposure, ...]]:
 
 
 def prior_exposures(record, value_sets: tuple[str, ...], as_of: date) -> Fact[tuple[Exposure, ...]]:
-    """Exposures (medications, procedures, history Conditions) in any of ``value_sets``, on or before
-    ``as_of``. With an incomplete retrieval the partial data decides only when it already shows every
-    requested value set; otherwise the fact is unknown (with what was found as evidence)."""
-    wanted = tuple(value_sets)
-    found = tuple(
-        t.exposure for t in _collect(record, as_of, wanted, HISTORY_TYPES) if t.exposure.classes & set(wanted)
-    )
-    failed = incomplete(record, HISTORY_TYPES)
+    """Prior therapy in any of ``value_sets`` on or before ``as_of`` (see the module docstring): Observed
+    with the exposures that show the product was received (a contradiction of "has not received"), or
+    Observed(()) when the history was retrieved in full and shows nothing. Unknown when only orders, plans
+    or mentions suggest it (with them as evidence), or when part of the history was not retrieved and
+    nothing received was found: one received exposure is enough to decide, missing data cannot undo it."""
+    received, possible = _prior(record, as_of, tuple(dict.fromkeys(value_sets)))
+    if received:
+        return Observed(tuple(e for e, _ in received), _evidence(received))
+    failed = incomplete(record, PRIOR_TYPES)
     if failed:
-        shown = set().union(*(e.classes for e in found)) if found else set()
-        if not set(wanted) <= shown:
-            return Unknown(failed, retrieval_failed=True, evidence=_evidence(found))
-    return Observed(found, _evidence(found))
+        return Unknown(failed, retrieval_failed=True, evidence=_evidence(possible))
+    if possible:
+        named = "; ".join(dict.fromkeys(f"{e.reference} ({basis})" for e, basis in possible))
+        return Unknown(f"the record suggests it but documents no administration: {named}", evidence=_evidence(possible))
+    return Observed((), ())
 
 
 def concurrent_requests(
     record, value_sets: tuple[str, ...], order: dict, draft_orders: tuple[dict, ...]
 ) -> Fact[tuple[Exposure, ...]]:
-    """Other orders for products in ``value_sets``: the other draft orders of the same hook request and the
-    patient's active MedicationRequests/ServiceRequests, excluding ``order`` itself. A match found in a
-    partial retrieval decides; no match in a partial retrieval is unknown."""
-    wanted = tuple(value_sets)
+    """Other live orders (draft, active, on-hold) for products in ``value_sets``: the other draft orders of
+    the same hook and the patient's MedicationRequests and ServiceRequests, never ``order`` itself (any
+    copy of it, ``orders.order_keys``). Observed with the orders for another named product; Unknown when
+    the only ones are for the same product or name no product (see the module docstring), or when the
+    requests were not retrieved in full and nothing was found."""
+    wanted = tuple(dict.fromkeys(value_sets))
     asked = tuple(dict.fromkeys(wanted + CLASS_IDS))  # an exposure is labelled with every class it is in
-    own = ordered_product(order).reference if isinstance(order, dict) and order.get("id") else None
-    found: list[Exposure] = []
-    candidates = [(o, "draft") for o in draft_orders if isinstance(o, dict) and o is not order]
-    for kind in ("MedicationRequest", "ServiceRequest"):
-        candidates += [(r, "record") for r in record.of_type(kind) if r.get("status") == "active"]
-    seen: set[str] = set()
-    for resource, origin in candidates:
-        product = ordered_product(resource, _resolver(record, resource))
-        if product.reference == own or product.reference in seen:
+    own = _drug(record, *_identity(record, order))
+    seen = set(order_keys(order))
+    others: list[Exposure] = []
+    unclear: list[Exposure] = []
+    for resource in _live_orders(record, order, draft_orders):
+        keys = order_keys(resource)
+        if keys & seen:
             continue  # the order itself, or a draft also present in the record
-        if origin == "record" and resource.get("intent") in NOT_TREATMENT_INTENTS:
-            continue
-        drug = _drug(record, product.codings, product.names)
+        seen |= keys
+        codings, names = _identity(record, resource)
+        drug = _drug(record, codings, names)
         classes = drug.classes(asked)
         if not classes & set(wanted):
             continue
-        if resource.get("id"):
-            seen.add(product.reference)
         start = parse_date(resource.get("authoredOn"))
-        found.append(Exposure(product.reference, drug.ingredient, classes, start.earliest if start else None, None))
-    failed = incomplete(record, ("MedicationRequest",))
-    if failed and not found:
-        return Unknown(failed, retrieval_failed=True)
-    return Observed(tuple(found), _evidence(found))
+        exposure = Exposure(ordered_product(resource).reference, drug.ingredient, classes,
+                            start.earliest if start else None, None)
+        another = drug.ingredient != own.ingredient if drug.named else _investigational(names)
+        (others if another else unclear).append(exposure)
+    if others:
+        return Observed(tuple(others), _evidence(others))
+    failed = incomplete(record, ORDER_KINDS)
+    if failed:
+        return Unknown(failed, retrieval_failed=True, evidence=_evidence(unclear))
+    if unclear:
+        listed = "; ".join(f"{e.reference} ({e.ingredient})" for e in unclear)
+        return Unknown("another live order for the same product (a duplicate, or a second dose?) or for a "
+                       f"product it does not name: {listed}", evidence=_evidence(unclear, "live order"))
+    return Observed((), ())
+
+
+# An order that names no product but says it is a trial or investigational product is for another product
+# than the one being signed (a commercial order), not the companion order of it.
+_INVESTIGATIONAL = re.compile(r"(?<![a-z0-9])(?:investigational|trial|study drug|study product|nct\d{8})(?![a-z0-9])")
+
+
+def _investigational(names: tuple[str, ...]) -> bool:
+    return any(_INVESTIGATIONAL.search(_normalised(name)) for name in names)
+
+
+def _live_orders(record, order: dict, draft_orders: tuple[dict, ...]) -> Iterable[dict]:
+    """The hook's other draft orders, then the record's live treatment orders (MedicationRequest and
+    ServiceRequest, draft/active/on-hold, not a proposal, plan or option)."""
+    yield from (o for o in draft_orders if isinstance(o, dict) and o is not order)
+    for kind in ORDER_KINDS:
+        for resource in record.of_type(kind):
+            if resource.get("status") in LIVE_ORDER_STATUS and resource.get("intent") not in NOT_TREATMENT_INTENTS:
+                yield resource
 
 
 # ------------------------------------------------------------------------------ identification
@@ -177,11 +264,15 @@ def concurrent_requests(
 
 class _Drug:
     """One distinct product (codings and names): its ingredient, and the value sets it belongs to (a
-    coding in the value set, or a name holding one of its text terms), looked up once for all value sets."""
+    coding in the value set, or a name holding one of its text terms), looked up once for all value sets.
+    ``named``: the ingredient comes from the static roll-up (a known code or name), not from a guess. A
+    product neither coded nor named in any value set is identified by generic terms, if any."""
 
     def __init__(self, codings: tuple[Coded, ...], names: tuple[str, ...]):
-        self.ingredient = _ingredient(codings, names)
+        self.ingredient, self.named = _ingredient(codings, names)
         self._member = value_sets_containing(codings).union(*(value_sets_named_in(name.lower()) for name in names))
+        if not self._member and not self.named:
+            self._member = frozenset().union(*(_generic_classes(clause) for clause in _affirmed(names)))
         self._classes: dict[tuple[str, ...], frozenset[str]] = {}
 
     def classes(self, asked: tuple[str, ...]) -> frozenset[str]:
@@ -210,22 +301,98 @@ def _ingredient_index() -> tuple[dict[tuple[str, str], str], tuple[tuple[str, st
     return by_code, ordered
 
 
-def _ingredient(codings: tuple[Coded, ...], names: tuple[str, ...]) -> str:
-    """The ingredient of a product's codings (the static roll-up), else the one its names hold (longest
-    term first), else its first name, else its first code."""
+def _ingredient(codings: tuple[Coded, ...], names: tuple[str, ...]) -> tuple[str, bool]:
+    """(ingredient, known) of a product's codings (the static roll-up), else the one its names hold
+    (longest term first); not known: its first name, else its first code."""
     by_code, terms = _ingredient_index()
     for coding in codings:
         hit = by_code.get(coding_key(coding.system, coding.code))  # an RxNorm code sent with its OID too
         if hit:
-            return hit
+            return hit, True
     for name in names:
         lowered = name.lower()
         for term, ingredient in terms:
             if term in lowered:
-                return ingredient
+                return ingredient, True
     if names:
-        return names[0].lower()
-    return next((c.code for c in codings if c.code), "unnamed")
+        return names[0].lower(), False
+    return next((c.code for c in codings if c.code), "unnamed"), False
+
+
+# ------------------------------------------------------------------------------ therapy in words
+
+# Words (of the normalised text: lower case, hyphens and slashes as spaces) that say a clause is about
+# preparing, considering or calling off the therapy, not giving it: the whole clause affirms nothing.
+_PREPARATION = re.compile(
+    r"(?<![a-z0-9])(?:candidate|candidacy|evaluation|evaluate|evaluated|eval|consult|consultation|referral|"
+    r"referred|refer|screening|eligibility|eligible|ineligible|education|discussed|discussion|consider|"
+    r"considered|considering|plan|planned|planning|scheduled|pending|awaiting|declined|refused|collection|"
+    r"collected|apheresis|leukapheresis|harvest|manufacturing|manufacture|lymphodepletion|lymphodepleting|"
+    r"conditioning|ld|bridging|work ?up|cancelled|canceled|deferred|postponed|"
+    r"(?:not|never) (?:given|received|administered|infused|started))(?![a-z0-9])"
+)
+# Words that negate or put off what follows them ("no prior CAR-T", "prior to CAR-T"): a clause affirms
+# only what comes before the first of them ("teclistamab without response" still names teclistamab).
+_NEGATION = re.compile(r"(?<![a-z0-9])(?:no|not|never|without|denies|denied|negative|prior to|before|pre)(?![a-z0-9])")
+_CLAUSES = re.compile(r"[.;,\n]+")
+
+
+def _normalised(text: str) -> str:
+    """Lower case with hyphens, underscores and slashes as spaces, character for character (so a position
+    in it is the same position in the lower-cased text)."""
+    return re.sub(r"[-_/]", " ", text.lower())
+
+
+def _affirmed(texts: Iterable[str]) -> tuple[str, ...]:
+    """The lower-cased clauses of ``texts`` that affirm a therapy: clauses without a word of preparation,
+    each cut at its first negation."""
+    out = []
+    for text in texts:
+        for clause in _CLAUSES.split(text) if isinstance(text, str) else ():
+            normalised = _normalised(clause)
+            if _PREPARATION.search(normalised):
+                continue
+            negation = _NEGATION.search(normalised)
+            affirmed = clause[:negation.start() if negation else len(clause)].strip().lower()
+            if affirmed:
+                out.append(affirmed)
+    return tuple(out)
+
+
+@cache
+def _generic_patterns() -> tuple[tuple[str, re.Pattern], ...]:
+    """(value set id, whole-word pattern of its ``generic_terms``) for each value set that has some."""
+    out = []
+    for _, data in value_set_files():
+        terms = [_normalised(t).split() for t in data.get("generic_terms", ())]
+        if terms:
+            words = "|".join(r"\s+".join(map(re.escape, t)) for t in sorted(terms, key=len, reverse=True))
+            out.append((data["id"], re.compile(rf"(?<![a-z0-9])(?:{words})(?![a-z0-9])")))
+    return tuple(out)
+
+
+def _generic_classes(clause: str) -> frozenset[str]:
+    """Value sets whose generic terms a clause holds (as whole words, hyphen or space alike)."""
+    normalised = _normalised(clause)
+    return frozenset(vs_id for vs_id, pattern in _generic_patterns() if pattern.search(normalised))
+
+
+def _mentioned(record, resource: dict, names: tuple[str, ...]) -> frozenset[str]:
+    """Value sets that the resource's names, notes and reason texts mention in an affirmative clause (a
+    product name or a generic term): what a reader of the text would take as a sign of that therapy.
+    Memoised by the texts: a chart repeats the same few drug names and notes."""
+    texts = list(names)
+    texts += [n.get("text") for n in resource.get("note") or () if isinstance(n, dict)]
+    texts += [c.get("text") for c in resource.get("reasonCode") or () if isinstance(c, dict)]
+    key = tuple(t for t in texts if isinstance(t, str))
+
+    def compute():
+        found: set[str] = set()
+        for clause in _affirmed(key):
+            found |= value_sets_named_in(clause) | _generic_classes(clause)
+        return frozenset(found)
+
+    return record.memo(("therapy.mentioned", key), compute)
 
 
 # ------------------------------------------------------------------------------ collection
@@ -261,24 +428,178 @@ def _collect_now(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str,
 
 def _identified(record) -> dict[str, list[tuple[dict, str, frozenset[str]]]]:
     """Per resource type, every usable therapy-history resource with its product identified against all
-    ``CLASS_IDS`` (ingredient, classes), in record order: done once per record, since the engine collects
-    exposures for several value sets and a chart repeats the same few drugs over many resources."""
+    ``CLASS_IDS`` (ingredient, classes), in record order, without the orders being signed: done once per
+    record, since the engine collects exposures for several value sets and a chart repeats the same few
+    drugs over many resources."""
 
     def identify_all():
         out: dict[str, list[tuple[dict, str, frozenset[str]]]] = {}
         for kind in HISTORY_TYPES:
             for resource in record.of_type(kind):
-                if _usable(resource):
+                if _usable(resource) and not _being_signed(record, resource) and not _own_fulfilment(record, resource):
                     out.setdefault(kind, []).append((resource, *_drug_identity(record, resource, CLASS_IDS)))
         return out
 
     return record.memo("therapy.identified", identify_all)
 
 
+def _prior(record, as_of: date, wanted: tuple[str, ...]) -> tuple[list[tuple[Exposure, str]], list[tuple[Exposure, str]]]:
+    """(received, possible): the exposures in ``wanted`` that show the product was received, and those
+    that only suggest it, each with the basis of the evidence (see the module docstring). Memoised."""
+
+    def compute():
+        asked = tuple(dict.fromkeys(CLASS_IDS + wanted))
+        wanted_set = frozenset(wanted)
+        received: list[tuple[Exposure, str]] = []
+        possible: list[tuple[Exposure, str]] = []
+        for resource, level, drug, mentioned in _prior_candidates(record):
+            classes = drug.classes(asked) & wanted_set
+            hinted = mentioned & wanted_set - classes
+            if not (classes or hinted) or not record.well_formed(resource):
+                continue
+            timed = _timed(record, resource, (drug.ingredient, drug.classes(asked) | hinted), as_of)
+            if timed is None:
+                continue
+            what = f"{resource['resourceType']} {resource.get('status') or 'recorded'}"
+            if classes and level == RECEIVED:
+                received.append((timed.exposure, f"received ({what})"))
+            elif classes:
+                possible.append((timed.exposure, f"{what}: administration not documented"))
+            else:
+                possible.append((timed.exposure, "mentioned in the record's text"))
+        return received, possible
+
+    return record.memo(("therapy.prior", as_of, wanted), compute)
+
+
+def _prior_candidates(record) -> list[tuple[dict, str, _Drug, frozenset[str]]]:
+    """(resource, evidence level, product, value sets its texts mention) of every resource that may show
+    prior therapy, not an order being signed: identified once per record for every value set asked."""
+
+    def compute():
+        out = []
+        for kind in PRIOR_TYPES:
+            for resource in record.of_type(kind):
+                level = _prior_level(record, resource)
+                if level is None or _being_signed(record, resource):
+                    continue
+                codings, names = _identity(record, resource)
+                out.append((resource, level, _drug(record, codings, names), _mentioned(record, resource, names)))
+        return out
+
+    return record.memo("therapy.prior-candidates", compute)
+
+
+# A resource written to carry out an order being signed (its ``basedOn``, ``request``,
+# ``authorizingPrescription`` or ``derivedFrom``) is that order's own fulfilment, not history, unless it
+# shows the product given: an administration, a procedure, a statement the product was taken. Epic, for
+# one, lists an active order as an active MedicationStatement; a dispense handed over for this order is
+# not an infusion (unknown at most).
+GIVEN_TYPES = ("MedicationAdministration", "Procedure")
+_FULFILMENT_LEVEL = {
+    ("MedicationStatement", "completed"): RECEIVED,
+    ("MedicationStatement", "stopped"): RECEIVED,
+    ("MedicationDispense", "completed"): POSSIBLE,
+}
+FULFILMENT_LINKS = ("basedOn", "request", "authorizingPrescription", "derivedFrom")
+
+
+def _fulfils_signed_order(record, resource: dict) -> bool:
+    """Whether the resource refers (see ``FULFILMENT_LINKS``) to one of the orders being signed."""
+    if not record.orders_being_signed:
+        return False
+    for name in FULFILMENT_LINKS:
+        links = resource.get(name)
+        for link in links if isinstance(links, list) else [links]:
+            if _link_keys(record, resource, link) & _signed_keys(record):
+                return True
+    return False
+
+
+def _link_keys(record, resource: dict, link) -> frozenset[str]:
+    """``orders.order_keys`` of the resource a reference points to, or its ``Type/id`` when not in the record."""
+    target = record.resolve(link, context=resource)
+    if target is not None:
+        return order_keys(target)
+    ref = reference_string(link)
+    parsed = parse_reference(ref) if ref else None
+    return frozenset({f"{parsed[0]}/{parsed[1]}"}) if parsed else frozenset()
+
+
+def _own_fulfilment(record, resource: dict) -> bool:
+    """Whether the resource carries out an order being signed without showing the product given (so it is
+    not history: not an exposure either)."""
+    kind, status = resource.get("resourceType"), resource.get("status")
+    if kind in GIVEN_TYPES or _FULFILMENT_LEVEL.get((kind, status)) == RECEIVED:
+        return False
+    return _fulfils_signed_order(record, resource)
+
+
+def _prior_level(record, resource: dict) -> str | None:
+    """``RECEIVED``, ``POSSIBLE`` or None (no evidence at all) for prior therapy: by type and status, and for
+    the fulfilment of an order being signed by what it shows (see ``_FULFILMENT_LEVEL``)."""
+    level = _status_level(resource)
+    if level is None or not _own_fulfilment(record, resource):
+        return level
+    return _FULFILMENT_LEVEL.get((resource.get("resourceType"), resource.get("status")))
+
+
+def _status_level(resource: dict) -> str | None:
+    """``RECEIVED``, ``POSSIBLE`` or None (no evidence at all) for prior therapy, by type and status."""
+    kind, status = resource.get("resourceType"), resource.get("status")
+    if kind == "Condition":
+        verification = {c.get("code") for c in codings_of(resource.get("verificationStatus"))}
+        return POSSIBLE if verification & UNCONFIRMED else RECEIVED
+    if status in RECEIVED_STATUS.get(kind, ()):
+        return RECEIVED
+    if status in NOT_EVIDENCE_STATUS or (kind in ORDER_KINDS and resource.get("intent") in NOT_TREATMENT_INTENTS):
+        return None
+    return POSSIBLE
+
+
+def _being_signed(record, resource: dict) -> bool:
+    """Whether an order the record holds is one of the hook's orders (``orders.order_keys``), worked out
+    once per resource. Only orders are compared: an administration sharing the order's number is evidence
+    the order was carried out."""
+    if resource.get("resourceType") not in ORDER_KINDS or not record.orders_being_signed:
+        return False
+    return record.memo(("therapy.being-signed", id(resource)),
+                       lambda: bool(_signed_keys(record) & order_keys(resource, _product(record, resource))))
+
+
+def _signed_keys(record) -> frozenset[str]:
+    """Every ``orders.order_keys`` of the orders being signed."""
+    return record.memo("therapy.signed", lambda: frozenset().union(*map(order_keys, record.orders_being_signed)))
+
+
+# Resources that describe an act (a procedure, a problem, a service order), not a product: for prior and
+# concurrent CAR-T/anti-BCMA therapy a name counts only in an affirmative clause there (module docstring).
+ACT_TYPES = ("Procedure", "Condition", "ServiceRequest")
+
+
+def _identity(record, resource: dict) -> tuple[tuple[Coded, ...], tuple[str, ...]]:
+    """(codings, names) that identify the resource's product as prior or concurrent therapy; for an act,
+    only its affirmative clauses."""
+    codings, names = _product(record, resource)
+    return codings, _affirmed(names) if resource.get("resourceType") in ACT_TYPES else names
+
+
+def _product(record, resource: dict) -> tuple[tuple[Coded, ...], tuple[str, ...]]:
+    """``orders.product_identity`` of the resource; memoised by identity for resources the record holds
+    (the record keeps them alive), which the exposures and the prior-therapy facts both read."""
+
+    def compute():
+        return product_identity(resource, _resolver(record, resource))
+
+    if record.resolve(record.reference_of(resource)) is not resource:
+        return compute()  # a draft order passed in, not (this copy) in the record
+    return record.memo(("therapy.product", id(resource)), compute)
+
+
 def _drug_identity(record, resource: dict, asked: tuple[str, ...]) -> tuple[str, frozenset[str]]:
     """(ingredient, the value sets of ``asked`` it belongs to) of the resource's product; memberships and
     ingredient are worked out once per distinct drug (codings and names) of the record."""
-    drug = _drug(record, *product_identity(resource, _resolver(record, resource)))
+    drug = _drug(record, *_product(record, resource))
     return drug.ingredient, drug.classes(asked)
 
 
@@ -288,6 +609,7 @@ def _drug(record, codings: tuple[Coded, ...], names: tuple[str, ...]) -> _Drug:
 
 
 def _usable(resource: dict) -> bool:
+    """Whether a history resource is an exposure for the line-of-therapy count (see module docstring)."""
     kind = resource.get("resourceType")
     if kind in USABLE_STATUS and resource.get("status") not in USABLE_STATUS[kind]:
         return False
@@ -449,7 +771,11 @@ def _resolver(record, resource: dict):
     return lambda reference: record.resolve(reference, context=resource)
 
 
-def _evidence(found: Iterable[Exposure]) -> tuple[Evidence, ...]:
-    return tuple(
-        Evidence(e.reference, "exposure", e.ingredient, date=e.start.isoformat() if e.start else None) for e in found
-    )
+def _evidence(found: Iterable[Exposure | tuple[Exposure, str]], basis: str = "exposure") -> tuple[Evidence, ...]:
+    """One Evidence per exposure; an (exposure, basis) pair names its own basis (the evidence element)."""
+    out = []
+    for item in found:
+        exposure, element = item if isinstance(item, tuple) else (item, basis)
+        out.append(Evidence(exposure.reference, element, exposure.ingredient,
+                            date=exposure.start.isoformat() if exposure.start else None))
+    return tuple(out)

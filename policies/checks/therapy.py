@@ -84,13 +84,18 @@ def _listed(exposures: tuple[Exposure, ...]) -> str:
 @check("no_prior_exposure", params={"value_sets": VALUE_SET_LIST, "label": LABEL, "examples": EXAMPLES},
        optional=("examples",), value_set_params=("value_sets",))
 def no_prior_exposure(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
-    """Met only when medication and procedure history were retrieved in full and show none."""
+    """Prior therapy ("has not previously received"): not met on evidence the therapy was received (an administration, a
+    statement of use, a completed dispense, a procedure, a history code); unknown when the record only
+    suggests it (an order without an administration, a mention in text) or was not retrieved in full;
+    met only when the whole history was retrieved and shows none. The order being signed is never its
+    own prior therapy (see ``fhir_mappings.therapy``)."""
     fact = facts.prior_exposures(tuple(params["value_sets"]), as_of)
     label = params["label"]
     if isinstance(fact, Unknown):
         return unknown_fact(fact, f"Prior {label}")
     if fact.value:
-        return LeafResult(Status.NOT_MET, f"Prior {label}: {_listed(fact.value)}", _exposure_evidence(fact.value))
+        return LeafResult(Status.NOT_MET, f"Prior {label}: {_listed(fact.value)}",
+                          fact.evidence or _exposure_evidence(fact.value))
     examples = params.get("examples")
     named = f" (e.g. {', '.join(examples)})" if examples else ""
     return LeafResult(Status.MET, f"No prior {label}{named} on the record (history retrieved in full)", fact.evidence)
@@ -99,7 +104,10 @@ def no_prior_exposure(facts: FactSource, params: Mapping[str, Any], as_of: date,
 @check("no_concurrent_order", params={"value_sets": VALUE_SET_LIST, "label": LABEL, "examples": EXAMPLES},
        optional=("examples",), value_set_params=("value_sets",))
 def no_concurrent_order(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
-    """No other order (draft or active) for a product of the value sets; the order itself does not count."""
+    """No other live order (draft, active, on-hold; MedicationRequest or ServiceRequest) for a product of
+    the value sets; the order itself, in any copy, does not count. Another named product contradicts the
+    criterion, as does a trial product; a duplicate order for the same product or one naming no product is
+    unknown (the fact)."""
     fact = facts.concurrent_requests(tuple(params["value_sets"]), ctx.order, ctx.draft_orders)
     label = params["label"]
     if isinstance(fact, Unknown):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from fhir_mappings.facts import Coded, Observed, RetrievalOutcome, RetrievalState, Unknown
-from fhir_mappings.orders import cell_dose, ordered_product, ordering_specialties, product_identity, tocilizumab_request
+from fhir_mappings.orders import (
+    cell_dose,
+    order_keys,
+    ordered_product,
+    ordering_specialties,
+    product_identity,
+    tocilizumab_request,
+)
 from fhir_mappings.patient_record import PatientRecord
 from fhir_mappings.terminology import value_set
 
@@ -145,3 +152,29 @@ def test_specialty_unknown_cases():
     assert ordering_specialties(failed, order()).retrieval_failed
     bare = PatientRecord.build("p1", [{"resourceType": "Practitioner", "id": "dr1"}])
     assert "not documented" in ordering_specialties(bare, order()).reason
+
+
+EPIC_ORDER_NUMBER = {"use": "usual", "system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.798268", "value": "88412057"}
+
+
+def test_an_order_is_the_same_order_by_id_or_by_placer_identifier():
+    draft = order(identifier=[EPIC_ORDER_NUMBER, {"value": "1"}])  # an identifier without a system says nothing
+    stored = order(id="ehr-88412057", status="active", identifier=[dict(EPIC_ORDER_NUMBER, use="official")])
+    other = order(id="mr2", identifier=[{"system": "urn:oid:1.2.3", "value": "1"}])
+
+    assert {"MedicationRequest/mr1", f"identifier:{EPIC_ORDER_NUMBER['system']}|88412057"} <= order_keys(draft)
+    assert order_keys(draft) & order_keys(stored)
+    assert not order_keys(draft) & order_keys(other)
+    assert order_keys({"resourceType": "ServiceRequest", "identifier": "junk"}) == frozenset()
+
+
+def test_an_order_is_the_same_order_by_content_when_it_has_no_shared_id():
+    signed_at = {"authoredOn": "2026-11-24T20:30:00Z"}
+    draft = order(**signed_at)
+    stored = order(id="ehr-4711", status="active", **signed_at)  # the EHR's copy, its own id, no identifier
+    toci = order(id="mr-toci", medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "612865"}]}, **signed_at)
+
+    assert order_keys(draft) & order_keys(stored)
+    assert not order_keys(draft) & order_keys(toci)  # signed together by the same prescriber: another product
+    assert not order_keys(draft) & order_keys(order(id="mr-later", authoredOn="2026-11-25T09:00:00Z"))
+    assert not order_keys(order()) & order_keys(order(id="mr-undated"))  # no authoredOn: no content key

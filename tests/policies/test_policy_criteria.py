@@ -13,8 +13,8 @@ from policy_fakes import (
 )
 
 from fhir_mappings.facts import (
-    CellDose, Coded, ConditionFinding, Evidence, LineOfTherapy, LinesOfTherapy, Observed, ProgressionFinding,
-    TocilizumabRequest,
+    AgeBounds, CellDose, Coded, ConditionFinding, Evidence, LineOfTherapy, LinesOfTherapy, Observed, ProgressionFinding,
+    TocilizumabRequest, Unknown,
 )
 from policies.decision import Status
 from policies.engine import evaluate, evaluate_tocilizumab
@@ -76,6 +76,9 @@ def test_I_A_2_prescriber_oncologist_or_hematologist(policy, facts, expected):
     (BOTH, "18-on-birthday", {"age": Observed(18)}, MET),
     (BOTH, "17", {"age": Observed(17)}, NOT_MET),
     (BOTH, "no-birth-date", {"age": NOT_SHOWN}, UNKNOWN),
+    (BOTH, "partial-birth-date-all-adult", {"age": Observed(AgeBounds(65, 66))}, MET),
+    (BOTH, "partial-birth-date-all-minor", {"age": Observed(AgeBounds(16, 17))}, NOT_MET),
+    (BOTH, "partial-birth-date-straddles-18", {"age": Observed(AgeBounds(17, 18))}, UNKNOWN),
 ))
 def test_I_A_3_adult(policy, facts, expected):
     run(policy, "I.A.3", facts, expected)
@@ -201,6 +204,11 @@ def test_I_A_5_a_reason_names_only_the_agents_of_the_class():
     assert result("481", "I.A.5.b", **facts).reason == "Prior proteasome inhibitor: bortezomib"
 
 
+def said(value_set: str, assertion: str) -> ConditionFinding:
+    """An active entry recognised from its words (``Condition.code.text``) with what the words assert."""
+    return replace(condition(value_set), code=Coded(None, None, f"{assertion} {value_set}"), assertion=assertion)
+
+
 @pytest.mark.parametrize("policy, facts, expected", cases(
     (BOTH, "none-retrieved-in-full", {}, MET),
     (BOTH, "epilepsy-history", {"conditions": Observed((condition("epilepsy", "inactive"),))}, NOT_MET),
@@ -209,10 +217,29 @@ def test_I_A_5_a_reason_names_only_the_agents_of_the_class():
     (("769",), "resolved-cns-malignancy-not-active", {"conditions": Observed((condition("cns-malignancy-involvement", "resolved"),))}, MET),
     (("769",), "active-cns-malignancy", {"conditions": Observed((condition("cns-malignancy-involvement", "active"),))}, NOT_MET),
     (("769",), "cns-malignancy-status-missing", {"conditions": Observed((condition("cns-malignancy-involvement", None),))}, UNKNOWN),
+    (BOTH, "rule-out-cns-involvement", {"conditions": Observed((said("cns-malignancy-involvement", "uncertain"),))}, UNKNOWN),
+    (BOTH, "provisional-epilepsy", {"conditions": Observed((said("epilepsy", "uncertain"),))}, UNKNOWN),
+    (BOTH, "history-of-epilepsy-text", {"conditions": Observed((said("epilepsy", "historical"),))}, NOT_MET),
+    (("481",), "history-of-cns-involvement-text", {"conditions": Observed((said("cns-malignancy-involvement", "historical"),))}, NOT_MET),
+    (("769",), "active-entry-saying-history-of-cns-involvement", {"conditions": Observed((said("cns-malignancy-involvement", "historical"),))}, UNKNOWN),
+    (BOTH, "uncertain-and-present", {"conditions": Observed((said("epilepsy", "uncertain"), condition("dementia")))}, NOT_MET),
     (BOTH, "conditions-failed", {"conditions": RETRIEVAL_FAILED}, UNKNOWN),
 ))
 def test_I_A_6_no_cns_involvement_or_pathology(policy, facts, expected):
     run(policy, "I.A.6", facts, expected)
+
+
+def test_a_condition_recognised_from_text_is_cited_as_the_text_and_named_as_uncertain():
+    got = run("481", "I.A.6", {"conditions": Observed((said("cns-malignancy-involvement", "uncertain"),))}, UNKNOWN)
+    assert [(e.element, e.value) for e in got.evidence] == [
+        ("Condition.code.text", "uncertain cns-malignancy-involvement")]
+    assert "recorded as uncertain" in got.reason
+
+
+# What the therapy facts answer when the record shows a CAR-T order but no administration (fhir_mappings.therapy).
+ORDERED_ONLY = Unknown("the record suggests it but documents no administration: MedicationRequest/cilta-2025",
+                       evidence=(Evidence("MedicationRequest/cilta-2025", "MedicationRequest completed: administration "
+                                          "not documented", "ciltacabtagene autoleucel", date="2025-03-18"),))
 
 
 @pytest.mark.parametrize("policy, facts, expected", cases(
@@ -230,11 +257,15 @@ def test_I_A_7_no_prior_anti_bcma(policy, facts, expected):
     (BOTH, "prior-tisagenlecleucel", {"exposures": Observed((exposure("tisagenlecleucel", ("car-t-products",)),))}, NOT_MET),
     (("769",), "prior-abecma", {"exposures": Observed((exposure("idecabtagene vicleucel", ("car-t-products", "anti-bcma", "idecabtagene-vicleucel")),))}, NOT_MET),
     (BOTH, "history-failed", {"exposures": RETRIEVAL_FAILED}, UNKNOWN),
+    # a CAR-T history code or administration procedure counts whatever the product, in both policies
+    (BOTH, "z92-850-history-code", {"exposures": Observed((exposure("Z92.850", ("car-t-history",), "Condition/z"),))}, NOT_MET),
+    (BOTH, "ordered-not-given", {"exposures": ORDERED_ONLY}, UNKNOWN),
 ))
 def test_I_A_8_no_prior_car_t(policy, facts, expected):
     got = run(policy, "I.A.8", facts, expected)
     if expected is UNKNOWN:
-        assert got.retrieval_failed
+        assert got.retrieval_failed is (facts["exposures"] is RETRIEVAL_FAILED)
+        assert got.evidence == facts["exposures"].evidence
 
 
 CARVYKTI_DRAFT = exposure("ciltacabtagene autoleucel", ("car-t-products",), "MedicationRequest/car-t-2")
@@ -292,10 +323,12 @@ def test_III_A_non_fda_approved_indication(policy, facts, expected):
     (BOTH, "none", {}, MET),
     (BOTH, "seizure-history", {"conditions": Observed((condition("seizure", "resolved"),))}, NOT_MET),
     (("769",), "cerebrovascular-ischemia", {"conditions": Observed((condition("cerebrovascular-ischemia"),))}, NOT_MET),
+    (BOTH, "epilepsy-is-a-seizure-history", {"conditions": Observed((condition("epilepsy", "inactive"),))}, NOT_MET),
     (("481",), "cerebrovascular-ischemia-not-listed", {"conditions": Observed((condition("cerebrovascular-ischemia"),))}, MET),
     (("769",), "prior-cns-involvement", {"conditions": Observed((condition("cns-malignancy-involvement", "resolved"),))}, NOT_MET),
     (("769",), "meningeal-signs", {"conditions": Observed((condition("meningeal-involvement", "active"),))}, NOT_MET),
     (("769",), "meningeal-resolved", {"conditions": Observed((condition("meningeal-involvement", "resolved"),))}, MET),
+    (("769",), "meningeal-signs-suspected", {"conditions": Observed((said("meningeal-involvement", "uncertain"),))}, UNKNOWN),
     (("481",), "dementia", {"conditions": Observed((condition("dementia"),))}, NOT_MET),
     (BOTH, "conditions-failed", {"conditions": RETRIEVAL_FAILED}, UNKNOWN),
 ))

@@ -1,4 +1,4 @@
-"""Real PostgreSQL / Redis for the audit and replay tests, when CI provides them.
+"""Real PostgreSQL / Redis for the audit store and jti store tests, when CI provides them.
 
 ``CART_CDS_TEST_POSTGRES_URL`` (an SQLAlchemy URL, e.g. ``postgresql+psycopg://postgres@127.0.0.1:54329/x``)
 and ``CART_CDS_TEST_REDIS_URL`` are exported by ``.ci/run`` after it starts Debian's postgresql and
@@ -21,7 +21,7 @@ DATABASES = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=[pytest.mark.postgres, postgres_only]),
 ]
-REPLAY_BACKENDS = [
+JTI_STORE_BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("redis", id="redis", marks=[pytest.mark.redis, redis_only]),
 ]

@@ -9,7 +9,7 @@ import json
 import orjson
 import pytest
 
-from cds_service.hook_request import OrderSignRequest, _inline_local_refs, json_path, parse_order_sign_request
+from cds_service.hook_request import OrderSignRequest, inline_local_refs, json_path, parse_order_sign_request
 from tests.cds_service.conftest import HOOK_URL, replaced
 from tests.conftest import load_json
 from tests.response_checks import check_response
@@ -248,7 +248,7 @@ def test_schema_refs_are_inlined_at_load_and_a_recursive_one_is_kept():
     schema = {"properties": {"a": {"$ref": "#/$defs/id"}, "t": {"$ref": "#/$defs/tree"},
                              "b": {"$ref": "#/$defs/id", "minLength": 1}}, "$defs": defs}
 
-    inlined = _inline_local_refs(schema, defs)
+    inlined = inline_local_refs(schema, defs)
 
     assert inlined["properties"]["a"] == defs["id"]
     assert inlined["properties"]["t"] == {"type": "array", "items": {"$ref": "#/$defs/tree"}}

@@ -12,14 +12,17 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from alembic import command
 from click.testing import CliRunner
-from flask import Flask, g, jsonify
+from flask import Flask, g, jsonify, request
 from sqlalchemy import inspect
 
-from cds_service.audit import AuditStore, HookCallRecord, install_audit, note
+from cds_service.audit import AuditStore, HookCallRecord, feedback_received, hook_answered, install_audit
 from cds_service.audit.cli import audit as audit_cli
-from cds_service.audit.store import _alembic_config, make_engine, migrate, schema_is_current
+from cds_service.audit.store import alembic_config, make_engine, migrate, schema_is_current
+from cds_service.feedback import parse_feedback
+from cds_service.order_sign import OrderSignOutcome
+from cds_service.response.responses import Response
 from fhir_mappings.facts import RetrievalOutcome, RetrievalState
-from security_backends import DATABASES, POSTGRES_URL
+from tests.cds_service.store_backends import DATABASES, POSTGRES_URL
 
 SERVICE = "car-t-coverage"
 VERDICTS = ["meets-policy", "does-not-meet", "documentation-incomplete", "indeterminate"]
@@ -65,21 +68,26 @@ def decision_card(verdict: str, order: str = "MedicationRequest/car-t-1") -> dic
 
 
 def hook_app(store: AuditStore, verdict: str | None, status: int = 200) -> Flask:
-    """A stand-in for the service route: answers cards for ``verdict`` and hands over retrieval data."""
+    """A stand-in for the service route: answers cards for ``verdict`` and hands the answer over with the
+    retrieval data, as the route does; feedback is handed over with its comments kept."""
     app = Flask("audit-test")
     install_audit(app, store)
 
     @app.post("/cds-services/<service_id>")
     def service(service_id):
-        note(retrieval={"Observation": RetrievalOutcome(RetrievalState.FAILED, "timeout"),
-                        "Condition": RetrievalOutcome(RetrievalState.COMPLETE)},
-             timings={"retrieval_ms": 12.5, "evaluation_ms": 1.25})
         if status != 200:
             return jsonify({"resourceType": "OperationOutcome", "issue": []}), status
-        return jsonify({"cards": [decision_card(verdict)] if verdict else []})
+        body = {"cards": [decision_card(verdict)] if verdict else []}
+        hook_answered(request.get_json()["hookInstance"], OrderSignOutcome(
+            Response(),
+            retrieval={"Observation": RetrievalOutcome(RetrievalState.FAILED, "timeout"),
+                       "Condition": RetrievalOutcome(RetrievalState.COMPLETE)},
+            timings={"retrieval_ms": 12.5, "evaluation_ms": 1.25}), body)
+        return jsonify(body)
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id):
+        feedback_received(parse_feedback(request.get_json(), keep_comments=True))
         return jsonify({})
 
     return app
@@ -129,8 +137,9 @@ def test_feedback_is_stored_against_the_card_uuid(store):
     card = answer["cards"][0]["uuid"]
     item = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-24T10:00:00Z",
             "overrideReason": {"userComment": "peer-to-peer review scheduled"}}
-    client.post(f"/cds-services/{SERVICE}/feedback", json={"feedback": [item, {"card": "unknown-card",
-                                                                                 "outcome": "accepted"}]})
+    client.post(f"/cds-services/{SERVICE}/feedback", json={"feedback": [item, {
+        "card": "unknown-card", "outcome": "accepted", "outcomeTimestamp": "2026-11-24T10:00:00Z",
+        "acceptedSuggestions": [{"id": "s-1"}]}]})
     [row] = store.show("h-fb")
     assert [f["outcome"] for f in row["feedback"]] == ["overridden"]
     assert row["feedback"][0]["overrideReason"]["userComment"] == "peer-to-peer review scheduled"
@@ -177,7 +186,7 @@ def test_schema_comes_from_migrations(database_url):
     tables = set(inspect(engine).get_table_names())
     assert {"audit_hook_call", "audit_card", "audit_feedback", "alembic_version"} <= tables
     with engine.begin() as connection:  # the migration can be undone cleanly
-        command.downgrade(_alembic_config(connection), "base")
+        command.downgrade(alembic_config(connection), "base")
     assert not {"audit_hook_call", "audit_card", "audit_feedback"} & set(inspect(engine).get_table_names())
     engine.dispose()
 
@@ -202,8 +211,10 @@ def test_cli_show_migrate_and_purge(database_url):
 def test_flask_g_is_request_scoped(store):
     app = hook_app(store, "meets-policy")
     with app.test_request_context("/"):
-        note(timings={"x": 1})
-        assert g.audit_timings == {"x": 1.0}
+        hook_answered("h-g", OrderSignOutcome(Response(), timings={"x": 1}), {"cards": []})
+        assert g.audit_answer.outcome.timings == {"x": 1}
+    with app.test_request_context("/"):
+        assert g.get("audit_answer") is None
 
 
 def test_a_sqlite_file_is_written_in_write_ahead_log_mode_and_stays_durable(tmp_path):

@@ -7,10 +7,11 @@ import re
 from dataclasses import replace
 from datetime import date
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds_service.response.cards import CardSettings, CriteriaTree, decision_card, decision_cards
+from cds_service.response.cards import CardSettings, CriteriaTree, card_decision, decision_card, decision_cards
 from cds_service.response.coverage_information import coverage_information_actions
 from cds_service.response.markdown_text import escape
 from fhir_mappings.facts import Evidence
@@ -31,7 +32,7 @@ def cards_json(decisions, settings: CardSettings, max_cards: int | None = None) 
 
 
 def card_problems(card: dict) -> list[str]:
-    """The structural rules every card must pass (CDS Hooks 2.0 + CRD; conformance.md §7, §13)."""
+    """The structural rules every card must pass (CDS Hooks 2.0 + CRD)."""
     problems = []
     summary = card.get("summary")
     if not isinstance(summary, str) or not summary.strip() or len(summary) >= 140:
@@ -90,6 +91,17 @@ def test_every_card_carries_the_machine_readable_decision_and_its_order():
     assert card["source"] == {"label": "Example Health Plan", "topic": {
         "system": CARD_TYPE_SYSTEM, "code": "guideline", "display": "Guideline"}}
     json.dumps(card)  # plain JSON
+
+
+def test_the_decision_is_read_back_from_a_card_as_it_was_written():
+    decision = ex.kite_does_not_meet()
+    assert card_decision(card_json(decision, PAYER)) == decision.as_extension()
+
+
+@pytest.mark.parametrize("card", [{"summary": "no extension"}, {"extension": {"other": {}}},
+                                  {"extension": {"cart-cds.decision": "not an object"}}, "not a card"])
+def test_a_card_without_a_decision_object_reads_as_none(card):
+    assert card_decision(card) is None
 
 
 def test_does_not_meet_lists_each_not_met_criterion_with_policy_words_and_evidence_first():

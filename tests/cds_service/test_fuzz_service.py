@@ -26,7 +26,7 @@ from sandbox.ehr_signer import EhrSigner
 
 HOOK = "/cds-services/car-t-coverage"
 BASE = "https://cds.payer.example"
-EXAMPLES = Path(__file__).parents[2] / "examples"
+EXAMPLES = Path(__file__).parents[1] / "examples"
 ARBITRARY, MUTATED, TOKENS = 1500, 2000, 1000
 REQUESTS = ARBITRARY + MUTATED + TOKENS
 FUZZ = settings(deadline=timedelta(seconds=5), suppress_health_check=list(HealthCheck), derandomize=True)

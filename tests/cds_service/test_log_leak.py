@@ -21,7 +21,7 @@ from cds_service.log_safety import configure_logging
 from cds_service.settings import Settings
 from sandbox.ehr_signer import EhrSigner
 
-HOOKS = sorted((Path(__file__).parents[3] / "sandbox" / "hooks").glob("*.json"))
+HOOKS = sorted((Path(__file__).parents[2] / "sandbox" / "hooks").glob("*.json"))
 BASE = "https://cds.payer.example"
 HOOK = "/cds-services/car-t-coverage"
 

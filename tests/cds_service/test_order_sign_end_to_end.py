@@ -28,7 +28,7 @@ from tests.cds_service.conftest import HOOK_URL, protocol_settings
 from tests.crd_checks import COVERAGE_INFORMATION_URL, check_coverage_information
 from tests.response_checks import check_response
 
-HOOKS = Path(__file__).parents[1] / "sandbox" / "hooks"
+HOOKS = Path(__file__).parents[2] / "sandbox" / "hooks"
 AS_OF = date(2026, 11, 24)
 SANDBOX_FHIR = "http://127.0.0.1:8090/fhir"  # the fhirServer every sandbox hook names
 DECISION = "cart-cds.decision"
@@ -514,3 +514,67 @@ def test_the_coverage_used_is_the_members_and_dated_as_of(client):
     assert info["coverage"] == f"Coverage/{coverage['id']}"
     assert info["date"] == AS_OF.isoformat()
     assert info["coverage-assertion-id"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Re-signing an order that is already active: the order being signed is not the patient's history
+# --------------------------------------------------------------------------------------------------
+
+
+def resigned(hook: dict, order_id: str, *, record_copy: dict | None = None) -> dict:
+    """The same request with the CAR-T order signed again after an edit: the client sends it ``active``
+    (with its placer order number), and the EHR's MedicationRequest history holds the signed order too
+    (``record_copy`` changes that copy, e.g. another id for the same order)."""
+    (order,) = [o for o in draft_orders(hook) if o["id"] == order_id]
+    order["status"] = "active"
+    order["identifier"] = [{"use": "usual", "system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.798268", "value": "88412057"}]
+    copy_in_record = dict(copy.deepcopy(order), **(record_copy or {}))
+    hook["prefetch"]["medicationRequests"]["entry"].append({"resource": copy_in_record})
+    return hook
+
+
+@pytest.mark.parametrize("record_copy", [None, {"id": "ehr-order-88412057"}, {"id": "ehr-4711", "identifier": []}],
+                         ids=["same-id", "same-identifier", "same-content"])
+def test_re_signing_an_active_order_is_not_prior_or_concurrent_therapy(client, record_copy):
+    hook = resigned(abecma_meets(), "tocilizumab-within-allowance-cart", record_copy=record_copy)
+
+    body = signed(client, hook)
+
+    card = assert_verdict(body, ABECMA_ORDER, "meets-policy")
+    for criterion_id in ("I.A.7", "I.A.8", "I.A.9", "II.A.1"):
+        assert statuses(card)[criterion_id] == "met", criterion_id
+    assert statuses(card_for(signed(client, abecma_meets()), ABECMA_ORDER)) == statuses(card)
+
+
+def test_an_earlier_order_for_the_product_without_an_administration_is_not_proof_it_was_given(client):
+    hook = abecma_meets()
+    (order,) = draft_orders(hook)
+    earlier = dict(copy.deepcopy(order), id="abecma-ordered-2026-03", status="stopped", authoredOn="2026-03-02T15:00:00Z")
+    hook["prefetch"]["medicationRequests"]["entry"].append({"resource": earlier})
+
+    body = signed(client, hook)
+
+    card = assert_verdict(body, ABECMA_ORDER, "documentation-incomplete")
+    for criterion_id in ("I.A.7", "I.A.8", "II.A.1"):
+        assert statuses(card)[criterion_id] == "unknown", criterion_id
+        assert "MedicationRequest/abecma-ordered-2026-03" in {e["reference"] for e in criterion(card, criterion_id)["evidence"]}
+    assert statuses(card)["I.A.9"] == "met"  # stopped: no longer a live order
+
+
+def test_another_car_t_product_ordered_as_a_live_service_request_is_concurrent(client):
+    hook = abecma_meets()
+    (order,) = draft_orders(hook)
+    carvykti = {
+        "resourceType": "ServiceRequest", "id": "carvykti-referral-order", "status": "active", "intent": "order",
+        "subject": order["subject"], "authoredOn": "2026-11-18T15:00:00Z",
+        "code": {"coding": [{"system": "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "code": "Q2056",
+                             "display": "Ciltacabtagene autoleucel"}], "text": "Carvykti (cilta-cel) infusion"},
+    }
+    hook["prefetch"]["serviceRequests"]["entry"] = [{"resource": carvykti}]
+
+    body = signed(client, hook)
+
+    card = assert_verdict(body, ABECMA_ORDER, "does-not-meet")
+    assert statuses(card)["I.A.9"] == "not-met"
+    assert "ServiceRequest/carvykti-referral-order" in {e["reference"] for e in criterion(card, "I.A.9")["evidence"]}
+    assert statuses(card)["I.A.8"] == "unknown"  # ordered, not (yet) shown to be given

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cds_service.input_limits import InputLimitError, InputLimits, _check_tree, _within_tree_limits, check_limits
+from cds_service.input_limits import InputLimitError, InputLimits, check_tree, within_tree_limits, check_limits
 
 LIMITS = InputLimits(max_draft_orders=3, max_prefetch_keys=4, max_prefetch_entries=10, max_array_items=50,
                      max_string_length=100, max_depth=12)
@@ -113,9 +113,9 @@ def test_the_quick_tree_check_passes_exactly_what_the_path_naming_walk_passes(bo
     # check_limits runs the quick check on every request and the walk that names the path only when the
     # quick check fails: both must draw the line in the same place.
     try:
-        _check_tree(body, TIGHT, check_strings)
+        check_tree(body, TIGHT, check_strings)
         refused = False
     except InputLimitError:
         refused = True
 
-    assert _within_tree_limits(body, TIGHT, check_strings) is not refused
+    assert within_tree_limits(body, TIGHT, check_strings) is not refused

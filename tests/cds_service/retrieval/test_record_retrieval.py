@@ -35,7 +35,9 @@ SEARCH_KEYS = {
     "medicationStatements": "MedicationStatement",
     "medicationAdministrations": "MedicationAdministration",
     "medicationRequests": "MedicationRequest",
+    "medicationDispenses": "MedicationDispense",
     "procedures": "Procedure",
+    "serviceRequests": "ServiceRequest",
 }
 PATIENT = {"resourceType": "Patient", "id": PID, "birthDate": "1959-03-02", "gender": "female"}
 PRACTITIONER = {"resourceType": "Practitioner", "id": "abc", "name": [{"family": "Osler", "given": ["Wil"]}]}
@@ -88,7 +90,7 @@ def test_full_prefetch_needs_no_query(http_mock):
     assert not http_mock.calls
     assert set(record.outcomes) == {"Patient", "Practitioner", *SEARCH_KEYS.values()}
     assert all(o == COMPLETE for o in record.outcomes.values())
-    assert len(record.resources) == 9 and record.fetched_any is False and record.queried == ()
+    assert len(record.resources) == 2 + len(SEARCH_KEYS) and record.fetched_any is False and record.queried == ()
 
 
 def test_full_prefetch_works_without_fhir_server():
@@ -124,17 +126,18 @@ def test_partial_prefetch_plus_fallback_queries(http_mock):
         "observations": {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]},
     }
     http_mock.get(f"{EHR}/Practitioner/abc", json=PRACTITIONER)
-    serve_searches(http_mock, ["observations", "medicationStatements", "medicationAdministrations", "medicationRequests", "procedures"], per_type=2)
+    queried_keys = [k for k in SEARCH_KEYS if k not in ("coverage", "conditions")]
+    serve_searches(http_mock, queried_keys, per_type=2)
     record = retrieve(prefetch)
 
     queried = {urlsplit(c.request.url).path.rsplit("/", 1)[-1]: parse_qs(urlsplit(c.request.url).query) for c in http_mock.calls}
-    assert set(queried) == {"abc", "Observation", "MedicationStatement", "MedicationAdministration", "MedicationRequest", "Procedure"}
+    assert set(queried) == {"abc", *(SEARCH_KEYS[k] for k in queried_keys)}
     assert queried["Observation"] == {"patient": [PID], "code": [observation_codes()], "_sort": ["-date"], "_count": ["200"]}
     assert queried["Procedure"] == {"patient": [PID], "_count": ["200"]}  # one page for a typical history
     assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in http_mock.calls)
     assert all(o == COMPLETE for o in record.outcomes.values())
     assert sum(r["resourceType"] == "Observation" for r in record.resources) == 2
-    assert record.fetched_any and set(record.queried) == {"user", "observations", "medicationStatements", "medicationAdministrations", "medicationRequests", "procedures"}
+    assert record.fetched_any and set(record.queried) == {"user", *queried_keys}
 
 
 def test_no_token_means_no_authorization_header(http_mock):
@@ -304,7 +307,7 @@ def test_worker_bound_limits_concurrency(http_mock):
     for resource_type in SEARCH_KEYS.values():
         http_mock.add_callback(responses.GET, f"{EHR}/{resource_type}", callback=answer)
     record = retrieve({"patient": PATIENT, "user": PRACTITIONER}, limits=RetrievalLimits(max_workers=2, deadline_seconds=10))
-    assert peak[0] <= 2 and len(http_mock.calls) == 7
+    assert peak[0] <= 2 and len(http_mock.calls) == len(SEARCH_KEYS)
     assert all(o == COMPLETE for o in record.outcomes.values())
 
 

@@ -168,7 +168,7 @@ def test_the_verdict_table_satisfies_the_invariants_and_the_guard_catches_broken
 
 
 def inferno_fixture(name: str) -> tuple[dict, list[dict]]:
-    action = load_json(f"cds_service/crd_examples/inferno-coverage-info-action-{name}.json")
+    action = load_json(f"cds_service/response/crd_examples/inferno-coverage-info-action-{name}.json")
     draft = copy.deepcopy(action["resource"])
     del draft["extension"]
     return {"systemActions": [action]}, [draft]

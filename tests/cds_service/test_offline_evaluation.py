@@ -14,9 +14,9 @@ from cds_service import cli, create_app
 from cds_service.offline_evaluation import text_summary
 from sandbox.replay_server import running
 from tests.cds_service.conftest import HOOK_URL, TEST_ENVIRONMENT, protocol_settings
+from tests.cds_service.test_order_sign_end_to_end import SANDBOX_FHIR, replay_recorded, sandbox_hook
 from tests.crd_checks import check_coverage_information
 from tests.response_checks import check_response
-from tests.test_order_sign_end_to_end import SANDBOX_FHIR, replay_recorded, sandbox_hook
 
 AS_OF = "2026-11-24"
 LOOPBACK = {"CART_CDS_ALLOW_LOOPBACK_FHIR": "true"}  # sandbox hooks name the loopback replay server

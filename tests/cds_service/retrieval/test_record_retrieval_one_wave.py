@@ -20,10 +20,11 @@ from sandbox.replay_server import make_server, base_url
 
 pytestmark = pytest.mark.loopback_http
 
-HOOK = Path(__file__).parents[2] / "sandbox" / "hooks" / "abecma-meets-all-criteria-no-prefetch.json"
+HOOK = Path(__file__).parents[3] / "sandbox" / "hooks" / "abecma-meets-all-criteria-no-prefetch.json"
 # Patient, Coverage, Practitioner (context.userId), Condition, Observation, MedicationStatement,
-# MedicationAdministration, MedicationRequest, Procedure, and the requester's PractitionerRole search.
-FIRST_WAVE = 10
+# MedicationAdministration, MedicationRequest, MedicationDispense, Procedure, ServiceRequest, and the
+# requester's PractitionerRole search.
+FIRST_WAVE = 12
 
 
 def hook_retrieval(base: str, session, limits: RetrievalLimits = RetrievalLimits()):

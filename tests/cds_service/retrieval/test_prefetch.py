@@ -148,5 +148,7 @@ def test_mixed_prefetch_each_key_on_its_own():
         "medicationStatements": PrefetchState.ABSENT,
         "medicationAdministrations": PrefetchState.ABSENT,
         "medicationRequests": PrefetchState.ABSENT,
+        "medicationDispenses": PrefetchState.ABSENT,
         "procedures": PrefetchState.ABSENT,
+        "serviceRequests": PrefetchState.ABSENT,
     }

@@ -1,4 +1,4 @@
-"""jti replay store: once per (issuer, jti) until expiry, in memory and in Redis shared by workers."""
+"""jti store: once per (issuer, jti) until expiry, in memory and in Redis shared by workers."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import time
 import uuid
 
 import pytest
+import redis
 
 from cds_service.auth.jti_store import (
+    JtiStoreUnavailable,
     MemoryJtiStore,
     RedisJtiStore,
-    JtiStoreUnavailable,
-    _key,
     jti_store_from_url,
+    storage_key,
 )
-from security_backends import REDIS_URL, REPLAY_BACKENDS, redis_only
+from tests.cds_service.store_backends import JTI_STORE_BACKENDS, REDIS_URL, redis_only
 
 
 def make_store(kind: str):
@@ -24,7 +25,7 @@ def make_store(kind: str):
     return RedisJtiStore.from_url(REDIS_URL)
 
 
-@pytest.mark.parametrize("kind", REPLAY_BACKENDS)
+@pytest.mark.parametrize("kind", JTI_STORE_BACKENDS)
 def test_first_use_then_replay(kind):
     store = make_store(kind)
     jti = str(uuid.uuid4())
@@ -35,7 +36,7 @@ def test_first_use_then_replay(kind):
     assert store.first_use("https://other.example", jti, exp) is True
 
 
-@pytest.mark.parametrize("kind", REPLAY_BACKENDS)
+@pytest.mark.parametrize("kind", JTI_STORE_BACKENDS)
 def test_concurrent_workers_accept_a_jti_exactly_once(kind):
     stores = [make_store(kind) for _ in range(8)] if kind == "redis" else [make_store(kind)] * 8
     jti = str(uuid.uuid4())
@@ -57,10 +58,11 @@ def test_concurrent_workers_accept_a_jti_exactly_once(kind):
 @pytest.mark.redis
 @redis_only
 def test_redis_entry_expires_after_the_token():
-    store = RedisJtiStore.from_url(REDIS_URL)
+    client = redis.Redis.from_url(REDIS_URL)
+    store = RedisJtiStore(client)
     jti = str(uuid.uuid4())
     assert store.first_use("iss", jti, time.time() + 1)
-    ttl = store._client.pttl(RedisJtiStore.PREFIX + _key("iss", jti))
+    ttl = client.pttl(RedisJtiStore.PREFIX + storage_key("iss", jti))
     assert 0 < ttl <= 2100  # remembered until exp (+1 s margin), not forever
 
 

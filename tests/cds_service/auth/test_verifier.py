@@ -1,4 +1,4 @@
-"""The client-JWT test matrix (CDS Hooks 2.0 §Trusting CDS Clients, conformance.md §6)."""
+"""The client-JWT test matrix (CDS Hooks 2.0 §Trusting CDS Clients)."""
 
 from __future__ import annotations
 
