@@ -147,6 +147,14 @@ def test_no_patient_data_reaches_any_label(client):
                 assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", label), (name, key, label)
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process (not ours: gunicorn's worker) still runs; an unreaped one counts as gone."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -175,14 +183,23 @@ def test_gunicorn_workers_are_summed_and_their_files_removed_at_exit(tmp_path):
             time.sleep(0.2)
         [metrics_dir] = tmp_path.glob("cart-cds-metrics-*")
         body = hook("abecma-meets-all-criteria-prefetch")
-        with requests.Session() as session:
-            for _ in range(6):
-                session.post(base + HOOK_URL, json=body, headers={"Connection": "close"}, timeout=10).raise_for_status()
-        pids = {p.stem.rsplit("_", 1)[-1] for p in metrics_dir.glob("counter_*.db")}
-        counts = [value(samples(requests.get(base + "/metrics", timeout=5).text), "cart_cds_hook_calls_total",
-                        service=SERVICE, verdict="meets-policy", status="200") for _ in range(4)]
-        assert counts == [6, 6, 6, 6], "every scrape sums both workers"
-        assert len(pids) >= 2, "both workers counted in files of their own"
+
+        def send(n: int) -> None:
+            for _ in range(n):
+                requests.post(base + HOOK_URL, json=body, headers={"Connection": "close"}, timeout=10).raise_for_status()
+
+        def scraped() -> float:
+            return value(samples(requests.get(base + "/metrics", timeout=5).text), "cart_cds_hook_calls_total",
+                         service=SERVICE, verdict="meets-policy", status="200")
+
+        send(6)
+        [served_by, *_] = {int(p.stem.rsplit("_", 1)[-1]) for p in metrics_dir.glob("counter_*.db")}
+        os.kill(served_by, signal.SIGTERM)  # that worker exits; gunicorn starts another
+        while _alive(served_by):
+            assert time.monotonic() < deadline + 30
+            time.sleep(0.1)
+        send(3)  # answered by workers other than the one that exited
+        assert [scraped() for _ in range(4)] == [9, 9, 9, 9], "every scrape sums all workers, exited ones included"
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
