@@ -16,12 +16,15 @@ from datetime import date
 from flask import Flask, Response, current_app, request
 
 from cds_service import routes
+from cds_service.discovery import SERVICE_ID
 from cds_service.dtr import routes as dtr_routes
 from cds_service.errors import register_error_handlers
 from cds_service.feedback import FEEDBACK_LOG_KEY, FeedbackLog
+from cds_service.metrics import install_metrics
 from cds_service.order_sign import SERVICE_KEY, OrderSignService
 from cds_service.security import install_security
 from cds_service.settings import CONFIG_KEY, Settings, current_settings, start_check
+
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type"
 CORS_ALLOWED_METHODS = "GET, POST, OPTIONS"
 
@@ -39,6 +42,7 @@ def create_app(settings: Settings | None = None, *, as_of: date | None = None) -
     app.extensions[SERVICE_KEY] = OrderSignService.from_settings(settings)  # policies validated here, once
 
     app.before_request(_answer_cors_preflight)
+    install_metrics(app, (SERVICE_ID,), app.extensions[SERVICE_KEY].policies)  # first: times auth too
     install_security(app, settings)  # audit, client JWT, input limits: after the preflight answer
     app.after_request(_add_cors_headers)
     register_error_handlers(app)

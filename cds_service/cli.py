@@ -2,6 +2,7 @@
 
     cart-cds serve [--dev] [--bind HOST:PORT] [--workers N]   run the service (gunicorn; --dev: Flask reloader)
     cart-cds discovery                                       print the discovery document
+    cart-cds policy validate|show|test                       policy files as data (cds_service.policy_cli)
 
 Settings come from ``CART_CDS_*`` variables; an invalid one stops the command with a message naming it
 (exit status 1); so does any other start-up configuration error. Other modules add their command
@@ -22,8 +23,13 @@ from gunicorn.app.base import BaseApplication
 from cds_service.app import create_app
 from cds_service.audit.cli import audit
 from cds_service.discovery import discovery_document
-from cds_service.gunicorn_conf import production_options, tune_garbage_collection
+from cds_service.gunicorn_conf import (
+    multiprocess_metrics,
+    production_options,
+    tune_garbage_collection,
+)
 from cds_service.offline_evaluation import evaluate
+from cds_service.policy_cli import policy
 from cds_service.settings import Settings, start_check
 
 
@@ -66,6 +72,8 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), help="Gunicorn worker processes [default: CART_CDS_WORKERS].")
 def serve(dev: bool, bind: str | None, workers: int | None) -> None:
     """Run the service."""
+    if not dev:
+        multiprocess_metrics()  # before the app is built: the metrics library picks its mode on import
     app, settings = _load_app()
     bind = bind or settings.bind
     if dev:
@@ -86,6 +94,7 @@ def discovery() -> None:
 # Command groups of other modules: one line each.
 main.add_command(audit)
 main.add_command(evaluate)
+main.add_command(policy)
 
 
 PLUGIN_GROUP = "cart_cds.commands"

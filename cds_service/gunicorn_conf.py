@@ -23,17 +23,27 @@ Why these values:
   minimum version is TLS 1.2 (CRD sec-3, Inferno's TLS test); otherwise a reverse proxy does.
 - the app is built once in the master (policies validated, discovery built) and forked: each worker then
   drops the database connections it inherited (``post_fork``), as SQLAlchemy requires after ``fork``.
+- metrics: every worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` so that ``/metrics``,
+  answered by any one worker, sums all of them (``cds_service.metrics``). ``multiprocess_metrics`` makes a
+  fresh directory for this server before the app (and the metrics library) is loaded, unless the operator
+  named one; ``child_exit`` drops an exited worker's live gauges; the master removes its own directory
+  when it exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import gc
+import os
+import shutil
 import ssl
+import tempfile
 from typing import Any
 
 from flask import Flask
 
 from cds_service.audit.capture import EXTENSION_KEY
+from cds_service.metrics import MULTIPROC_ENV
 from cds_service.settings import Settings
 
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
@@ -63,6 +73,7 @@ def production_options(settings: Settings, *, bind: str | None = None, workers: 
         "loglevel": settings.log_level.lower(),
         "proc_name": "cart-cds",
         "post_fork": _drop_inherited_connections,
+        "child_exit": _forget_worker_metrics,
         **tls_options(settings),
     }
 
@@ -82,6 +93,33 @@ def minimum_tls_1_2(config, default_ssl_context_factory) -> ssl.SSLContext:
     context = default_ssl_context_factory()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+def multiprocess_metrics() -> str:
+    """Point ``PROMETHEUS_MULTIPROC_DIR`` at a directory for this server's metric files; call before the
+    app is built. An operator's own directory is kept (it must be emptied between runs, as the library
+    requires); otherwise a new one is made and removed when this process exits."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="cart-cds-metrics-")
+        os.environ[MULTIPROC_ENV] = directory
+        atexit.register(_remove_in, os.getpid(), directory)
+    return directory
+
+
+def _remove_in(owner: int, directory: str) -> None:
+    """Remove ``directory`` at exit of the process that made it only: forked workers inherit the exit
+    handlers of the master and must not take the directory away from the others."""
+    if os.getpid() == owner:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _forget_worker_metrics(server, worker) -> None:
+    """gunicorn ``child_exit`` hook: the exited worker's live gauges no longer count (its counters do)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def _drop_inherited_connections(server, worker) -> None:

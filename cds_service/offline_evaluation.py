@@ -34,7 +34,11 @@ from urllib.parse import urlsplit
 
 import click
 
-from cds_service.errors import FhirServerNotAllowedError, RecordUnavailableError, RequestError
+from cds_service.errors import (
+    FhirServerNotAllowedError,
+    RecordUnavailableError,
+    RequestError,
+)
 from cds_service.hook_request import decode_json, order_sign_request
 from cds_service.input_limits import check_limits
 from cds_service.order_sign import OrderSignService, handle_order_sign
@@ -56,19 +60,25 @@ def evaluate_hook(body: bytes, *, settings: Settings, as_of: date, fhir_server: 
 
     Raises ``RequestError`` exactly where the service would answer with an error status (its ``path``
     names the field at fault). ``fhir_server`` replaces the request's ``fhirServer`` (see module doc)."""
-    data = decode_json(body)
-    check_limits(data, body_bytes=len(body))
-    request = order_sign_request(data)
     if fhir_server is not None:
-        request = dataclasses.replace(request, fhir_server=fhir_server, fhir_authorization=None)
         host = urlsplit(fhir_server).netloc.lower()  # the operator's choice: queried without a token
         settings = dataclasses.replace(settings, allow_loopback_fhir=True,
                                        fhir_open_hosts=(*settings.fhir_open_hosts, host))
     service = OrderSignService.from_settings(settings)
     try:
-        return handle_order_sign(request, service=service, as_of=as_of).response.as_json()
+        return evaluate_request(body, service=service, as_of=as_of, fhir_server=fhir_server)
     finally:
         service.session.close()
+
+
+def evaluate_request(body: bytes, *, service: OrderSignService, as_of: date, fhir_server: str | None = None) -> dict:
+    """``evaluate_hook`` with a service already built (one per suite of hooks, ``policy_cases``)."""
+    data = decode_json(body)
+    check_limits(data, body_bytes=len(body))
+    request = order_sign_request(data)
+    if fhir_server is not None:
+        request = dataclasses.replace(request, fhir_server=fhir_server, fhir_authorization=None)
+    return handle_order_sign(request, service=service, as_of=as_of).response.as_json()
 
 
 def error_message(exc: RequestError, *, fhir_server_option: bool) -> str:

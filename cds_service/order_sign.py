@@ -3,7 +3,7 @@
 This is the only orchestration code in the service (routes parse and serialise, nothing more):
 
 1. draft orders -> ``policies.applicability``: which policy covers each order (a product a loaded
-   policy covers, or tocilizumab co-signed with one); none in scope -> ``{"cards": []}`` and no FHIR I/O;
+   policy in force on ``as_of`` covers, or tocilizumab co-signed with one); none in scope -> ``{"cards": []}`` and no FHIR I/O;
 2. record retrieval: prefetch first, then fallback FHIR queries in parallel inside one deadline;
 3. ``PatientRecord`` -> ``ClinicalFacts``;
 4. ``policies.engine`` per in-scope order, as of ``as_of`` (the request date, injectable for replay);
@@ -70,10 +70,11 @@ from policies import (
     PolicyDecision,
     ScopedOrder,
     Verdict,
+    configured_policies,
     evaluate,
     evaluate_tocilizumab,
+    in_force,
     in_scope_orders,
-    shipped_policies,
 )
 
 # The request resources CDS Hooks order-sign carries in draftOrders (other entries, such as a Medication
@@ -103,7 +104,7 @@ class OrderSignService:
         table_path = settings.line_of_business_table
         return cls(
             settings=settings,
-            policies=shipped_policies(),
+            policies=configured_policies(settings.policy_dir, settings.value_set_dir),
             extra_codes={
                 policy: tuple(Coded(system, code) for system, code in codes)
                 for policy, codes in settings.extra_product_codes.items()
@@ -149,7 +150,8 @@ def handle_order_sign(
     referenced = _referenced_products(draft_orders, bundle_resources, request, fhir_access)
     known = (*bundle_resources, *referenced)
     resolve = resolver(known)
-    scoped = in_scope_orders(draft_orders, service.policies, resolve, service.extra_codes)
+    in_force_today = in_force(service.policies, as_of)  # the version of each policy in force on the order's date
+    scoped = in_scope_orders(draft_orders, in_force_today, resolve, service.extra_codes)
     # resp-43: an order whose external Medication could not be read is not silently out of scope
     in_scope = {id(s.order) for s in scoped}
     unreadable = [o for o in draft_orders if id(o) not in in_scope

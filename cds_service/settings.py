@@ -134,14 +134,21 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
     return parse
 
 
-def _existing_file(raw: str) -> Path | None:
-    value = raw.strip()
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ValueError("must name an existing file")
-    return path
+def _existing(kind: str, exists: Callable[[Path], bool]) -> Callable[[str], Path | None]:
+    def parse(raw: str) -> Path | None:
+        value = raw.strip()
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        if not exists(path):
+            raise ValueError(f"must name an existing {kind}")
+        return path
+
+    return parse
+
+
+_existing_file = _existing("file", Path.is_file)
+_existing_directory = _existing("directory", Path.is_dir)
 
 
 def _json_table(raw: str) -> Path | None:
@@ -289,6 +296,12 @@ class Settings:
         "Extra product codes per policy: `CP.PHAR.769=system|code;system|code`.")
     line_of_business_table: Path | None = _setting("LINE_OF_BUSINESS_TABLE", _json_table, "",
                                                    "JSON table mapping Coverage types to lines of business.")
+    policy_dir: Path | None = _setting(
+        "POLICY_DIR", _existing_directory, "",
+        "Directory of the payer's policy files (`*.yaml`, several versions of a policy allowed); the shipped policies when unset. See docs/policies.md.")
+    value_set_dir: Path | None = _setting(
+        "VALUE_SET_DIR", _existing_directory, "",
+        "Directory of extra value sets (`*.json`) the policies name; one with a shipped id replaces it.")
 
     def __post_init__(self) -> None:
         if self.fhir_deadline_seconds >= self.hook_budget_seconds:

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, Iterable
 
 from fhir_mappings.facts import Coded
@@ -140,14 +141,39 @@ def _load(data: dict) -> ValueSet:
     )
 
 
+_EXTRA_FOLDER: list[Path] = []  # the payer's value-set directory, when one is configured
+
+
+def use_value_set_directory(directory: Path | None) -> None:
+    """Read value sets from ``directory`` as well as the shipped ones (None: shipped only).
+
+    Process-wide, like the value sets themselves: the service calls it once at start-up, before any
+    fact is computed (indexes built from the value sets elsewhere are built on first use). A directory
+    value set whose id is a shipped one replaces it (the payer's revision of that value set); file
+    format problems are found by the caller (``policies.loader`` validates the directory first)."""
+    wanted = [Path(directory)] if directory is not None else []
+    if wanted != _EXTRA_FOLDER:
+        _EXTRA_FOLDER[:] = wanted
+        for cached in (value_set_files, all_value_sets, _code_index, _term_index):
+            cached.cache_clear()
+
+
+def _json_files(folder) -> list[tuple[str, dict]]:
+    entries = sorted((e for e in folder.iterdir() if e.name.endswith(".json")), key=lambda e: e.name)
+    return [(entry.name, json.loads(entry.read_text(encoding="utf-8"))) for entry in entries]
+
+
 @cache
 def value_set_files() -> tuple[tuple[str, dict], ...]:
     """(file name, parsed JSON) of every file in ``fhir_mappings/value_sets``, by name, read once per
     process: the value sets here, and the data other modules keep in the same files (the ingredient
-    roll-up of ``therapy``)."""
-    folder = resources.files("fhir_mappings") / "value_sets"
-    entries = sorted((e for e in folder.iterdir() if e.name.endswith(".json")), key=lambda e: e.name)
-    return tuple((entry.name, json.loads(entry.read_text(encoding="utf-8"))) for entry in entries)
+    roll-up of ``therapy``); then those of the configured directory, which replace shipped ones by id."""
+    files = _json_files(resources.files("fhir_mappings") / "value_sets")
+    for folder in _EXTRA_FOLDER:
+        extra = _json_files(folder)
+        replaced = {data.get("id") for _, data in extra}
+        files = [f for f in files if f[1].get("id") not in replaced] + extra
+    return tuple(files)
 
 
 @cache

@@ -16,8 +16,9 @@ from policies.decision import (
     Verdict,
 )
 from policies.engine import evaluate, evaluate_tocilizumab, own_result, redecide
-from policies.loader import shipped_policies
-from policies.model import Criterion, Policy
+from policies.describe import describe, in_force_periods
+from policies.loader import configured_policies, shipped_policies
+from policies.model import Criterion, Policy, in_force
 
 __all__ = [
     "ApprovalTerms",
@@ -32,8 +33,12 @@ __all__ = [
     "ScopedOrder",
     "Status",
     "Verdict",
+    "configured_policies",
+    "describe",
     "evaluate",
     "evaluate_tocilizumab",
+    "in_force",
+    "in_force_periods",
     "in_scope_orders",
     "own_result",
     "redecide",

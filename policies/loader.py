@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ import jsonschema
 import yaml
 
 from fhir_mappings.facts import Coded
-from fhir_mappings.terminology import all_value_sets
+from fhir_mappings.terminology import all_value_sets, use_value_set_directory
 from policies.checks import check_names, get_check
 from policies.decision import ApprovalTerms
 from policies.model import Criterion, Policy, Product, ReferralRule, Referrals
@@ -71,9 +72,33 @@ def _nodes(data: dict) -> Iterator[tuple[dict, str]]:
     yield from walk(data["approval"]["tocilizumab"], "/approval/tocilizumab")
 
 
+class _TextDates(yaml.SafeLoader):
+    """YAML without its timestamp type: an unquoted ``2026-03-26`` stays the text the schema checks (so
+    an analyst may quote dates or not), and ``2026-02-30`` is reported at its pointer, not as a crash."""
+
+
+_TextDates.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _in_force_errors(in_force: dict) -> Iterator[tuple[str, str]]:
+    dates = {}
+    for key in ("from", "until"):
+        if key in in_force:
+            try:
+                dates[key] = date.fromisoformat(in_force[key])
+            except ValueError:
+                yield f"/policy/in_force/{key}", f"{in_force[key]!r} is not a calendar date"
+    if len(dates) == 2 and dates["until"] < dates["from"]:
+        yield "/policy/in_force/until", "is before 'from'"
+
+
 def _semantic_errors(data: dict, known_value_sets: frozenset[str]) -> Iterator[tuple[str, str]]:
     """(pointer, message) for what JSON Schema cannot say: registered checks and their parameters,
-    unique and nested ids, existing value sets and referral targets."""
+    unique and nested ids, existing value sets and referral targets, real dates."""
+    yield from _in_force_errors(data["policy"]["in_force"])
     seen: dict[str, str] = {}
     ids = {data["other_diagnoses"]["id"], data["continued_therapy"]["other_diagnoses"]["id"]}
     for node, pointer in _nodes(data):
@@ -145,6 +170,8 @@ def _build(data: dict, source: str) -> Policy:
         title=meta["title"],
         version=meta["version"],
         effective=meta["effective"],
+        in_force_from=date.fromisoformat(meta["in_force"]["from"]),
+        in_force_until=date.fromisoformat(meta["in_force"]["until"]) if "until" in meta["in_force"] else None,
         last_review=meta["last_review"],
         lines_of_business=tuple(meta["lines_of_business"]),
         product=Product(
@@ -177,7 +204,7 @@ def _build(data: dict, source: str) -> Policy:
 def parse_policy(text: str, source: str, known_value_sets: frozenset[str] | None = None) -> Policy:
     """Validate and build one policy from YAML text; ``source`` names the file in errors."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_TextDates)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -194,8 +221,9 @@ def parse_policy(text: str, source: str, known_value_sets: frozenset[str] | None
 
 
 def load_policies(directory: Path | str, known_value_sets: frozenset[str] | None = None) -> tuple[Policy, ...]:
-    """Every ``*.yaml`` policy in ``directory``, validated; policy ids must be unique across files.
-    All files are checked before failing, so one start-up shows every problem."""
+    """Every ``*.yaml`` policy in ``directory``, validated. Several files may hold versions of one
+    policy id (see ``model.in_force``), each with its own version and first day in force. All files are
+    checked before failing, so one start-up shows every problem."""
     errors: list[PolicyFileError] = []
     policies: list[Policy] = []
     for path in sorted(Path(directory).glob("*.yaml")):
@@ -203,11 +231,7 @@ def load_policies(directory: Path | str, known_value_sets: frozenset[str] | None
             policies.append(parse_policy(path.read_text(encoding="utf-8"), path.name, known_value_sets))
         except PolicyLoadError as exc:
             errors.extend(exc.errors)
-    seen: dict[str, str] = {}
-    for policy in policies:
-        if policy.id in seen:
-            errors.append(PolicyFileError(policy.source, "/policy/id", f"policy {policy.id} also in {seen[policy.id]}"))
-        seen.setdefault(policy.id, policy.source)
+    errors.extend(_version_clashes(policies))
     if errors:
         raise PolicyLoadError(errors)
     if not policies:
@@ -215,7 +239,75 @@ def load_policies(directory: Path | str, known_value_sets: frozenset[str] | None
     return tuple(policies)
 
 
+def _version_clashes(policies: Iterable[Policy]) -> Iterator[PolicyFileError]:
+    """Two files of one policy may not share a version name or a first day in force: either would
+    leave which version decides an order to the order of the files."""
+    seen: dict[tuple[str, str, Any], str] = {}
+    for policy in policies:
+        for field, pointer, value in (("version", "/policy/version", policy.version),
+                                      ("first day in force", "/policy/in_force/from", policy.in_force_from)):
+            key = (policy.id, field, value)
+            if key in seen:
+                yield PolicyFileError(policy.source, pointer,
+                                      f"policy {policy.id} {field} {value} also in {seen[key]}")
+            seen.setdefault(key, policy.source)
+
+
 @cache
 def shipped_policies() -> tuple[Policy, ...]:
     """The policies in ``policies/files``, loaded and validated once per process."""
     return load_policies(Path(str(resources.files("policies") / "files")))
+
+
+# The value-set file format (``fhir_mappings/value_sets/*.json``) as far as the terminology reads it;
+# other members (notes, sources, confidence) are documentation and pass through.
+_STRING = {"type": "string", "minLength": 1}
+VALUE_SET_SCHEMA = {
+    "type": "object",
+    "required": ["id", "title"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
+        "title": _STRING,
+        "codes": {"type": "array", "items": {"type": "object", "required": ["system", "code"],
+                                             "properties": {"system": _STRING, "code": _STRING}}},
+        "prefixes": {"type": "array", "items": {"type": "object", "required": ["system", "prefix"],
+                                                "properties": {"system": _STRING, "prefix": _STRING}}},
+        "text_terms": {"type": "array", "items": _STRING},
+        "ingredients": {"type": "object", "additionalProperties": {"type": "array", "items": _STRING}},
+    },
+}
+
+
+def check_value_set_directory(directory: Path | str) -> None:
+    """Every ``*.json`` value set of a payer's directory is JSON of the value-set format, with ids
+    unique in the directory; else ``PolicyLoadError`` naming each file and JSON pointer."""
+    errors: list[PolicyFileError] = []
+    ids: dict[str, str] = {}
+    validator = jsonschema.Draft202012Validator(VALUE_SET_SCHEMA)
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            errors.append(PolicyFileError(path.name, "", f"not valid JSON: {exc}"))
+            continue
+        problems = list(validator.iter_errors(data))
+        errors.extend(PolicyFileError(path.name, _pointer(e.absolute_path), e.message) for e in problems)
+        if not problems and data["id"] in ids:
+            errors.append(PolicyFileError(path.name, "/id", f"value set {data['id']!r} also in {ids[data['id']]}"))
+        if not problems:
+            ids.setdefault(data["id"], path.name)
+    if errors:
+        raise PolicyLoadError(errors)
+
+
+def configured_policies(policy_dir: Path | None, value_set_dir: Path | None) -> tuple[Policy, ...]:
+    """The policies a service runs with: the payer's directories when configured, else those shipped.
+
+    The value sets come first (the policies name them): the directory is checked, then added to the
+    shipped value sets process-wide. Every version of every policy is returned; ``model.in_force`` picks
+    the ones in force on an order's date."""
+    if value_set_dir is not None:
+        check_value_set_directory(value_set_dir)
+    use_value_set_directory(value_set_dir)
+    return load_policies(policy_dir) if policy_dir is not None else shipped_policies()
+

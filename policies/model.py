@@ -8,8 +8,9 @@ errors can still name where a criterion came from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from fhir_mappings.facts import Coded
 from policies.decision import ApprovalTerms, ReferralPolicy
@@ -79,7 +80,9 @@ class Policy:
     id: str  # "CP.PHAR.481"
     title: str
     version: str
-    effective: str
+    effective: str  # the policy text's own "Effective Date" (descriptive)
+    in_force_from: date  # first day this version decides orders
+    in_force_until: date | None  # last day, when the file says; else until a later version supersedes it
     last_review: str
     lines_of_business: tuple[str, ...]  # commercial | marketplace | ichra | medicaid
     product: Product
@@ -101,3 +104,21 @@ class Policy:
     def criteria(self) -> Iterator[Criterion]:
         for root in (*self.required, self.tocilizumab):
             yield from root.walk()
+
+
+def in_force(policies: Iterable[Policy], on: date) -> tuple[Policy, ...]:
+    """The version of each policy that decides an order dated ``on``.
+
+    A payer revises a policy every year and mid-year; a directory may hold several versions of one
+    policy id. The version in force is the one with the latest ``in_force_from`` on or before the date:
+    a later version supersedes an earlier one from its first day. If that version's own ``until`` has
+    passed (a withdrawn policy), no version is in force -- an earlier, superseded one never comes back.
+    A policy with no version in force on the date covers no order (the service gives no guidance then,
+    rather than judging an order by criteria not in force)."""
+    latest: dict[str, Policy] = {}
+    for policy in policies:
+        if policy.in_force_from <= on:
+            current = latest.get(policy.id)
+            if current is None or policy.in_force_from > current.in_force_from:
+                latest[policy.id] = policy
+    return tuple(p for p in latest.values() if p.in_force_until is None or on <= p.in_force_until)

@@ -1,5 +1,8 @@
 """Compare a service response with a scenario's expected decision (for the scenario tests and the demo).
 
+The expected files are policy test cases (``cds_service.policy_cases``, ``cart-cds policy test``); the
+comparison lives there and is re-exported here for the demo and the tests.
+
 The expected file names the CAR-T order's verdict and the status of each criterion that decides it
 (plus, when a tocilizumab order is co-signed, that order's verdict and criteria). A response matches
 when the ``cart-cds.decision`` extension of the card for each named order has that verdict and those
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cds_service.response.cards import card_decision
+from cds_service.policy_cases import deciding_criteria, decisions, mismatches  # noqa: F401 (re-exported)
 from sandbox.recorded import SANDBOX
 
 HOOK_VARIANTS = ("prefetch", "no-prefetch", "partial-prefetch", "paginated-prefetch")  # in display order
@@ -32,49 +35,3 @@ def scenario_of_hook(hook_file: str | Path) -> str:
 
 def expected_for(scenario: str) -> dict:
     return json.loads((SANDBOX / "expected" / f"{scenario}.json").read_text(encoding="utf-8"))
-
-
-def decisions(response: dict) -> dict[str, dict]:
-    """order reference -> decision extension, from every card that carries one."""
-    out = {}
-    for card in response.get("cards", ()):
-        decision = card_decision(card)
-        if decision is not None and decision.get("order"):
-            out[decision["order"]] = decision
-    return out
-
-
-def _compare(label: str, want: dict, order: str, found: dict[str, dict]) -> list[str]:
-    decision = found.get(order)
-    if decision is None:
-        return [f"{label}: no decision for {order}"]
-    problems = []
-    if decision.get("verdict") != want["verdict"]:
-        problems.append(f"{label}: verdict {decision.get('verdict')!r}, expected {want['verdict']!r}")
-    if "policy" in want and decision.get("policy") != want["policy"]:
-        problems.append(f"{label}: policy {decision.get('policy')!r}, expected {want['policy']!r}")
-    statuses = {c.get("id"): c.get("status") for c in decision.get("criteria", ())}
-    for cid, status in want["criteria"].items():
-        if statuses.get(cid) != status:
-            problems.append(f"{label}: {cid} is {statuses.get(cid)!r}, expected {status!r}")
-    return problems
-
-
-def mismatches(expected: dict, response: dict) -> list[str]:
-    """Human-readable differences between a scenario's expected file and a hook response (empty = match)."""
-    found = decisions(response)
-    problems = _compare("CAR-T order", expected, expected["order"], found)
-    toci = expected.get("tocilizumab")
-    if toci:
-        problems += _compare("tocilizumab order", toci, toci["order"], found)
-    return problems
-
-
-def deciding_criteria(decision: dict) -> list[str]:
-    """The criteria that decide a verdict, for display: not-met ones, else unknown ones."""
-    criteria = decision.get("criteria", ())
-    for status in ("not-met", "unknown"):
-        ids = [c["id"] for c in criteria if c.get("status") == status]
-        if ids:
-            return ids
-    return []

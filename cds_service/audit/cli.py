@@ -12,7 +12,8 @@ from contextlib import closing
 import click
 import orjson
 
-from cds_service.audit.store import AuditStore, make_engine, migrate as run_migrations
+from cds_service.audit.store import AuditStore, make_engine
+from cds_service.audit.store import migrate as run_migrations
 from cds_service.settings import Settings
 
 _DEFAULT_DATABASE_URL = Settings().database_url  # the service's own default, declared once in settings

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from cds_service import metrics
 from cds_service.audit.models import CardIssued, Feedback, HookCall
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ class AuditStore:
         with self._lock:
             self.write_failures += 1
             failures = self.write_failures
+        metrics.audit_write(what, written=False)
         log.error("audit write failed", exc_info=True, extra={"reason": what, "failures": failures})
 
     def record_hook_call(self, record: HookCallRecord) -> int | None:
@@ -171,10 +173,11 @@ class AuditStore:
                     "response": record.response,
                 }).inserted_primary_key[0]
                 _issue_cards(connection, row_id, list(dict.fromkeys(record.card_uuids)))
-                return row_id
         except (SQLAlchemyError, TypeError, ValueError):
             self.count_failure("hook-call")
             return None
+        metrics.audit_write("hook-call", written=True)
+        return row_id
 
     def record_feedback(self, items: list[dict], client_iss: str | None, service: str) -> bool:
         """Store feedback items (each against its ``card`` uuid); False when the write failed."""
@@ -186,10 +189,11 @@ class AuditStore:
                         received_at=now, card_uuid=str(item.get("card"))[:64], client_iss=client_iss,
                         service=service, outcome=str(item.get("outcome"))[:32] if item.get("outcome") else None,
                         item=item))
-            return True
         except (SQLAlchemyError, TypeError, ValueError):
             self.count_failure("feedback")
             return False
+        metrics.audit_write("feedback", written=True)
+        return True
 
     def show(self, hook_instance: str) -> list[dict]:
         """Every stored call with this hookInstance (oldest first), each with the feedback on its cards."""

@@ -6,8 +6,17 @@ clients' public keys (``jwks``).
 """
 
 from cds_service.auth.guard import AuthConfigurationError, install_client_auth
-from cds_service.auth.trusted_clients import TrustedClient, TrustedClients, TrustedClientsError
-from cds_service.auth.verifier import ALLOWED_ALGORITHMS, AuthError, ClientJwtVerifier, VerifiedClient
+from cds_service.auth.trusted_clients import (
+    TrustedClient,
+    TrustedClients,
+    TrustedClientsError,
+)
+from cds_service.auth.verifier import (
+    ALLOWED_ALGORITHMS,
+    AuthError,
+    ClientJwtVerifier,
+    VerifiedClient,
+)
 
 __all__ = [
     "ALLOWED_ALGORITHMS",

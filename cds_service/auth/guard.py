@@ -19,6 +19,7 @@ import logging
 import orjson
 from flask import Flask, Response, g, request
 
+from cds_service import metrics
 from cds_service.auth.jti_store import JtiStoreUnavailable, jti_store_from_url
 from cds_service.auth.jwks import JwksCache
 from cds_service.auth.trusted_clients import TrustedClients
@@ -61,14 +62,17 @@ def install_client_auth(app: Flask, settings) -> None:
         route = request.url_rule.rule if request.url_rule else None
         if token is None:
             log.warning("client JWT refused", extra={"reason": "missing-token", "route": route})
+            metrics.jwt_refused("missing-token")
             return unauthorized()
         try:
             g.cds_client = verifier.verify(token, expected_audiences(base_url or request.host_url, request.path))
         except AuthError as exc:
             log.warning("client JWT refused", extra={"reason": exc.reason, "client": exc.client, "route": route})
+            metrics.jwt_refused(exc.reason)
             return unauthorized()
         except JtiStoreUnavailable:
             log.error("jti store unavailable; client JWT refused", extra={"route": route})
+            metrics.jwt_refused("jti-store-unavailable")
             return Response(status=503, headers={"Retry-After": "5"})
         return _refuse_foreign_fhir_server(g.cds_client)
 

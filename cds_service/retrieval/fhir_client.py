@@ -26,6 +26,7 @@ from urllib.parse import quote, urljoin
 import requests
 from requests.adapters import HTTPAdapter
 
+from cds_service import metrics
 from cds_service.retrieval.fhir_server_guard import origin_of
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,10 @@ class FhirClient:
         return SearchResult(tuple(resources))
 
     def _get(self, url: str, params: dict | None, resource_type: str) -> dict:
+        with metrics.fhir_query():
+            return self._get_measured(url, params, resource_type)
+
+    def _get_measured(self, url: str, params: dict | None, resource_type: str) -> dict:
         headers = {"Accept": FHIR_JSON}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"

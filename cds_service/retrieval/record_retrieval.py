@@ -24,9 +24,20 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import requests
 
-from cds_service.retrieval.fhir_client import Deadline, FhirClient, FhirRequestError, new_session
+from cds_service import metrics
+from cds_service.retrieval.fhir_client import (
+    Deadline,
+    FhirClient,
+    FhirRequestError,
+    new_session,
+)
 from cds_service.retrieval.fhir_server_guard import origin_of
-from cds_service.retrieval.prefetch import PrefetchItem, PrefetchState, expected_types, interpret_prefetch
+from cds_service.retrieval.prefetch import (
+    PrefetchItem,
+    PrefetchState,
+    expected_types,
+    interpret_prefetch,
+)
 from fhir_mappings import (
     COMPLETE,
     MissingContextValue,
@@ -123,6 +134,7 @@ def retrieve_record(
     query for the record failed."""
     context = {"patientId": patient_id, "userId": user_id, "encounterId": encounter_id}
     items = interpret_prefetch(prefetch, context)
+    metrics.prefetch_states(items)
     usable_prefetch = any(i.state in (PrefetchState.PRESENT, PrefetchState.NO_DATA) for i in items.values())
     if not usable_prefetch and not fhir_server:
         raise RecordUnavailable("no-data-source", "No patient record data: no usable prefetch and no fhirServer.")

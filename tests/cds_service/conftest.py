@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from cds_service import create_app
+from cds_service import create_app, metrics
 from cds_service.settings import Settings
 from tests.conftest import load_json
 
@@ -25,6 +25,18 @@ TEST_ENVIRONMENT = {"CART_CDS_AUTH_DISABLED": "true", "CART_CDS_DATABASE_URL": "
 def protocol_settings(**values) -> Settings:
     """The sandbox's replay FHIR server (loopback) is an open test server: its hooks send no fhirAuthorization."""
     return Settings(**{"auth_disabled": True, "database_url": "sqlite://", "fhir_open_hosts": ("127.0.0.1",), **values})
+
+
+# Metrics of this test process are in-process ones: the library picks its mode at first use, and a test
+# that runs ``cart-cds serve`` here must not be that first use (it sets PROMETHEUS_MULTIPROC_DIR).
+metrics.policies_loaded(())
+
+
+@pytest.fixture(autouse=True)
+def no_metrics_directory_left(monkeypatch):
+    """``cart-cds serve`` points PROMETHEUS_MULTIPROC_DIR at a directory for its workers; a test that runs
+    it in this process must not leave the variable to the tests after it."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
 
 
 @pytest.fixture

@@ -128,6 +128,7 @@ policy:
   title: "Clinical Policy: Example CAR-T"
   version: "1"
   effective: "2026-01-01"
+  in_force: {from: 2026-01-01}
   last_review: "2026-01"
   lines_of_business: [commercial]
   lines_of_business_text: "Commercial"

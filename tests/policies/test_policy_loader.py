@@ -4,12 +4,15 @@ file name and the JSON pointer of the offending node."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace as with_
+from datetime import date
 from pathlib import Path
 
 import pytest
 import yaml
 
 from policies.loader import PolicyLoadError, load_policies, parse_policy, shipped_policies
+from policies.model import in_force
 
 FILES = Path(__file__).resolve().parents[2] / "policies" / "files"
 P481 = "cp-phar-481-idecabtagene-vicleucel.yaml"
@@ -133,16 +136,36 @@ def test_value_sets_are_checked_against_the_known_set(tmp_path):
     assert any(re.search(r"unknown value set 'oncology-hematology-specialties'", e.message) for e in caught.value.errors)
 
 
-def test_invalid_yaml_and_duplicate_policy_ids(tmp_path):
+def test_invalid_yaml_and_clashing_versions(tmp_path):
+    """Two files of one policy must differ in version name and first day in force: otherwise which one
+    decides an order would depend on file order."""
     (tmp_path / "a.yaml").write_text("policy: [unclosed\n")
     with pytest.raises(PolicyLoadError, match=r"a\.yaml: /: not valid YAML at line"):
         load_policies(tmp_path)
     (tmp_path / "a.yaml").write_text((FILES / P481).read_text())
     (tmp_path / "b.yaml").write_text((FILES / P481).read_text())
-    with pytest.raises(PolicyLoadError, match=r"b\.yaml: /policy/id: policy CP\.PHAR\.481 also in a\.yaml"):
+    with pytest.raises(PolicyLoadError) as caught:
         load_policies(tmp_path)
+    assert [str(e) for e in caught.value.errors] == [
+        "b.yaml: /policy/version: policy CP.PHAR.481 version 2026-05 also in a.yaml",
+        "b.yaml: /policy/in_force/from: policy CP.PHAR.481 first day in force 2026-03-26 also in a.yaml",
+    ]
 
 
 def test_empty_directory_fails(tmp_path):
     with pytest.raises(PolicyLoadError, match="no policy files"):
         load_policies(tmp_path)
+
+
+def test_the_version_in_force_is_the_latest_started_one_unless_it_has_ended():
+    """Several versions of one policy: a later version supersedes an earlier one from its first day; a
+    version past its own ``until`` leaves no version in force (the superseded one never comes back)."""
+    (p481,) = [p for p in shipped_policies() if p.id == "CP.PHAR.481"]
+    annual = with_(p481, version="2026-05", in_force_from=date(2026, 3, 26), in_force_until=None)
+    mid_year = with_(p481, version="2026-11", in_force_from=date(2026, 11, 4), in_force_until=date(2027, 3, 31))
+    versions = (mid_year, annual)
+    assert in_force(versions, date(2026, 3, 25)) == ()
+    assert in_force(versions, date(2026, 11, 3)) == (annual,)
+    assert in_force(versions, date(2026, 11, 4)) == (mid_year,)
+    assert in_force(versions, date(2027, 3, 31)) == (mid_year,)
+    assert in_force(versions, date(2027, 4, 1)) == ()

@@ -4,7 +4,7 @@ group with a check of its own, an exclusion without documentation), and $questio
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from types import MappingProxyType
 
 from cds_service.dtr.context import DecisionContext
@@ -46,7 +46,8 @@ def tiny_policy() -> Policy:
               leaf("1.c.r", "Treatment R", "treated_r"), n=2, check="two_prior", documentation="Treatment history"),
     )
     return Policy(
-        id="TP-7", title="Tiny test policy", version="2030-01", effective="2030-01-01", last_review="2030-01",
+        id="TP-7", title="Tiny test policy", version="2030-01", effective="2030-01-01",
+        in_force_from=date(2030, 1, 1), in_force_until=None, last_review="2030-01",
         lines_of_business=("commercial",),
         product=Product("Product P", ("product p",), (), "product-p"),
         initial=initial,
