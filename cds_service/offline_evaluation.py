@@ -55,15 +55,22 @@ class EvaluationInputError(click.ClickException):
     exit_code = BAD_INPUT_EXIT_CODE
 
 
+def settings_for_fhir_server(settings: Settings, fhir_server: str | None) -> Settings:
+    """The settings under which an operator-given ``fhir_server`` (a replay server, a test server) is
+    queried: loopback allowed and its host open, since the operator, not a client, chose it and no
+    client token stands behind the queries."""
+    if fhir_server is None:
+        return settings
+    host = urlsplit(fhir_server).netloc.lower()
+    return dataclasses.replace(settings, allow_loopback_fhir=True, fhir_open_hosts=(*settings.fhir_open_hosts, host))
+
+
 def evaluate_hook(body: bytes, *, settings: Settings, as_of: date, fhir_server: str | None = None) -> dict:
     """The CDS Hooks response (JSON) the service gives for one recorded order-sign request body.
 
     Raises ``RequestError`` exactly where the service would answer with an error status (its ``path``
     names the field at fault). ``fhir_server`` replaces the request's ``fhirServer`` (see module doc)."""
-    if fhir_server is not None:
-        host = urlsplit(fhir_server).netloc.lower()  # the operator's choice: queried without a token
-        settings = dataclasses.replace(settings, allow_loopback_fhir=True,
-                                       fhir_open_hosts=(*settings.fhir_open_hosts, host))
+    settings = settings_for_fhir_server(settings, fhir_server)
     service = OrderSignService.from_settings(settings)
     try:
         return evaluate_request(body, service=service, as_of=as_of, fhir_server=fhir_server)

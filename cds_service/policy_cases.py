@@ -19,7 +19,6 @@ has that verdict (policy, version) and those statuses; criteria a case does not 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -28,7 +27,11 @@ from pathlib import Path
 import jsonschema
 
 from cds_service.errors import RequestError
-from cds_service.offline_evaluation import error_message, evaluate_request
+from cds_service.offline_evaluation import (
+    error_message,
+    evaluate_request,
+    settings_for_fhir_server,
+)
 from cds_service.order_sign import OrderSignService
 from cds_service.response.cards import card_decision
 from cds_service.settings import Settings
@@ -173,9 +176,7 @@ def run_suite(cases_dir: Path, settings: Settings, hooks_dir: Path | None = None
     cases = [(path, read_case(path)) for path in sorted(Path(cases_dir).glob("*.json"))]
     if not cases:
         raise CaseFileError(f"{cases_dir}: no case files (*.json)")
-    if fhir_server is not None:
-        settings = dataclasses.replace(settings, allow_loopback_fhir=True)
-    service = OrderSignService.from_settings(settings)
+    service = OrderSignService.from_settings(settings_for_fhir_server(settings, fhir_server))
     try:
         return [result for path, case in cases
                 for result in run_case(path, case, hooks_dir or path.parent, service, fhir_server)]

@@ -24,7 +24,7 @@ from cds_service import create_app
 from cds_service.settings import Settings
 from sandbox.ehr_signer import EhrSigner
 from sandbox.recorded import RECORDED, load_dir
-from tests.cds_service.conftest import HOOK_URL, protocol_settings
+from tests.cds_service.conftest import HOOK_URL, TEST_ENVIRONMENT, protocol_settings
 from tests.scenarios.test_sandbox_scenarios import REPLAY_BASE, _replay
 
 REPO = Path(__file__).parents[2]
@@ -165,7 +165,8 @@ def free_port() -> int:
 @pytest.mark.loopback_http
 def test_gunicorn_workers_are_summed_and_their_files_removed_at_exit(tmp_path):
     port = free_port()
-    env = {**os.environ, "CART_CDS_AUTH_DISABLED": "true", "CART_CDS_ALLOW_LOOPBACK_FHIR": "true", "CART_CDS_DATABASE_URL": f"sqlite:///{tmp_path}/audit.db",
+    env = {**os.environ, **TEST_ENVIRONMENT, "CART_CDS_ALLOW_LOOPBACK_FHIR": "true",
+           "CART_CDS_DATABASE_URL": f"sqlite:///{tmp_path}/audit.db",
            "CART_CDS_BIND": f"127.0.0.1:{port}", "CART_CDS_WORKERS": "2", "CART_CDS_THREADS": "1", "TMPDIR": str(tmp_path)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server = subprocess.Popen([sys.executable, "-m", "cds_service", "serve"], env=env, cwd=REPO,

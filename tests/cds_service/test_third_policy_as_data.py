@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cds_service.conftest import TEST_ENVIRONMENT
+
 REPO = Path(__file__).parents[2]
 SANDBOX = REPO / "sandbox"
 TEST_PRODUCTS = "https://cart-cds.example.org/fhir/CodeSystem/test-only-products"
@@ -120,8 +122,8 @@ def payer(tmp_path) -> dict[str, Path]:
 
 
 def cart_cds(*args: str, payer: dict[str, Path]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CART_CDS_POLICY_DIR": str(payer["policies"]), "CART_CDS_VALUE_SET_DIR": str(payer["value_sets"]),
-           "CART_CDS_AUTH_DISABLED": "true", "CART_CDS_ALLOW_LOOPBACK_FHIR": "true", "CART_CDS_DATABASE_URL": "sqlite://"}
+    env = {**os.environ, **TEST_ENVIRONMENT, "CART_CDS_POLICY_DIR": str(payer["policies"]), "CART_CDS_VALUE_SET_DIR": str(payer["value_sets"]),
+           "CART_CDS_ALLOW_LOOPBACK_FHIR": "true"}
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
