@@ -117,6 +117,7 @@ class OrderSignOutcome:
     response: Response
     retrieval: Mapping[str, RetrievalOutcome] = field(default_factory=dict)
     timings: Mapping[str, float] = field(default_factory=dict)
+    decisions: tuple[PolicyDecision, ...] = ()  # as decided, for the DTR context store
 
 
 def handle_order_sign(
@@ -161,6 +162,7 @@ def handle_order_sign(
         Response(cards=tuple(cards), system_actions=tuple(actions)),
         retrieval=retrieved.outcomes,
         timings={"retrieval_ms": (retrieved_at - started) * 1000, "evaluation_ms": (evaluated_at - retrieved_at) * 1000},
+        decisions=tuple(decisions),
     )
 
 

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, current_app, request
 
 from cds_service import audit
 from cds_service.discovery import SERVICE_ID, discovery_document
+from cds_service.dtr.store import keep_decisions
 from cds_service.errors import UnknownServiceError, UnsupportedMediaTypeError
 from cds_service.feedback import FEEDBACK_LOG_KEY, parse_feedback
 from cds_service.hook_request import decode_json, order_sign_request
@@ -65,6 +66,7 @@ def call_service(service_id: str) -> Response:
     outcome = handle_order_sign(hook_request, service=current_app.extensions[SERVICE_KEY],
                                 as_of=current_app.config[AS_OF_CONFIG_KEY])
     body = outcome.response.as_json()
+    keep_decisions(body, outcome.decisions, hook_request.context.patient_id)  # before the EHR can launch DTR
     audit.hook_answered(hook_request.hook_instance, outcome, body)
     return _json(body)
 
