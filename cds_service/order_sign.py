@@ -26,6 +26,7 @@ from typing import Mapping
 
 import requests
 
+from cds_service.dtr.questionnaire import form_canonicals
 from cds_service.errors import FhirServerNotAllowedError, RecordUnavailableError
 from cds_service.hook_request import OrderSignRequest
 from cds_service.response.cards import CardSettings, decision_cards
@@ -157,7 +158,8 @@ def handle_order_sign(
 
     configuration = request.configuration  # every declared option, defaults filled in
     cards = decision_cards(decisions, service.card_settings, configuration["max-cards"]) if configuration["guideline"] else []
-    actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"])
+    actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"],
+                                           questionnaires=form_canonicals(service.policies, service.settings.public_base_url))
     return OrderSignOutcome(
         Response(cards=tuple(cards), system_actions=tuple(actions)),
         retrieval=retrieved.outcomes,

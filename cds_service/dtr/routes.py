@@ -37,12 +37,11 @@ from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.evaluate import evaluate_operation
 from cds_service.dtr.log_errors import log_report, parse_report
 from cds_service.dtr.package import OperationError, questionnaire_package
-from cds_service.dtr.questionnaire import questionnaires
+from cds_service.dtr.questionnaire import FHIR_BASE_PATH, questionnaires
 from cds_service.settings import current_settings
 from fhir_mappings import Coded
 from policies import shipped_policies
 
-FHIR_BASE_PATH = "/fhir"
 CONTEXT_STORE_KEY = "cart_cds.dtr_contexts"
 FHIR_JSON = "application/fhir+json"
 DTR_OPERATIONS = "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/"

@@ -7,15 +7,23 @@ table below, by the verdict the card shows (``cards.shown_verdict``):
 | verdict | covered | pa-needed | doc-needed | doc-purpose | info-needed | reason |
 | --- | --- | --- | --- | --- | --- | --- |
 | meets-policy | covered | auth-needed | clinical | withpa | | text |
-| documentation-incomplete | conditional | auth-needed | clinical | | OTH | text naming the unknown ids |
+| documentation-incomplete | conditional | auth-needed | clinical | withpa | OTH | text naming the unknown ids |
 | does-not-meet | not-covered | | | | | text naming the not-met ids |
 | indeterminate | indeterminate | indeterminate | indeterminate | | | code ``technical`` + text |
 
 plus ``coverage`` (the Coverage the decision used), ``date`` (``as_of``) and ``coverage-assertion-id``,
 one per Coverage per response and shared by all of its repetitions (Inferno requires exactly one
 assertion id per coverage). Every row carries a reason text, so the CRD 2.2.1 invariants q6-q9 hold;
-the table itself is checked against q2-q5 and "pa-needed whenever covered is not not-covered" (the
+the table itself is checked against q1-q5 and "pa-needed whenever covered is not not-covered" (the
 CRD 2.0.1 q2 expression) when this module is imported, so an edit that breaks them cannot load.
+
+DTR link (CRD ``resp-38``, DTR launch): the two rows whose order needs clinical documentation with the
+prior authorization (meets-policy: the prefilled form to review and sign; documentation-incomplete: the
+criteria the record did not show) also carry the ``questionnaire`` canonical of the CAR-T order's
+policy form (``questionnaires``: policy id -> canonical, ``cds_service.dtr.questionnaire``), which
+``$questionnaire-package`` prefills from this decision by ``coverage-assertion-id``. A contradicted
+criterion (nothing to document) and a technical failure (nothing decided) carry none; neither does a
+co-signed tocilizumab order (the allowance is not a form). q1: a questionnaire only with doc-needed.
 
 No action is built for an order without a Coverage (the extension requires one; the card says the
 coverage was not found), and none at all when the EHR set ``coverage-info: false``. An assertion this
@@ -28,7 +36,7 @@ import copy
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from cds_service.response.cards import CriteriaTree, shown_verdict
 from cds_service.response.markdown_text import plain
@@ -50,11 +58,13 @@ class Assertion:
     doc_purpose: str | None = None
     info_needed: str | None = None
     reason_code: str | None = None  # from the CRD coverageAssertionReasons value set
+    questionnaire: bool = False  # the policy's DTR form is linked
 
 
 ASSERTIONS = {
-    Verdict.MEETS_POLICY: Assertion("covered", "auth-needed", "clinical", doc_purpose="withpa"),
-    Verdict.DOCUMENTATION_INCOMPLETE: Assertion("conditional", "auth-needed", "clinical", info_needed="OTH"),
+    Verdict.MEETS_POLICY: Assertion("covered", "auth-needed", "clinical", doc_purpose="withpa", questionnaire=True),
+    Verdict.DOCUMENTATION_INCOMPLETE: Assertion("conditional", "auth-needed", "clinical", doc_purpose="withpa",
+                                                info_needed="OTH", questionnaire=True),
     Verdict.DOES_NOT_MEET: Assertion("not-covered"),
     Verdict.INDETERMINATE: Assertion("indeterminate", "indeterminate", "indeterminate", reason_code="technical"),
 }
@@ -62,9 +72,10 @@ ASSERTIONS = {
 
 def invariant_violations(assertion: Assertion, has_reason: bool) -> list[str]:
     """CRD 2.2.1 ext-coverage-information invariants that ``assertion`` breaks.
-    This service sends no questionnaire and no satisfied-pa-id, so q1 and q5 reduce to the codes."""
+    This service sends no satisfied-pa-id, so q5 reduces to the codes."""
     coded = (assertion.covered, assertion.pa_needed, assertion.doc_needed)
     rules = [
+        ("q1: a questionnaire needs doc-needed", assertion.questionnaire and not assertion.doc_needed),
         ("q2: not-covered must not carry pa-needed", assertion.covered == "not-covered" and assertion.pa_needed),
         ("q3: conditional needs info-needed", "conditional" in coded and not assertion.info_needed),
         ("q4: no-auth/satisfied must not carry doc-purpose withpa",
@@ -84,10 +95,12 @@ for _verdict, _assertion in ASSERTIONS.items():  # every row always carries a re
 
 
 def coverage_information_actions(
-    decisions: Iterable[PolicyDecision], draft_orders: Iterable[dict], as_of: date, enabled: bool = True
+    decisions: Iterable[PolicyDecision], draft_orders: Iterable[dict], as_of: date, enabled: bool = True,
+    questionnaires: Mapping[str, str] | None = None,
 ) -> list[SystemAction]:
     """The CRD coverage-information ``update`` actions for ``decisions``. ``draft_orders`` are the
-    resources of ``context.draftOrders``; ``enabled`` is the EHR's ``coverage-info`` configuration."""
+    resources of ``context.draftOrders``; ``enabled`` is the EHR's ``coverage-info`` configuration;
+    ``questionnaires`` the DTR form canonical of each policy id (none linked when None)."""
     if not enabled:
         return []
     if isinstance(as_of, datetime):
@@ -102,12 +115,13 @@ def coverage_information_actions(
         if draft is None:
             raise ValueError(f"decision for {decision.order} has no matching resource in draftOrders")
         assertion_id = assertion_ids.setdefault(decision.coverage, uuid.uuid4().hex)
-        actions.append(coverage_information_action(decision, draft, as_of, assertion_id))
+        questionnaire = (questionnaires or {}).get(decision.policy_id) if decision.order_kind == "car-t" else None
+        actions.append(coverage_information_action(decision, draft, as_of, assertion_id, questionnaire))
     return actions
 
 
 def coverage_information_action(
-    decision: PolicyDecision, draft: dict, as_of: date, assertion_id: str
+    decision: PolicyDecision, draft: dict, as_of: date, assertion_id: str, questionnaire: str | None = None
 ) -> SystemAction:
     """One ``update`` action: a deep copy of ``draft`` plus the extension (earlier assertions for the
     same Coverage removed, every other element untouched)."""
@@ -117,13 +131,16 @@ def coverage_information_action(
     if not isinstance(existing, list):
         raise ValueError(f"draftOrders {decision.order}: extension must be an array")
     kept = [e for e in existing if not _earlier_assertion(e, decision.coverage)]
-    resource["extension"] = kept + [coverage_information_extension(decision, verdict, as_of, assertion_id)]
+    resource["extension"] = kept + [coverage_information_extension(decision, verdict, as_of, assertion_id,
+                                                                   questionnaire)]
     covered = ASSERTIONS[verdict].covered
     description = f"Coverage information for {decision.product} under {decision.policy_id}: {covered}"
     return SystemAction("update", plain(description, DESCRIPTION_LIMIT), resource=resource)
 
 
-def coverage_information_extension(decision: PolicyDecision, verdict: Verdict, as_of: date, assertion_id: str) -> dict:
+def coverage_information_extension(decision: PolicyDecision, verdict: Verdict, as_of: date, assertion_id: str,
+                                   questionnaire: str | None = None) -> dict:
+    """``questionnaire``: the policy's DTR form canonical, sent only where the verdict's row links one."""
     assertion = ASSERTIONS[verdict]
     reason: dict = {"text": reason_text(decision, verdict)}
     if assertion.reason_code:
@@ -135,6 +152,7 @@ def coverage_information_extension(decision: PolicyDecision, verdict: Verdict, a
         ("doc-needed", "valueCode", assertion.doc_needed),
         ("doc-purpose", "valueCode", assertion.doc_purpose),
         ("info-needed", "valueCode", assertion.info_needed),
+        ("questionnaire", "valueCanonical", questionnaire if assertion.questionnaire else None),
         ("reason", "valueCodeableConcept", reason),
         ("date", "valueDate", as_of.isoformat()),
         ("coverage-assertion-id", "valueString", assertion_id),

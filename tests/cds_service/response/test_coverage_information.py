@@ -56,7 +56,7 @@ def one_action(decision, drafts=None) -> dict:
 
 @pytest.mark.parametrize("build, covered, pa, doc, purpose, info, reason_code, reason_ids", [
     (ex.abecma_meets, "covered", "auth-needed", "clinical", "withpa", None, None, []),
-    (ex.abecma_incomplete, "conditional", "auth-needed", "clinical", None, "OTH", None, ["I.A.4", "I.A.5"]),
+    (ex.abecma_incomplete, "conditional", "auth-needed", "clinical", "withpa", "OTH", None, ["I.A.4", "I.A.5"]),
     (ex.kite_does_not_meet, "not-covered", None, None, None, None, None, ["I.A.4", "I.A.9"]),
     (ex.kite_indeterminate, "indeterminate", "indeterminate", "indeterminate", None, None, "technical",
      ["I.A.1", "I.A.4", "I.A.6", "III.B"]),
