@@ -3,7 +3,6 @@ for the package a DTR client would ask for."""
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import orjson
 
 from cds_service import create_app
 from cds_service.response.coverage_information import COVERAGE_INFORMATION_URL
+from sandbox.dtr_form.server import recorded_hook as hook  # noqa: F401 (the recorded hook, no FHIR server)
 from tests.cds_service.conftest import HOOK_URL, protocol_settings
 
 SANDBOX = Path(__file__).parents[3] / "sandbox"
@@ -20,14 +20,6 @@ PACKAGE = "/fhir/Questionnaire/$questionnaire-package"
 
 def sandbox_service():
     return create_app(protocol_settings(public_base_url="https://payer.example"), as_of=AS_OF)
-
-
-def hook(scenario: str) -> dict:
-    """A sandbox hook with complete prefetch, sent without a FHIR server (nothing is read from one)."""
-    body = json.loads((SANDBOX / "hooks" / f"{scenario}-prefetch.json").read_text(encoding="utf-8"))
-    body.pop("fhirAuthorization", None)
-    body.pop("fhirServer")
-    return body
 
 
 def sign(app, body: dict) -> dict:
