@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import JSON, DateTime, String, delete, insert, or_, select
@@ -91,7 +91,7 @@ class ContextStore:
     """``find(assertion_id)`` for the DTR routes, ``keep`` for the hook, ``purge`` for retention."""
 
     def __init__(self, engine: Engine, *, context_days: int = CONTEXT_DAYS, retention_days: int | None = None,
-                 clock=lambda: datetime.now(timezone.utc)) -> None:
+                 clock=lambda: datetime.now(UTC)) -> None:
         self.engine = engine
         self.lifetime = timedelta(days=min(context_days, retention_days or context_days))
         self._clock = clock
@@ -118,7 +118,7 @@ class ContextStore:
         except (SQLAlchemyError, TypeError, ValueError):
             with self._lock:
                 self.write_failures += 1
-            log.error("DTR context write failed", exc_info=True, extra={"failures": self.write_failures})
+            log.exception("DTR context write failed", extra={"failures": self.write_failures})
             return False
 
     def find(self, assertion_id: str) -> DecisionContext | None:
