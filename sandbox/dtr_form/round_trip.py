@@ -10,7 +10,7 @@
    authorization review) and what is still missing.
 
 Everything goes over HTTP to the service on loopback (``server.form_server``), with client
-authentication off (``/fhir`` has no SMART Backend Services yet). With ``serve`` the page
+authentication off (no SMART Backend Services client here). With ``serve`` the page
 (``sandbox/dtr_form``, LHC-Forms) stays served for a person to fill the same form in a browser.
 """
 

@@ -8,7 +8,7 @@ needed), as an EHR would, and serves what a DTR launch gives the app at ``/dtr-f
 member's Coverage, the coverage-information's ``coverage-assertion-id`` and the signed-in user (who
 authors the answers).
 
-Development only: client authentication is off (``/fhir`` has no SMART Backend Services yet, see
+Development only: client authentication is off (the page holds no SMART Backend Services client, see
 docs/dtr.md) and the audit database is in memory.
 """
 
