@@ -18,6 +18,8 @@ from flask import Flask, Response, current_app, request
 from cds_service import routes
 from cds_service.discovery import SERVICE_ID
 from cds_service.dtr import routes as dtr_routes
+from cds_service.dtr.smart import install_smart_backend
+from cds_service.dtr.store import install_context_store
 from cds_service.errors import register_error_handlers
 from cds_service.feedback import FEEDBACK_LOG_KEY, FeedbackLog
 from cds_service.metrics import install_metrics
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None, *, as_of: date | None = None) -
     app.before_request(_answer_cors_preflight)
     install_metrics(app, (SERVICE_ID,), app.extensions[SERVICE_KEY].policies)  # first: times auth too
     install_security(app, settings)  # audit, client JWT, input limits: after the preflight answer
+    install_context_store(app, settings.audit_retention_days)  # DTR contexts, in the audit database
+    install_smart_backend(app)  # DTR access tokens (SMART Backend Services)
     app.after_request(_add_cors_headers)
     register_error_handlers(app)
     app.register_blueprint(routes.blueprint)

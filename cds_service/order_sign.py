@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from cds_service.dtr.questionnaire import form_canonicals
 from cds_service.errors import FhirServerNotAllowedError, RecordUnavailableError
 from cds_service.hook_request import OrderSignRequest
 from cds_service.primary_coverage import (
@@ -134,6 +135,7 @@ class OrderSignOutcome:
     response: Response
     retrieval: Mapping[str, RetrievalOutcome] = field(default_factory=dict)
     timings: Mapping[str, float] = field(default_factory=dict)
+    decisions: tuple[PolicyDecision, ...] = ()  # as decided, for the DTR context store
 
 
 def handle_order_sign(
@@ -195,11 +197,13 @@ def handle_order_sign(
         card_settings = dataclasses.replace(card_settings, payer_name=coverage.payer_name)
     cards = _cards(decisions, unreadable_cards, card_settings, configuration)
     actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"],
-                                           scope=f"{request.fhir_server or ''}|{request.context.patient_id}")
+                                           scope=f"{request.fhir_server or ''}|{request.context.patient_id}",
+                                           questionnaires=form_canonicals(service.policies, service.settings.public_base_url))
     return OrderSignOutcome(
         Response(cards=tuple(cards), system_actions=tuple(actions)),
         retrieval=retrieved.outcomes,
         timings={"retrieval_ms": (retrieved_at - started) * 1000, "evaluation_ms": (evaluated_at - retrieved_at) * 1000},
+        decisions=tuple(decisions),
     )
 
 

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, request
 
 from cds_service import audit
 from cds_service.discovery import DISPATCH_SERVICE_ID, SERVICE_ID, discovery_document
+from cds_service.dtr.store import keep_decisions
 from cds_service.errors import UnknownServiceError, UnsupportedMediaTypeError
 from cds_service.feedback import FEEDBACK_LOG_KEY, parse_feedback
 from cds_service.hook_request import decode_json, order_sign_request
@@ -63,21 +64,21 @@ def discovery() -> Response:
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     _known_service(service_id)
-    hook_request = order_sign_request(_decoded_json_body())
-    outcome = handle_order_sign(hook_request, service=current_app.extensions[SERVICE_KEY],
-                                as_of=current_app.config[AS_OF_CONFIG_KEY])
-    body = outcome.response.as_json()
-    audit.hook_answered(hook_request.hook_instance, outcome, body)
-    return _json(body)
+    return _answer(order_sign_request(_decoded_json_body()))
 
 
 @blueprint.post(f"/cds-services/{DISPATCH_SERVICE_ID}")
 def call_dispatch_service() -> Response:
     """order-dispatch: the dispatched orders decided by the order-sign use case (``order_dispatch``)."""
-    service = current_app.extensions[SERVICE_KEY]
-    hook_request = order_dispatch_request(_decoded_json_body(), service)
-    outcome = handle_order_sign(hook_request, service=service, as_of=current_app.config[AS_OF_CONFIG_KEY])
+    return _answer(order_dispatch_request(_decoded_json_body(), current_app.extensions[SERVICE_KEY]))
+
+
+def _answer(hook_request) -> Response:
+    """Decide a hook request, keep what DTR needs of it, audit it, then answer: one path for both hooks."""
+    outcome = handle_order_sign(hook_request, service=current_app.extensions[SERVICE_KEY],
+                                as_of=current_app.config[AS_OF_CONFIG_KEY])
     body = outcome.response.as_json()
+    keep_decisions(body, outcome.decisions, hook_request.context.patient_id)  # before the EHR can launch DTR
     audit.hook_answered(hook_request.hook_instance, outcome, body)
     return _json(body)
 

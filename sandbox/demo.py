@@ -41,9 +41,17 @@ from cds_service.app import create_app
 from cds_service.auth.trusted_clients import origin_of
 from cds_service.settings import Settings
 from sandbox import catalog, recorded, replay_server
+from sandbox.dtr_form.round_trip import run as dtr_round_trip
 from sandbox.ehr_signer import EhrSigner
-from sandbox.expectations import (HOOK_VARIANTS, decisions, deciding_criteria, expected_for, mismatches,
-                                  scenario_of_hook, split_hook_name)
+from sandbox.expectations import (
+    HOOK_VARIANTS,
+    deciding_criteria,
+    decisions,
+    expected_for,
+    mismatches,
+    scenario_of_hook,
+    split_hook_name,
+)
 
 HOOKS_DIR = recorded.SANDBOX / "hooks"
 RECORDED_BASE = "http://127.0.0.1:8090/fhir"  # the fhirServer the committed hook files name
@@ -368,18 +376,30 @@ def report(results: list[HookResult], seconds: float, show_cards: bool, out: Tex
     return 0 if all(r.matched for r in results) else 1
 
 
+def _serve_until_interrupted(page: str) -> None:
+    click.echo(f"\nthe form, prefilled, in LHC-Forms: {page}  (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
+
+
 @click.command("demo")
 @click.pass_context
 @click.option("--scenario", metavar="NAME", help="Run one scenario's hooks and print its cards.")
 @click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), default=SCENARIO_DATE.isoformat(), show_default=True,
               help="Decision date; the expected decisions are written for the default.")
-def demo(ctx: click.Context, scenario: str | None, as_of) -> None:
+@click.option("--dtr", is_flag=True, help="Instead: one documentation-incomplete order through DTR (package, "
+                                          "prefilled form, completed answers, re-evaluated verdict).")
+@click.option("--serve-form", is_flag=True, help="With --dtr: then serve the LHC-Forms page until Ctrl-C.")
+def demo(ctx: click.Context, scenario: str | None, as_of, dtr: bool, serve_form: bool) -> None:
     """Run every sandbox hook through the service on loopback and compare with the expected decisions.
 
     Starts the replay FHIR server and the service (client JWT authentication on, with a key pair made for
     the run) on free 127.0.0.1 ports, sends each hook over HTTP, prints a table and a summary. Exit status
     1 when any hook does not match its scenario's expected decision.
     """
+    if dtr:
+        ctx.exit(dtr_round_trip(as_of.date(), sys.stdout, _serve_until_interrupted if serve_form else None))
     files = hook_files(scenario)
     started = time.perf_counter()
     progress = Progress(len(files), sys.stderr, sys.stderr.isatty())

@@ -14,6 +14,7 @@ import orjson
 
 from cds_service.audit.store import AuditStore, make_engine
 from cds_service.audit.store import migrate as run_migrations
+from cds_service.dtr.store import ContextStore
 from cds_service.settings import Settings
 
 _DEFAULT_DATABASE_URL = Settings().database_url  # the service's own default, declared once in settings
@@ -60,7 +61,9 @@ def show_command(hook_instance: str, database_url: str) -> None:
               required=True, show_envvar=True, metavar="DAYS", help="Delete records older than DAYS days.")
 @_database_option
 def purge_command(days: int, database_url: str) -> None:
-    """Delete hook calls and feedback older than the retention period."""
+    """Delete hook calls and feedback older than the retention period, and expired DTR contexts."""
     with closing(AuditStore.from_url(database_url)) as store:
         deleted = store.purge(days)
+        contexts = ContextStore(store.engine).purge(days)
     click.echo(f"deleted {deleted} hook call record(s) older than {days} days")
+    click.echo(f"deleted {contexts} DTR context(s) expired or older than {days} days")

@@ -136,15 +136,17 @@ def _walk(items) -> Iterator[dict]:
                     yield from _walk(answer.get("item"))
 
 
-def evaluation_parameters(result: Reevaluation, as_of: date, assertion_id: str) -> dict:
+def evaluation_parameters(result: Reevaluation, as_of: date, assertion_id: str, questionnaire: str | None = None) -> dict:
     """The ``$evaluate`` answer: the order with its updated CRD coverage-information (same
-    ``coverage-assertion-id``; the reason names what rests on attestation), the verdict, what is
+    ``coverage-assertion-id``; the reason names what rests on attestation; the form's canonical
+    ``questionnaire`` where the verdict still needs documentation with the PA), the verdict, what is
     still missing and every criterion's status (``attested`` where met on attestation alone)."""
     decision = result.decision
     verdict = shown_verdict(decision)
     output: list[dict] = []
     if decision.coverage is not None:
-        extension = coverage_information_extension(decision, verdict, as_of, assertion_id)
+        extension = coverage_information_extension(decision, verdict, as_of, assertion_id,
+                                                   questionnaires=(questionnaire,) if questionnaire else ())
         if result.attested:
             _note_attestation(extension, result.attested)
         output.append({"name": "coverage-information", "extension": [extension],
@@ -200,6 +202,6 @@ def evaluate_operation(parameters: object, *, policies: Sequence[Policy], forms:
         form = forms.get(decision.policy_id)
         if decision.order_kind == "car-t" and form is not None and form["url"] == url:
             result = reevaluate(by_id[decision.policy_id], form, decision, response)
-            return evaluation_parameters(result, now.date(), assertion_id)
+            return evaluation_parameters(result, now.date(), assertion_id, url)
     raise OperationError(422, "the response does not answer a form of this context's coverage decisions",
                          "QuestionnaireResponse.questionnaire")

@@ -36,6 +36,7 @@ from typing import Iterable
 
 from policies import Criterion, Policy
 
+FHIR_BASE_PATH = "/fhir"  # where the DTR operations and forms are served, under the public base URL
 DTR_STD_QUESTIONNAIRE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire"
 SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/"
 LAUNCH_CONTEXT_URL = SDC + "sdc-questionnaire-launchContext"
@@ -93,6 +94,16 @@ def policy_slug(policy: Policy) -> str:
 
 def canonical_url(policy: Policy, base_url: str) -> str:
     return f"{base_url.rstrip('/')}/Questionnaire/{policy_slug(policy)}"
+
+
+def form_canonicals(policies: Iterable[Policy], public_base_url: str | None) -> dict[str, str]:
+    """Policy id -> the canonical of its form under this service's public FHIR base, for the CRD
+    coverage-information. Empty without ``CART_CDS_PUBLIC_BASE_URL``: a canonical stays in the EHR's
+    order, so it must be the service's configured public identity, never the request's ``Host``
+    (which the client chooses)."""
+    if not public_base_url:
+        return {}
+    return {policy.id: canonical_url(policy, public_base_url.rstrip("/") + FHIR_BASE_PATH) for policy in policies}
 
 
 def questionnaires(policies: Iterable[Policy], base_url: str) -> dict[str, dict]:

@@ -10,12 +10,10 @@
 Bodies are ``application/fhir+json`` (``application/json`` accepted); answers are FHIR JSON, errors a
 4xx ``OperationOutcome`` whose ``issue[0].details.text`` a DTR app shows.
 
-Authentication: DTR requires SMART Backend Services (client_credentials with a signed JWT assertion),
-which is not built yet. The CDS Hooks client JWT does not apply here (its scope is ``/cds-services``),
-so until it exists the operations (POST) answer only when authentication is switched off for
-development (``CART_CDS_AUTH_DISABLED=true``) and refuse with 403 otherwise: a package can carry a
-member's prefilled answers and must never be served unauthenticated in production. The forms and the
-CapabilityStatement (GET) are policy content with no member data and are always served.
+Authentication: SMART Backend Services (``cds_service.dtr.smart``): every operation (POST) needs an
+access token from ``POST /fhir/auth/token``, refused with 401 and an OperationOutcome otherwise, unless
+client authentication is switched off for development (``CART_CDS_AUTH_DISABLED=true``). The forms and
+the CapabilityStatement (GET) are policy content with no member data and are always served.
 
 Canonicals are ``[base]/Questionnaire/<slug>`` with ``[base]`` = ``CART_CDS_PUBLIC_BASE_URL`` + ``/fhir``
 (the request's host when unset). The decisions behind ``context`` come from the store the app keeps
@@ -37,12 +35,12 @@ from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.evaluate import evaluate_operation
 from cds_service.dtr.log_errors import log_report, parse_report
 from cds_service.dtr.package import OperationError, questionnaire_package
-from cds_service.dtr.questionnaire import questionnaires
+from cds_service.dtr.questionnaire import FHIR_BASE_PATH, questionnaires
+from cds_service.dtr.smart import authorized
 from cds_service.settings import current_settings
 from fhir_mappings import Coded
 from policies import shipped_policies
 
-FHIR_BASE_PATH = "/fhir"
 CONTEXT_STORE_KEY = "cart_cds.dtr_contexts"
 FHIR_JSON = "application/fhir+json"
 DTR_OPERATIONS = "http://hl7.org/fhir/us/davinci-dtr/OperationDefinition/"
@@ -69,11 +67,15 @@ def _fhir(body: dict, status: int = 200) -> Response:
 
 
 @blueprint.before_request
-def _development_only() -> Response | None:
-    if request.method != "POST" or current_settings().auth_disabled:
+def _authenticated() -> Response | None:
+    """Every operation (POST) needs a SMART Backend Services access token (``cds_service.dtr.smart``),
+    unless client authentication is off for development."""
+    if request.method != "POST" or current_settings().auth_disabled or authorized():
         return None
-    return _fhir(OperationError(403, "DTR operations need SMART Backend Services authentication, which this "
-                                     "service does not offer yet").outcome(), 403)
+    response = _fhir(OperationError(401, "an access token is required: SMART Backend Services, token endpoint "
+                                         f"in {FHIR_BASE_PATH}/.well-known/smart-configuration").outcome(), 401)
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 @blueprint.errorhandler(OperationError)

@@ -39,6 +39,14 @@ PAS and the claim stays valid. Every row carries a reason text, so the CRD 2.2.1
 the table itself is checked against q2-q5 and "pa-needed whenever covered is not not-covered" (the
 CRD 2.0.1 q2 expression) when this module is imported, so an edit that breaks them cannot load.
 
+DTR link (CRD ``resp-38``, DTR launch): the two rows whose order needs clinical documentation with the
+prior authorization (meets-policy: the prefilled form to review and sign; documentation-incomplete: the
+criteria the record did not show) also carry the ``questionnaire`` canonical of the CAR-T order's
+policy form (``questionnaires``: policy id -> canonical, ``cds_service.dtr.questionnaire``), which
+``$questionnaire-package`` prefills from this decision by ``coverage-assertion-id``. A contradicted
+criterion (nothing to document) and a technical failure (nothing decided) carry none; neither does a
+co-signed tocilizumab order (the allowance is not a form). q1: a questionnaire only with doc-needed.
+
 No action is built for an order without a Coverage (the extension requires one; the card says the
 coverage could not be retrieved), none at all when the EHR set ``coverage-info: false``, and none for an
 order that already carries our assertion with the same id (CRD resp-35: nothing is new). An assertion this
@@ -53,7 +61,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from cds_service.response.cards import CriteriaTree, shown_verdict
 from cds_service.response.markdown_text import plain
@@ -78,12 +86,13 @@ class Assertion:
     doc_purpose: str | None = None
     info_needed: str | None = None
     reason_code: str | None = None  # from the CRD coverageAssertionReasons value set
+    questionnaire: bool = False  # the policy's DTR form is linked
 
 
 ASSERTIONS = {
-    Verdict.MEETS_POLICY: Assertion("covered", "auth-needed", "clinical", doc_purpose="withpa"),
+    Verdict.MEETS_POLICY: Assertion("covered", "auth-needed", "clinical", doc_purpose="withpa", questionnaire=True),
     Verdict.DOCUMENTATION_INCOMPLETE: Assertion("conditional", "auth-needed", "clinical", doc_purpose="withpa",
-                                                info_needed="OTH"),
+                                                info_needed="OTH", questionnaire=True),
     Verdict.DOES_NOT_MEET: Assertion("not-covered"),
     Verdict.INDETERMINATE: Assertion("indeterminate", "indeterminate", "indeterminate", reason_code="technical"),
 }
@@ -91,9 +100,10 @@ ASSERTIONS = {
 
 def invariant_violations(assertion: Assertion, has_reason: bool) -> list[str]:
     """CRD 2.2.1 ext-coverage-information invariants that ``assertion`` breaks.
-    This service sends no questionnaire and no satisfied-pa-id, so q1 and q5 reduce to the codes."""
+    This service sends no satisfied-pa-id, so q5 reduces to the codes."""
     coded = (assertion.covered, assertion.pa_needed, assertion.doc_needed)
     rules = [
+        ("q1: a questionnaire needs doc-needed", assertion.questionnaire and not assertion.doc_needed),
         ("q2: not-covered must not carry pa-needed", assertion.covered == "not-covered" and assertion.pa_needed),
         ("q3: conditional needs info-needed", "conditional" in coded and not assertion.info_needed),
         ("q4: no-auth/satisfied must not carry doc-purpose withpa",
@@ -114,12 +124,13 @@ for _verdict, _assertion in ASSERTIONS.items():  # every row always carries a re
 
 def coverage_information_actions(
     decisions: Iterable[PolicyDecision], draft_orders: Iterable[dict], as_of: date, enabled: bool = True,
-    scope: str = ""
+    scope: str = "", questionnaires: Mapping[str, str] | None = None,
 ) -> list[SystemAction]:
     """The CRD coverage-information ``update`` actions for ``decisions``. ``draft_orders`` are the
     resources of ``context.draftOrders``; ``enabled`` is the EHR's ``coverage-info`` configuration;
     ``scope`` names whose records these are (the EHR's FHIR server and the patient), so that assertion ids
-    derived from equal resource ids in two EHRs stay distinct.
+    derived from equal resource ids in two EHRs stay distinct; ``questionnaires`` the DTR form canonical of
+    each policy id (none linked when None).
 
     CRD resp-35: an order that already carries our assertion with the same ``coverage-assertion-id`` (same
     Coverage, same orders, same decision) gets no action: nothing is new."""
@@ -137,8 +148,10 @@ def coverage_information_actions(
         assertion_id = coverage_assertion_id(decisions, decision.coverage, scope)
         if assertion_id in _our_assertion_ids(draft, decision.coverage):
             continue
+        questionnaire = (questionnaires or {}).get(decision.policy_id) if decision.order_kind == "car-t" else None
         actions.append(coverage_information_action(decision, draft, as_of, assertion_id,
-                                                   dependencies=_dependencies(decision, decisions)))
+                                                   dependencies=_dependencies(decision, decisions),
+                                                   questionnaires=(questionnaire,) if questionnaire else ()))
     return actions
 
 
@@ -196,7 +209,8 @@ def coverage_information_extension(
     decision: PolicyDecision, verdict: Verdict, as_of: date, assertion_id: str, *,
     dependencies: tuple[str, ...] = (), questionnaires: tuple[str, ...] = ()
 ) -> dict:
-    """The extension for one decision. ``questionnaires``: DTR canonicals, sent only with ``doc-needed``."""
+    """The extension for one decision. ``questionnaires``: DTR canonicals, sent only where the verdict's row
+    links the policy's form (q1: only with ``doc-needed``)."""
     assertion = ASSERTIONS[verdict]
     reason: dict = {"text": reason_text(decision, verdict)}
     if assertion.reason_code:
@@ -213,7 +227,7 @@ def coverage_information_extension(
         ("date", "valueDate", as_of.isoformat()),
         *(("billingCode", "valueCoding", {"system": HCPCS, "code": code}) for code in _billing_codes(decision, holds)),
         *(("dependency", "valueReference", {"reference": order}) for order in dependencies),
-        *(("questionnaire", "valueCanonical", url) for url in questionnaires if assertion.doc_needed),
+        *(("questionnaire", "valueCanonical", url) for url in questionnaires if assertion.questionnaire),
     ]
     details = qualifier_details(decision, as_of) if holds else []
     if assertion.info_needed == "OTH":

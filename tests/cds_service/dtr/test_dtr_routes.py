@@ -86,7 +86,7 @@ def test_without_a_context_store_every_context_is_unknown():
 def test_refused_while_client_authentication_is_on(dtr_app):
     dtr_app.config[CONFIG_KEY] = replace(dtr_app.config[CONFIG_KEY], auth_disabled=False)
     response = post(dtr_app, TYPE_LEVEL, parameters(context_param()))
-    assert response.status_code == 403
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
     assert "SMART Backend Services" in response.get_json()["issue"][0]["details"]["text"]
     assert COVERAGE["id"] not in response.get_data(as_text=True)
 
@@ -145,7 +145,7 @@ def test_forms_and_metadata_are_served_while_client_authentication_is_on(dtr_app
     client = dtr_app.test_client()
     assert client.get("/fhir/metadata").status_code == 200
     assert client.get("/fhir/Questionnaire/cp-phar-481").status_code == 200
-    assert post(dtr_app, "/fhir/QuestionnaireResponse/$evaluate", {}).status_code == 403
+    assert post(dtr_app, "/fhir/QuestionnaireResponse/$evaluate", {}).status_code == 401
 
 
 def test_log_questionnaire_errors_is_acknowledged(dtr_app):
