@@ -35,8 +35,9 @@ def _walk(items):
         yield from _walk(item.get("item"))
 
 
-def _value(answer: dict):
-    return next(v for k, v in answer.items() if k.startswith("value"))
+def _value(element: dict):
+    """The value[x] of an answer or a simple sub-extension (None for a complex one such as ``detail``)."""
+    return next((v for k, v in element.items() if k.startswith("value")), None)
 
 
 def _completed(draft: dict, form: dict, user: str) -> tuple[dict, list[str]]:
@@ -80,7 +81,7 @@ def run(as_of: date, out: TextIO, wait: Callable[[str], None] | None = None) -> 
         http.trust_env = False
         fhir = server.url + "/fhir"
         answer = http.post(server.url + SERVICE_PATH, json=recorded_hook(SCENARIO), timeout=60).json()
-        [info] = [{p["url"]: _value(p) for p in e["extension"]} for a in answer["systemActions"]
+        [info] = [{p["url"]: _value(p) for p in e["extension"] if _value(p) is not None} for a in answer["systemActions"]
                   for e in a["resource"]["extension"] if e["url"] == COVERAGE_INFORMATION_URL]
         print(f"1. order signed ({SCENARIO}): covered={info['covered']}, doc-needed={info['doc-needed']}, "
               f"doc-purpose={info['doc-purpose']}\n   questionnaire {info['questionnaire']}\n"
