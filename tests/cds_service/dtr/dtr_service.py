@@ -30,9 +30,14 @@ def sign(app, body: dict) -> dict:
 
 def coverage_information(answer: dict) -> list[dict]:
     """Each coverage-information extension of the answer, as ``{sub-extension url: value}``."""
-    return [{p["url"]: next(v for k, v in p.items() if k.startswith("value")) for p in e["extension"]}
-            for a in answer["systemActions"] for e in a["resource"].get("extension", ())
+    return [simple_parts(e) for a in answer["systemActions"] for e in a["resource"].get("extension", ())
             if e["url"] == COVERAGE_INFORMATION_URL]
+
+
+def simple_parts(extension: dict) -> dict:
+    """``{sub-extension url: value}`` of the parts with a value[x] (complex parts such as ``detail`` have none)."""
+    return {p["url"]: value for p in extension["extension"]
+            for value in [next((v for k, v in p.items() if k.startswith("value")), None)] if value is not None}
 
 
 def package(app, body: dict, assertion_id: str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from dtr_service import AS_OF, coverage_information, hook, sign
+from dtr_service import AS_OF, coverage_information, hook, sign, simple_parts
 
 from cds_service import create_app
 from cds_service.dtr.questionnaire import canonical_url, form_canonicals
@@ -29,7 +29,7 @@ def extension_of(decision) -> dict:
     [action] = coverage_information_actions([decision], ex.draft_orders(), date(2026, 11, 24), questionnaires=FORMS)
     [extension] = [e for e in action.as_json()["resource"]["extension"] if e["url"] == COVERAGE_INFORMATION_URL]
     assert extension_problems(extension) == []
-    return {p["url"]: next(v for k, v in p.items() if k.startswith("value")) for p in extension["extension"]}
+    return simple_parts(extension)
 
 
 @pytest.mark.parametrize("build, linked", [
