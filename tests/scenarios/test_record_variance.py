@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from urllib.parse import urlsplit
 
 import pytest
 import responses
@@ -58,7 +59,9 @@ from tests.scenarios.record_transforms import (
 from tests.scenarios.test_sandbox_scenarios import KNOWN_WRONG
 
 AS_OF = date(2026, 11, 24)
-SETTINGS = Settings(auth_disabled=True, database_url="sqlite://", allow_loopback_fhir=True)
+# The mock EHR's FHIR server is an open test server: the recorded hooks send no fhirAuthorization.
+SETTINGS = Settings(auth_disabled=True, database_url="sqlite://", allow_loopback_fhir=True,
+                    fhir_open_hosts=(urlsplit(BASE).hostname,))
 SCENARIOS = scenario_names()
 PARTIAL_PREFETCH = frozenset({"patient", "coverage", "user", "conditions"})
 DELIVERIES = ("prefetch", "no-prefetch", "partial-prefetch")
