@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 # OperationOutcome.issue.code (http://hl7.org/fhir/issue-type) for each status we answer with.
 _ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-                412: "incomplete", 413: "too-long", 415: "not-supported", 422: "business-rule", 500: "exception"}
+                412: "incomplete", 413: "too-long", 415: "not-supported", 422: "business-rule", 500: "exception",
+                503: "transient"}
 
 
 class RequestError(Exception):

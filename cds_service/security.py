@@ -17,6 +17,7 @@ from cds_service.log_safety import configure_logging
 
 def install_security(app: Flask, settings) -> None:
     configure_logging(settings.log_level)
-    install_audit(app, AuditStore.from_url(settings.database_url))  # runs the migrations at start-up
-    install_client_auth(app, settings)
+    store = AuditStore.from_url(settings.database_url)  # runs the migrations at start-up
+    install_audit(app, store)
+    install_client_auth(app, settings, store.engine)  # the audit database keeps the jti store without Redis
     install_input_limits(app)

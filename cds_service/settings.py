@@ -237,11 +237,13 @@ class Settings:
     trusted_clients_file: Path | None = _setting("TRUSTED_CLIENTS_FILE", _existing_file, "",
                                                  "YAML (or JSON) file of trusted CDS clients (iss, jku or JWKS) for JWT checks; see docs/security.md.")
     public_base_url: str | None = _setting("PUBLIC_BASE_URL", _url(("https", "http")), "",
-                                           "Public base URL of the service (the JWT `aud` is built from it).")
+                                           "Public base URL of the service (the JWT `aud` is built from it); required with authentication on.")
     jwt_leeway_seconds: int = _setting("JWT_LEEWAY_SECONDS", _integer(0), "60",
                                        "Clock leeway for JWT `exp`/`iat`, in seconds.")
     redis_url: str | None = _setting("REDIS_URL", _url(("redis", "rediss", "unix")), "",
-                                     "Redis for shared JWT replay (`jti`) state across workers; in-process when unset.")
+                                     "Redis for the JWT replay (`jti`) store shared across workers and hosts; the audit database when unset.")
+    jwt_max_lifetime_seconds: int = _setting("JWT_MAX_LIFETIME_SECONDS", _integer(1), "300",
+                                             "Longest accepted client JWT lifetime (`exp - iat`, plus the leeway), in seconds.")
     database_url: str = _setting("DATABASE_URL", _text, "sqlite:///cart-cds-audit.db",
                                  "SQLAlchemy URL of the audit store.")
     audit_retention_days: int = _setting("AUDIT_RETENTION_DAYS", _integer(1), "2555",

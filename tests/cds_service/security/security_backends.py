@@ -21,7 +21,18 @@ DATABASES = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=[pytest.mark.postgres, postgres_only]),
 ]
-REPLAY_BACKENDS = [
-    pytest.param("memory", id="memory"),
+REPLAY_BACKENDS = [  # the jti store: the audit database by default, Redis when configured
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=[pytest.mark.postgres, postgres_only]),
     pytest.param("redis", id="redis", marks=[pytest.mark.redis, redis_only]),
 ]
+
+
+def fresh_jti_store():
+    """The default jti store on a new in-memory audit database (one per verifier under test)."""
+    from cds_service.audit.store import make_engine, migrate
+    from cds_service.auth.jti_store import DatabaseJtiStore
+
+    engine = make_engine("sqlite://")
+    migrate(engine)
+    return DatabaseJtiStore(engine)
