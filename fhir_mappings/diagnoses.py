@@ -29,7 +29,7 @@ from fhir_mappings.facts import (
 )
 from fhir_mappings.parsing import parse_date
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.terminology import affirmative_match, codings_of, value_set
+from fhir_mappings.terminology import affirmative_match, codings_of, concept_text, value_set
 
 MYELOMA = "multiple-myeloma"
 NOT_MYELOMA = "not-multiple-myeloma"
@@ -121,11 +121,10 @@ def order_indications(record: PatientRecord, order: dict | None) -> tuple[Condit
 
 
 def _first_coding(concept) -> Coded:
-    concept = concept if isinstance(concept, dict) else {}
     for coding in codings_of(concept):
         if coding.get("code"):
-            return Coded(coding.get("system"), coding.get("code"), coding.get("display") or concept.get("text"))
-    return Coded(None, None, concept.get("text") if isinstance(concept.get("text"), str) else None)
+            return Coded(coding.get("system"), coding.get("code"), coding.get("display") or concept_text(concept))
+    return Coded(None, None, concept_text(concept))
 
 
 def _in(value_set_id: str, finding: ConditionFinding) -> bool:

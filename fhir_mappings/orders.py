@@ -173,9 +173,10 @@ def _medication(order: dict, reference: Any, resolve: Resolver | None) -> dict |
     if not isinstance(reference, str) or not reference.strip():
         return None
     if reference.startswith("#"):
-        for contained in order.get("contained") or ():
-            if isinstance(contained, dict) and contained.get("id") == reference[1:]:
-                return contained
+        contained = order.get("contained")
+        for resource in contained if isinstance(contained, list) else ():
+            if isinstance(resource, dict) and resource.get("id") == reference[1:]:
+                return resource
         return None
     found = resolve(reference) if resolve is not None else None
     return found if isinstance(found, dict) and found.get("resourceType") == "Medication" else None
