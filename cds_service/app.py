@@ -16,6 +16,7 @@ from datetime import date
 from flask import Flask, Response, current_app, request
 
 from cds_service import routes
+from cds_service.dtr import routes as dtr_routes
 from cds_service.errors import register_error_handlers
 from cds_service.feedback import FEEDBACK_LOG_KEY, FeedbackLog
 from cds_service.order_sign import SERVICE_KEY, OrderSignService
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, as_of: date | None = None) -
     app.after_request(_add_cors_headers)
     register_error_handlers(app)
     app.register_blueprint(routes.blueprint)
+    app.register_blueprint(dtr_routes.blueprint)
     return app
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from fhir_mappings.data_requirements import prefetch_templates
+from fhir_mappings import prefetch_templates
 
 SERVICE_ID = "car-t-coverage"
 HOOK = "order-sign"

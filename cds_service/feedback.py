@@ -3,8 +3,13 @@
 Each item names a card by its ``uuid``, an ``outcome`` (``accepted`` | ``overridden``), the accepted
 suggestion ids when accepted (cds-fb-2), an optional ``overrideReason`` with a ``reason`` Coding and/or a
 ``userComment`` (cds-fb-3), and an RFC 3339 ``outcomeTimestamp``. EHRs retry and batch, so repeats are
-expected: ``FeedbackLog`` remembers recently seen items (bounded, per process) and reports only new ones.
-Persisting feedback in the audit store is added later; the route answers ``200 {}`` either way.
+expected: ``FeedbackLog`` remembers recently seen items (bounded, per process) and reports only new ones;
+only those reach the audit store, and the route answers ``200 {}`` either way.
+
+``userComment`` is free text a clinician typed and may name the patient or other PHI. Whether it is kept
+is decided here, once, when an item is parsed: only when ``CART_CDS_AUDIT_FEEDBACK_COMMENTS`` is true
+(``keep_comments``); otherwise the item records only that a comment was given. The audit stores
+``FeedbackItem.as_json()``, so a comment that was not kept cannot reach it.
 """
 
 from __future__ import annotations
@@ -31,21 +36,38 @@ class FeedbackItem:
     outcome_timestamp: datetime  # timezone-aware, normalised to UTC
     accepted_suggestions: tuple[str, ...] = ()
     override_reason_code: tuple[str, str] | None = None  # (system, code)
-    has_user_comment: bool = False  # the comment text itself is free text and is not kept here
+    has_user_comment: bool = False
+    user_comment: str | None = None  # the free text, only when comments are kept (see module doc)
 
     @property
     def key(self) -> tuple[str, str, datetime]:
         return self.card, self.outcome, self.outcome_timestamp
 
+    def as_json(self) -> dict:
+        """The item as the audit trail stores it (CDS Hooks feedback names; the comment only if kept)."""
+        out: dict[str, Any] = {"card": self.card, "outcome": self.outcome,
+                               "outcomeTimestamp": self.outcome_timestamp.isoformat().replace("+00:00", "Z")}
+        if self.accepted_suggestions:
+            out["acceptedSuggestions"] = [{"id": s} for s in self.accepted_suggestions]
+        reason: dict[str, Any] = {}
+        if self.override_reason_code:
+            reason["reason"] = {"system": self.override_reason_code[0], "code": self.override_reason_code[1]}
+        if self.user_comment is not None:
+            reason["userComment"] = self.user_comment
+        if reason:
+            out["overrideReason"] = reason
+        return out
 
-def parse_feedback(data: Any) -> tuple[FeedbackItem, ...]:
+
+def parse_feedback(data: Any, *, keep_comments: bool = False) -> tuple[FeedbackItem, ...]:
     """Validate a feedback body already decoded from JSON (the route gets it from the input limits, which
-    parsed it once); raises ``HookRequestError`` naming the path of the first problem."""
+    parsed it once); raises ``HookRequestError`` naming the path of the first problem. ``keep_comments``
+    keeps the free-text ``userComment`` (see module doc)."""
     validate_json("feedback", data)
-    return tuple(_item(raw, index) for index, raw in enumerate(data["feedback"]))
+    return tuple(_item(raw, index, keep_comments) for index, raw in enumerate(data["feedback"]))
 
 
-def _item(raw: dict, index: int) -> FeedbackItem:
+def _item(raw: dict, index: int, keep_comments: bool) -> FeedbackItem:
     path = ("feedback", index)
     timestamp = raw["outcomeTimestamp"]
     when = _rfc3339(timestamp)
@@ -57,10 +79,11 @@ def _item(raw: dict, index: int) -> FeedbackItem:
         raise HookRequestError("is required when outcome is accepted", json_path(path + ("acceptedSuggestions",)))
     reason = raw.get("overrideReason") or {}
     coding = reason.get("reason")
+    comment = reason.get("userComment") or None
     return FeedbackItem(
         card=raw["card"], outcome=raw["outcome"], outcome_timestamp=when, accepted_suggestions=accepted,
         override_reason_code=(coding["system"], coding["code"]) if coding else None,
-        has_user_comment=bool(reason.get("userComment")))
+        has_user_comment=comment is not None, user_comment=comment if keep_comments else None)
 
 
 def _rfc3339(text: str) -> datetime | None:

@@ -134,21 +134,21 @@ def _validator(name: str) -> Draft202012Validator:
     text = resources.files("cds_service.schemas").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
     schema = json.loads(text)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(_inline_local_refs(schema, schema.get("$defs", {})),
+    return Draft202012Validator(inline_local_refs(schema, schema.get("$defs", {})),
                                 format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-def _inline_local_refs(node: Any, defs: Mapping[str, Any], resolving: frozenset[str] = frozenset()) -> Any:
+def inline_local_refs(node: Any, defs: Mapping[str, Any], resolving: frozenset[str] = frozenset()) -> Any:
     """``node`` with each ``{"$ref": "#/$defs/<name>"}`` replaced by that definition (a recursive one is
     left as a reference; ``$defs`` stays, so it still resolves)."""
     if isinstance(node, list):
-        return [_inline_local_refs(item, defs, resolving) for item in node]
+        return [inline_local_refs(item, defs, resolving) for item in node]
     if not isinstance(node, dict):
         return node
     name = node["$ref"].removeprefix("#/$defs/") if node.keys() == {"$ref"} else None
     if name in defs and name not in resolving:
-        return _inline_local_refs(defs[name], defs, resolving | {name})
-    return {key: _inline_local_refs(value, defs, resolving) for key, value in node.items()}
+        return inline_local_refs(defs[name], defs, resolving | {name})
+    return {key: inline_local_refs(value, defs, resolving) for key, value in node.items()}
 
 
 def validate_json(schema_name: str, data: Any) -> None:

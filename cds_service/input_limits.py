@@ -43,8 +43,8 @@ def check_limits(body: object, limits: InputLimits = InputLimits(), body_bytes: 
     # When the whole body is shorter than the string limit, no string in it can break that limit, so
     # strings are not even looked at.
     check_strings = body_bytes is None or body_bytes > limits.max_string_length
-    if not _within_tree_limits(body, limits, check_strings):
-        _check_tree(body, limits, check_strings)
+    if not within_tree_limits(body, limits, check_strings):
+        check_tree(body, limits, check_strings)
     if not isinstance(body, dict):
         return
     context = body.get("context")
@@ -61,12 +61,12 @@ def check_limits(body: object, limits: InputLimits = InputLimits(), body_bytes: 
             raise InputLimitError(413, f"more than {limits.max_prefetch_entries} Bundle entries in prefetch", "prefetch")
 
 
-def _within_tree_limits(body: object, limits: InputLimits, check_strings: bool) -> bool:
+def within_tree_limits(body: object, limits: InputLimits, check_strings: bool) -> bool:
     """True when no nesting, array, string or object key in ``body`` breaks a limit.
 
     The common case -- every request that is not hostile -- pays only for this: one pass level by level
     over the containers, with exact type tests and no path bookkeeping (about a third of the cost of the
-    path-naming walk). When it finds a problem, ``_check_tree`` walks again to name the path."""
+    path-naming walk). When it finds a problem, ``check_tree`` walks again to name the path."""
     if type(body) is str:
         return not check_strings or len(body) <= limits.max_string_length
     level = [body] if type(body) is dict or type(body) is list else []
@@ -100,7 +100,7 @@ def _within_tree_limits(body: object, limits: InputLimits, check_strings: bool) 
     return True
 
 
-def _check_tree(body: object, limits: InputLimits, check_strings: bool) -> None:
+def check_tree(body: object, limits: InputLimits, check_strings: bool) -> None:
     """Raise ``InputLimitError`` naming the path of the first problem, in depth-first order.
 
     Iterative walk over containers only (the check must not itself recurse on a hostile depth); paths

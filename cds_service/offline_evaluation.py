@@ -36,7 +36,7 @@ from cds_service.errors import FhirServerNotAllowedError, RecordUnavailableError
 from cds_service.hook_request import decode_json, order_sign_request
 from cds_service.input_limits import check_limits
 from cds_service.order_sign import OrderSignService, handle_order_sign
-from cds_service.response.cards import DECISION_EXTENSION
+from cds_service.response.cards import card_decision
 from cds_service.response.coverage_information import COVERAGE_INFORMATION_URL
 from cds_service.settings import Settings
 
@@ -62,7 +62,7 @@ def evaluate_hook(body: bytes, *, settings: Settings, as_of: date, fhir_server: 
         settings = dataclasses.replace(settings, allow_loopback_fhir=True)
     service = OrderSignService.from_settings(settings)
     try:
-        return handle_order_sign(request, service=service, as_of=as_of).as_json()
+        return handle_order_sign(request, service=service, as_of=as_of).response.as_json()
     finally:
         service.session.close()
 
@@ -108,7 +108,7 @@ def text_summary(response: dict, as_of: date) -> str:
 
 
 def _card_lines(number: int, card: dict) -> list[str]:
-    decision = card.get("extension", {}).get(DECISION_EXTENSION, {})
+    decision = card_decision(card) or {}
     summary = card.get("summary", "")
     lines = [
         f"Card {number} [{card.get('indicator')}]",

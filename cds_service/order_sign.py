@@ -9,6 +9,9 @@ This is the only orchestration code in the service (routes parse and serialise, 
 4. ``policies.engine`` per in-scope order, as of ``as_of`` (the request date, injectable for replay);
 5. cards + CRD coverage-information system actions.
 
+It returns one ``OrderSignOutcome``: the response, plus what the response cannot show (how retrieval went
+per resource type, how long each stage took), which the route hands to the audit trail as is.
+
 Everything built once per process (policies, tables, the HTTP session) lives in ``OrderSignService``;
 everything about one call lives in local variables, so no state leaks between hooks or patients.
 """
@@ -17,9 +20,9 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Callable
+from typing import Mapping
 
 import requests
 
@@ -37,15 +40,24 @@ from cds_service.retrieval.record_retrieval import (
     retrieve_record,
 )
 from cds_service.settings import Settings
-from fhir_mappings.clinical_facts import ClinicalFacts
-from fhir_mappings.coverage import LineOfBusinessTable, default_line_of_business_table, load_line_of_business_table
-from fhir_mappings.facts import Coded
-from fhir_mappings.patient_record import PatientRecord
-from policies.applicability import ScopedOrder, in_scope_orders
-from policies.decision import PolicyDecision
-from policies.engine import evaluate, evaluate_tocilizumab
-from policies.loader import shipped_policies
-from policies.model import Policy
+from fhir_mappings import (
+    ClinicalFacts,
+    Coded,
+    LineOfBusinessTable,
+    PatientRecord,
+    RetrievalOutcome,
+    default_line_of_business_table,
+    load_line_of_business_table,
+)
+from policies import (
+    Policy,
+    PolicyDecision,
+    ScopedOrder,
+    evaluate,
+    evaluate_tocilizumab,
+    in_scope_orders,
+    shipped_policies,
+)
 
 
 # The request resources CDS Hooks order-sign carries in draftOrders (other entries, such as a Medication
@@ -96,15 +108,21 @@ class OrderSignService:
         )
 
 
-# report(retrieval=..., timings=...): where the caller wants what the response cannot show (the audit trail)
-Report = Callable[..., None]
+@dataclass(frozen=True)
+class OrderSignOutcome:
+    """Everything one call produced: the ``response`` for the EHR (its cards carry the decisions, as
+    shown), the retrieval outcome per resource type and the stage timings in milliseconds. Both mappings
+    are empty when no order was in scope (nothing was retrieved or evaluated)."""
+
+    response: Response
+    retrieval: Mapping[str, RetrievalOutcome] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=dict)
 
 
 def handle_order_sign(
-    request: OrderSignRequest, *, service: OrderSignService, as_of: date | None = None, report: Report | None = None
-) -> Response:
-    """Answer one order-sign call. ``as_of`` is the decision date (the request's UTC date when None).
-    ``report`` receives the retrieval outcome per resource type and the stage timings (ms)."""
+    request: OrderSignRequest, *, service: OrderSignService, as_of: date | None = None
+) -> OrderSignOutcome:
+    """Answer one order-sign call. ``as_of`` is the decision date (the request's UTC date when None)."""
     started = time.perf_counter()
     as_of = as_of or datetime.now(timezone.utc).date()
     deadline = Deadline(service.limits.deadline_seconds)  # one budget for every FHIR read of this call
@@ -116,7 +134,7 @@ def handle_order_sign(
     known = (*bundle_resources, *referenced)
     scoped = in_scope_orders(draft_orders, service.policies, _resolver(known), service.extra_codes)
     if not scoped:
-        return Response()
+        return OrderSignOutcome(Response())
 
     try:
         retrieved = retrieve_record(
@@ -133,15 +151,16 @@ def handle_order_sign(
     record = PatientRecord.build(request.context.patient_id, (*retrieved.resources, *known), retrieved.outcomes)
     facts = ClinicalFacts(record, service.line_of_business_table)
     decisions = [_decide(s, facts, draft_orders, as_of) for s in scoped]
-    if report is not None:
-        evaluated_at = time.perf_counter()
-        report(retrieval=retrieved.outcomes, timings={
-            "retrieval_ms": (retrieved_at - started) * 1000, "evaluation_ms": (evaluated_at - retrieved_at) * 1000})
+    evaluated_at = time.perf_counter()
 
     configuration = request.configuration  # every declared option, defaults filled in
     cards = decision_cards(decisions, service.card_settings, configuration["max-cards"]) if configuration["guideline"] else []
     actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"])
-    return Response(cards=tuple(cards), system_actions=tuple(actions))
+    return OrderSignOutcome(
+        Response(cards=tuple(cards), system_actions=tuple(actions)),
+        retrieval=retrieved.outcomes,
+        timings={"retrieval_ms": (retrieved_at - started) * 1000, "evaluation_ms": (evaluated_at - retrieved_at) * 1000},
+    )
 
 
 def _decide(scoped: ScopedOrder, facts: ClinicalFacts, draft_orders: tuple[dict, ...], as_of: date) -> PolicyDecision:

@@ -20,6 +20,7 @@ from cds_service.feedback import FEEDBACK_LOG_KEY, parse_feedback
 from cds_service.hook_request import decode_json, order_sign_request
 from cds_service.input_limits import parsed_body
 from cds_service.order_sign import SERVICE_KEY, handle_order_sign
+from cds_service.settings import current_settings
 
 blueprint = Blueprint("cds_services", __name__)
 AS_OF_CONFIG_KEY = "CART_CDS_AS_OF"  # app.config: a fixed decision date, or None for "today"
@@ -61,17 +62,18 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     _known_service(service_id)
     hook_request = order_sign_request(_decoded_json_body())
-    audit.note(hook_instance=hook_request.hook_instance)  # spares the trail a second parse of the body
-    response = handle_order_sign(hook_request, service=current_app.extensions[SERVICE_KEY],
-                                 as_of=current_app.config[AS_OF_CONFIG_KEY], report=audit.note)
-    return _json(response.as_json())
+    outcome = handle_order_sign(hook_request, service=current_app.extensions[SERVICE_KEY],
+                                as_of=current_app.config[AS_OF_CONFIG_KEY])
+    body = outcome.response.as_json()
+    audit.hook_answered(hook_request.hook_instance, outcome, body)
+    return _json(body)
 
 
 @blueprint.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     _known_service(service_id)
-    items = parse_feedback(_decoded_json_body())
-    current_app.extensions[FEEDBACK_LOG_KEY].record(service_id, items)
+    items = parse_feedback(_decoded_json_body(), keep_comments=current_settings().audit_feedback_comments)
+    audit.feedback_received(current_app.extensions[FEEDBACK_LOG_KEY].record(service_id, items))  # new items only
     return _json({})
 
 

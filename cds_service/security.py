@@ -1,5 +1,5 @@
 """One call that puts the security and audit layer on the app: PHI-safe logging, the audit trail,
-client JWT authentication and hostile-input limits (issue 9).
+client JWT authentication and hostile-input limits.
 
 Registered by ``create_app`` after the CORS preflight answer, so a preflight never needs a JWT. The
 ``before_request`` order is: audit clock, client JWT, input limits; the route runs only after all three.

@@ -248,6 +248,9 @@ class Settings:
                                  "SQLAlchemy URL of the audit store.")
     audit_retention_days: int = _setting("AUDIT_RETENTION_DAYS", _integer(1), "2555",
                                          "Days audit records are kept.")
+    audit_feedback_comments: bool = _setting(
+        "AUDIT_FEEDBACK_COMMENTS", _boolean, "false",
+        "Keep the free-text `userComment` of card feedback in the audit store (it may hold PHI; see docs/security.md).")
     log_level: str = _setting("LOG_LEVEL", lambda raw: _choice("debug", "info", "warning", "error", "critical")(raw).upper(),
                               "INFO", "Logging level.")
     bind: str = _setting("BIND", _bind, "127.0.0.1:8080", "Address `cart-cds serve` listens on.")

@@ -19,6 +19,7 @@ from datetime import date
 from fhir_mappings import coverage as coverage_module
 from fhir_mappings import demographics, diagnoses, labs, lines_of_therapy, orders, progression, therapy
 from fhir_mappings.facts import (
+    AgeBounds,
     CellDose,
     Coded,
     ConditionFinding,
@@ -77,12 +78,7 @@ class ClinicalFacts:
     # ------------------------------------------------------------------ record and labs
 
     @_tolerant
-    def age_years(self, as_of: date) -> Fact[int]:
-        return demographics.age_years(self.record, as_of)
-
-    @_tolerant
-    def age_bounds(self, as_of: date) -> Fact[demographics.AgeBounds]:
-        """Youngest/oldest possible age (for a partial birthDate); not part of ``FactSource``."""
+    def age_bounds(self, as_of: date) -> Fact[AgeBounds]:
         return demographics.age_bounds(self.record, as_of)
 
     @_tolerant
@@ -123,7 +119,7 @@ class ClinicalFacts:
 
     @_tolerant
     def last_regimen_last_dose(self, as_of: date) -> Fact[date]:
-        return therapy.last_regimen_last_dose(self.record, as_of)
+        return lines_of_therapy.last_regimen_last_dose(self.record, as_of)
 
     @_tolerant
     def lines_of_therapy(self, as_of: date, consolidation_in_line: bool) -> Fact[LinesOfTherapy]:

@@ -1,25 +1,18 @@
 """Age on the decision date from ``Patient.birthDate``, never more precise than the record.
 
-A partial birth date is a range of possible birthdays: ``1960`` on 2026-11-24 means age 65 or 66.
-``age_years`` is observed only when every possible birthday gives the same age; otherwise it is unknown
-and its reason says the range (so a reader sees that, for example, an 18-year threshold is met either
-way). ``age_bounds`` gives that range as a fact for a check that can decide with it.
+A partial birth date is a range of possible birthdays: ``1960`` on 2026-11-24 means age 65 or 66, and
+``1960-03`` means 66 whatever the day. ``age_bounds`` gives the youngest and oldest age the birthDate
+allows; an age criterion is then decided whenever the whole range is on one side of its threshold (65 ..
+66 is at least 18; 16 .. 17 is not) and unknown only when the range straddles it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 
-from fhir_mappings.facts import Evidence, Fact, Observed, Unknown
+from fhir_mappings.facts import AgeBounds, Evidence, Fact, Observed, Unknown
 from fhir_mappings.parsing import parse_date
 from fhir_mappings.patient_record import PatientRecord
-
-
-@dataclass(frozen=True)
-class AgeBounds:
-    minimum: int
-    maximum: int
 
 
 def _age(born: date, on: date) -> int:
@@ -27,7 +20,9 @@ def _age(born: date, on: date) -> int:
 
 
 def age_bounds(record: PatientRecord, as_of: date) -> Fact[AgeBounds]:
-    """The youngest and oldest age on ``as_of`` that ``birthDate`` allows."""
+    """The youngest and oldest age on ``as_of`` that ``birthDate`` allows, citing the birthDate. The
+    patient was born by ``as_of``, so a span reaching past it ends there; one wholly after it is an
+    error in the record and gives no age."""
     patients = record.of_type("Patient")
     outcome = record.retrieval("Patient")
     if not patients:
@@ -45,18 +40,4 @@ def age_bounds(record: PatientRecord, as_of: date) -> Fact[AgeBounds]:
         return Unknown("Patient.birthDate is missing", evidence=evidence)
     if span.earliest > as_of:
         return Unknown(f"Patient.birthDate is after {as_of.isoformat()}", evidence=evidence)
-    return Observed(AgeBounds(_age(span.latest, as_of), _age(span.earliest, as_of)), evidence)
-
-
-def age_years(record: PatientRecord, as_of: date) -> Fact[int]:
-    """Age in whole years on ``as_of``; unknown (with the possible range) when birthDate is partial."""
-    bounds = age_bounds(record, as_of)
-    if isinstance(bounds, Unknown):
-        return bounds
-    low, high = bounds.value.minimum, bounds.value.maximum
-    if low == high:
-        return Observed(low, bounds.evidence)
-    return Unknown(
-        f"birthDate is partial: age on {as_of.isoformat()} is between {low} and {high} (at least {low})",
-        evidence=bounds.evidence,
-    )
+    return Observed(AgeBounds(_age(min(span.latest, as_of), as_of), _age(span.earliest, as_of)), evidence)

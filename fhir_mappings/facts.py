@@ -97,6 +97,15 @@ Fact = Union[Observed[T], Unknown]
 
 
 @dataclass(frozen=True)
+class AgeBounds:
+    """The youngest and oldest age (whole years) a birthDate allows on a day: equal for a full date,
+    a range for a partial one (``1960`` on 2026-11-24: 65 .. 66)."""
+
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True)
 class Coded:
     system: str | None
     code: str | None
@@ -158,12 +167,19 @@ class ProgressionFinding:
 
 @dataclass(frozen=True)
 class ConditionFinding:
+    """A Condition in a value set. ``code`` is the matching coding, or for an entry recognised from its
+    words (``Condition.code.text``, a display without a code) system and code None with the text as
+    display. ``assertion`` says what the entry asserts (``fhir_mappings.assertions``): ``present``,
+    ``historical`` ("history of seizure"), or ``uncertain`` ("rule out CNS involvement", or a
+    provisional/differential/unconfirmed verificationStatus)."""
+
     reference: str
     code: Coded
     value_set: str  # the value-set id that matched
     clinical_status: str | None
     onset: date | None
     recorded: date | None = None
+    assertion: str = "present"
 
 
 @dataclass(frozen=True)
@@ -255,7 +271,7 @@ class FactSource(Protocol):
     ``fhir_mappings.clinical_facts.ClinicalFacts``; tests may supply fakes. Every method is pure: the
     same record and arguments give the same answer, no clock, no I/O."""
 
-    def age_years(self, as_of: date) -> Fact[int]: ...
+    def age_bounds(self, as_of: date) -> Fact[AgeBounds]: ...
 
     def myeloma_diagnosis(self, as_of: date, order: dict | None = None) -> Fact[DiagnosisFinding]: ...
     # ``order``: the draft order, whose reasonCode/reasonReference give ``other_indications``

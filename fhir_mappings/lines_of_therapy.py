@@ -1,43 +1,76 @@
 """Prior lines of anti-myeloma therapy, counted as an interval [minimum, maximum].
 
 The rule as implemented (IMWG uniform reporting, Rajkumar 2011: a line is a planned course, which may
-be induction -> transplant -> maintenance; both policies' footnotes say the same):
+be induction -> transplant -> consolidation -> maintenance; CP.PHAR.481's footnote names induction, HSCT
+and maintenance, CP.PHAR.769's also consolidation):
 
-1. Inputs: anti-myeloma drug exposures (``therapy.timed_exposures``: Appendix B agents, IMiD, PI,
-   anti-CD38, anti-BCMA incl. BCMA CAR-T), autologous HSCT procedures, and CAR-T infusions.
+1. Inputs (``therapy.timed_exposures``): anti-myeloma drug exposures (Appendix B agents, IMiD, PI,
+   anti-CD38, anti-BCMA incl. BCMA CAR-T), stem-cell transplant Procedures, CAR-T infusions, and
+   fludarabine (never a line itself; it only marks lymphodepletion, rule 5).
+   - A transplant counts whatever code or name it carries: autologous (``autologous-hsct``), allogeneic
+     (``allogeneic-hsct``) or type not stated (``hsct-type-not-stated``), in CPT, ICD-10-PCS or SNOMED
+     CT, or only as text ("stem cell transplant", "ASCT", "auto-HCT"). Allogeneic counts too: the
+     policies say "hematopoietic stem cell transplant" without a type, and IMWG counts a planned
+     transplant of either kind inside the line it completes (tandem auto -> allo is one line). Only a
+     Procedure is a transplant (a drug whose name mentions the transplant is not), and not a stem-cell
+     mobilisation or collection (``stem-cell-collection``: "stem cell harvest for autologous transplant").
+   - Supportive drugs (antiemetics, G-CSF, antimicrobials, bisphosphonates, denosumab, IVIG,
+     tocilizumab, mesna, allopurinol...) are in no anti-myeloma value set, so they never form a regimen.
 2. Units: exposures sharing an explicit group (the same CarePlan/RequestGroup, or the same grouping
    request, via ``basedOn``/``partOf``, or the same ``groupIdentifier``) form one unit; every other
    exposure is a unit of its own. Explicit grouping wins over dates.
-3. Regimens, in order of start: a unit joins the current regimen when it starts within 28 days of the
-   regimen's start, or when it only continues drugs already in the regimen (refills, dropping a drug)
-   within 90 days of the regimen's last activity. Otherwise it starts a new regimen.
-4. Transplant: an autologous HSCT belongs to the line of the last regimen started before it; regimens of
-   only melphalan/cyclophosphamide/steroids starting within 60 days before it are conditioning or
-   mobilisation (same line). A regimen starting within 180 days after the transplant is maintenance
-   (marked so, or at most two agents among lenalidomide, thalidomide, pomalidomide, bortezomib,
-   ixazomib, carfilzomib, daratumumab, isatuximab that are single or all used in the induction) and
-   belongs to the line; a regimen marked consolidation belongs to the line only when
-   ``consolidation_in_line``; an unmarked non-maintenance regimen there is consolidation or a new
-   line (ambiguous when ``consolidation_in_line``, else a new line). A transplant with no regimen
-   before it is a line of its own.
-5. Every other regimen is a new line.
+3. Regimens, in order of start (on one day, steroid-only units last): a unit joins the current regimen
+   when it starts within 28 days of the regimen's start, or when it only continues drugs already in
+   the regimen (refills, dropping a drug) within 90 days of the regimen's last activity. Otherwise it
+   starts a new regimen.
+4. Phases stated in words win over the dates. ``therapy._marker`` reads the phase a resource, its
+   request or its CarePlan states (category, courseOfTherapyType, reasons, notes, dosage text, title,
+   narrative); a text naming several phases states none. A regimen labelled maintenance belongs to the
+   current line however late it starts (with or without a transplant); labelled consolidation belongs
+   to it under ``consolidation_in_line`` (769), and under 481, which does not name consolidation, it
+   is ambiguous (the minimum keeps it in the line as IMWG does, the maximum counts a new line);
+   labelled induction starts a new line; labelled conditioning, lymphodepletion or mobilisation is a
+   preparatory step (rule 5).
+5. Preparatory steps are not lines. Conditioning: a regimen of only melphalan, cyclophosphamide,
+   fludarabine, bendamustine and steroids starting within 60 days before a transplant, or labelled
+   conditioning (of those drugs, or every exposure labelled), belongs to the current line. Lymphodepletion:
+   cyclophosphamide and/or bendamustine (with or without fludarabine) given within 7 days of fludarabine,
+   within the 14 days before a CAR-T infusion, or labelled as a preparatory step, is recorded in
+   the current line without being one of its drugs, and before any line it belongs to none (the
+   lymphodepletion of the CAR-T being ordered is not a prior line). The same drugs alone in the 14 days
+   before the decision date, with nothing else to tell, may be that lymphodepletion or a last regimen:
+   ambiguous.
+6. Transplant: a transplant belongs to the line of the last regimen started before it (a transplant
+   with no regimen before it is a line of its own). An unlabelled regimen starting within 180 days after
+   it is maintenance when it looks like maintenance (at most two agents among lenalidomide, thalidomide,
+   pomalidomide, bortezomib, ixazomib, carfilzomib, daratumumab, isatuximab that are single or all used
+   in the induction); otherwise it is consolidation or a new line, which is ambiguous under both policies.
+7. Every other regimen is a new line.
 
 Where the record is ambiguous the interval widens: the minimum merges and the maximum separates
 (1) units of different explicit groups starting within 28 days, (2) starts whose partial dates may or
-may not fall within 28 days, (3) a continuation after a gap over 90 days, (4) an unmarked post-transplant
-regimen when ``consolidation_in_line``. A regimen of steroids only (dexamethasone, prednisone) is not
-counted in the minimum but is in the maximum; each undated unit adds one to the maximum only (but at
-least one line is shown when non-steroid anti-myeloma therapy exists); a generic CAR-T procedure code
-(product not stated) with no CAR-T product exposure adds one to the maximum. ``lines`` lists the lines of the minimum reading.
+may not fall within 28 days, (3) a continuation after a gap over 90 days, (4) an unlabelled
+post-transplant regimen that is not maintenance, (5) labelled consolidation under 481. A regimen of
+steroids only (dexamethasone, prednisone) is not counted in the minimum but is in the maximum, unless
+each of its exposures states a supportive purpose (premedication, nausea, CRS or ICANS, prophylaxis:
+``therapy.MARKERS``), which is no line at all; each
+undated unit adds one to the maximum only (but at least one line is shown when non-steroid therapy
+exists outside the dated regimens); a generic CAR-T procedure code (product not stated) with no CAR-T
+product exposure adds one to the maximum. ``lines`` lists the lines of the minimum reading.
+
+Cost: each unit, regimen and transplant is looked at a bounded number of times (a regimen keeps its
+ingredients and last activity as units join; transplants and infusions are found by bisection), so the
+count grows linearly with the record.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from fhir_mappings.facts import Evidence, Fact, LineOfTherapy, LinesOfTherapy, Observed, Unknown
-from fhir_mappings.therapy import CAR_T_PRODUCTS, EXPOSURE_TYPES, TimedExposure, incomplete, timed_exposures
+from fhir_mappings.therapy import CAR_T_PRODUCTS, EXPOSURE_TYPES, TRACKED, TimedExposure, incomplete, timed_exposures
 
 SAME_REGIMEN_DAYS = 28
 CONTINUATION_GAP_DAYS = 90
@@ -46,6 +79,14 @@ POST_TRANSPLANT_DAYS = 180
 STEROIDS = frozenset({"dexamethasone", "prednisone"})
 TRANSPLANT_ADJUNCTS = STEROIDS | {"melphalan", "cyclophosphamide"}
 PRODUCT_CLASSES = frozenset(CAR_T_PRODUCTS) | {"car-t-products"}
+CAR_T_CLASSES = PRODUCT_CLASSES | {"car-t-history"}
+TRANSPLANT_CLASSES_ORDERED = ("autologous-hsct", "allogeneic-hsct", "hsct-type-not-stated")
+TRANSPLANT_CLASSES = frozenset(TRANSPLANT_CLASSES_ORDERED)
+LINE_INPUTS = TRACKED + ("allogeneic-hsct", "hsct-type-not-stated", "stem-cell-collection", "fludarabine")
+LYMPHODEPLETING = frozenset({"cyclophosphamide", "bendamustine", "fludarabine"})
+PREPARATIVE = TRANSPLANT_ADJUNCTS | LYMPHODEPLETING
+LYMPHODEPLETION_DAYS = 14
+FLUDARABINE_DAYS = 7
 MAINTENANCE_AGENTS = frozenset(
     {"lenalidomide", "thalidomide", "pomalidomide", "bortezomib", "ixazomib", "carfilzomib", "daratumumab", "isatuximab"}
 )
@@ -53,27 +94,39 @@ MAINTENANCE_AGENTS = frozenset(
 
 @dataclass
 class _Regimen:
+    """Exposures given as one regimen. What ``_joins`` asks of it for every later unit (ingredients, last
+    activity) is kept up to date as units join, so building the regimens stays linear in the record."""
+
     items: list[TimedExposure]
     start: date  # earliest possible start
     start_latest: date
     groups: set[str] = field(default_factory=set)
+    ingredients: set[str] = field(default_factory=set)
+    last_activity: date = date.min
 
-    @property
-    def ingredients(self) -> set[str]:
-        return {t.exposure.ingredient for t in self.items}
+    @classmethod
+    def of(cls, unit: list[TimedExposure], start: date, start_latest: date, groups: set[str]) -> _Regimen:
+        regimen = cls([], start, start_latest)
+        regimen.add(unit, groups)
+        return regimen
+
+    def add(self, unit: list[TimedExposure], groups: set[str]) -> None:
+        self.items.extend(unit)
+        self.groups |= groups
+        self.ingredients.update(t.exposure.ingredient for t in unit)
+        days = [d for t in unit for d in (t.exposure.start, t.exposure.end, t.last_dose) if d]
+        self.last_activity = max([self.last_activity, *days])
 
     @property
     def agents(self) -> set[str]:
         return self.ingredients - STEROIDS
 
     @property
-    def last_activity(self) -> date:
-        days = [d for t in self.items for d in (t.exposure.start, t.exposure.end, t.last_dose) if d]
-        return max(days)
-
-    @property
     def marker(self) -> str | None:
-        return next((t.marker for t in self.items if t.marker), None)
+        """The phase its labelled exposures agree on; None when none is labelled or labels disagree (the
+        premedication note of its dexamethasone says nothing of the regimen's phase)."""
+        found = {t.marker for t in self.items if t.marker and t.marker != "supportive"}
+        return found.pop() if len(found) == 1 else None
 
 
 @dataclass
@@ -81,6 +134,33 @@ class _Line:
     regimens: list[_Regimen]
     components: list[str]
     transplants: list[TimedExposure] = field(default_factory=list)
+    prepared: list[TimedExposure] = field(default_factory=list)  # lymphodepletion: in the line, not its drugs
+    agents: set[str] = field(default_factory=set)
+
+    def add(self, regimen: _Regimen, component: str) -> None:
+        self.regimens.append(regimen)
+        self.components.append(component)
+        self.agents |= regimen.agents
+
+
+@dataclass(frozen=True)
+class _Infusions:
+    """Sorted days of the cell infusions and of the drugs that prepare them, to place a regimen among them."""
+
+    transplants: list[date]
+    car_t: list[date]
+    fludarabine: list[date]
+    as_of: date  # the CAR-T being ordered will be infused after it
+
+    @staticmethod
+    def next_on_or_after(days: list[date], day: date) -> date | None:
+        i = bisect_left(days, day)
+        return days[i] if i < len(days) else None
+
+    @staticmethod
+    def any_within(days: list[date], first: date, last: date) -> bool:
+        i = bisect_left(days, first)
+        return i < len(days) and days[i] <= last
 
 
 def lines_of_therapy(record, as_of: date, consolidation_in_line: bool) -> Fact[LinesOfTherapy]:
@@ -89,14 +169,16 @@ def lines_of_therapy(record, as_of: date, consolidation_in_line: bool) -> Fact[L
     failed = incomplete(record, EXPOSURE_TYPES)
     if failed:
         return Unknown(failed, retrieval_failed=True)
-    timed = [t for t in timed_exposures(record, as_of) if _counts(t)]
+    found = timed_exposures(record, as_of, LINE_INPUTS)
+    timed = [t for t in found if _counts(t)]
     if not timed:
         return Unknown("no anti-myeloma therapy is documented in the record")
-    low = _lines(timed, consolidation_in_line, merge=True)
-    high = _lines(timed, consolidation_in_line, merge=False)
+    low = _lines(found, as_of, consolidation_in_line, merge=True)
+    high = _lines(found, as_of, consolidation_in_line, merge=False)
     extra = _undated_units(timed) + _unplaced_car_t(timed)
-    beyond_steroids = any(t.exposure.ingredient not in STEROIDS for t in timed)
-    minimum = len(low) or (1 if beyond_steroids else 0)  # therapy shown, even if undated: at least one line
+    # therapy shown outside the dated regimens (undated drugs, transplants, CAR-T): at least one line
+    elsewhere = any(t.exposure.ingredient not in STEROIDS for t in timed if not (_is_drug(t) and t.exposure.start))
+    minimum = len(low) or (1 if elsewhere else 0)
     maximum = max(len(high) + extra, minimum)
     lines = tuple(_describe(i + 1, line) for i, line in enumerate(low))
     classes = frozenset().union(*(t.exposure.classes for t in timed))
@@ -108,8 +190,8 @@ def lines_of_therapy(record, as_of: date, consolidation_in_line: bool) -> Fact[L
 
 def last_regimen_last_dose(record, as_of: date) -> Fact[date]:
     """Last documented dose day of the last anti-myeloma regimen (the last line of the finest reading;
-    steroid-only regimens and transplant procedures are not doses of a regimen). Unknown when the
-    last regimen is still running with no dose recorded after its start, or nothing is documented."""
+    steroid-only regimens, lymphodepletion and transplant procedures are not doses of a regimen). Unknown
+    when the last regimen is still running with no dose recorded after its start, or nothing is documented."""
     last = _last_regimen(record, as_of)
     if isinstance(last, Unknown):
         return last
@@ -134,13 +216,13 @@ def last_regimen_start(record, as_of: date) -> Fact[date]:
 
 
 def _last_regimen(record, as_of: date) -> _Regimen | Unknown:
-    """The last regimen with an anti-myeloma agent in the finest reading (steroid-only regimens and
-    transplant procedures are not regimens of drugs)."""
+    """The last regimen with an anti-myeloma agent in the finest reading (steroid-only regimens,
+    lymphodepletion and transplant procedures are not regimens of drugs)."""
     failed = incomplete(record, EXPOSURE_TYPES)
     if failed:
         return Unknown(failed, retrieval_failed=True)
-    timed = [t for t in timed_exposures(record, as_of) if _counts(t)]
-    regimens = [r for line in _lines(timed, False, merge=False) for r in line.regimens if r.agents]
+    found = timed_exposures(record, as_of, LINE_INPUTS)
+    regimens = [r for line in _lines(found, as_of, False, merge=False) for r in line.regimens if r.agents]
     if not regimens:
         return Unknown("no dated anti-myeloma regimen is documented")
     return max(regimens, key=lambda r: r.start)
@@ -150,64 +232,125 @@ def _last_regimen(record, as_of: date) -> _Regimen | Unknown:
 
 
 def _counts(t: TimedExposure) -> bool:
-    classes = t.exposure.classes
-    return bool(classes & {"anti-myeloma-agents", "autologous-hsct", "car-t-history"})
+    return _is_drug(t) or _is_transplant(t) or _is_generic_car_t(t)
+
+
+def _is_drug(t: TimedExposure) -> bool:
+    return "anti-myeloma-agents" in t.exposure.classes
 
 
 def _is_transplant(t: TimedExposure) -> bool:
-    return "autologous-hsct" in t.exposure.classes and "anti-myeloma-agents" not in t.exposure.classes
+    """A transplant Procedure of any type; not a stem-cell collection ("stem cell harvest for autologous
+    transplant"), and not a drug record whose name mentions a transplant."""
+    classes = t.exposure.classes
+    return (
+        t.exposure.reference.startswith("Procedure/")
+        and bool(classes & TRANSPLANT_CLASSES)
+        and "stem-cell-collection" not in classes
+        and not _is_drug(t)
+    )
+
+
+def _supportive(t: TimedExposure) -> bool:
+    """A steroid given for a stated supportive purpose (premedication, nausea, CRS...): no line at all."""
+    return t.exposure.ingredient in STEROIDS and t.marker == "supportive"
 
 
 def _is_generic_car_t(t: TimedExposure) -> bool:
-    return "car-t-history" in t.exposure.classes and "anti-myeloma-agents" not in t.exposure.classes
+    return "car-t-history" in t.exposure.classes and not _is_drug(t)
 
 
-def _lines(timed: list[TimedExposure], consolidation_in_line: bool, merge: bool) -> list[_Line]:
-    drugs = [t for t in timed if t.exposure.start and not _is_transplant(t) and not _is_generic_car_t(t)]
-    transplants = sorted((t for t in timed if t.exposure.start and _is_transplant(t)), key=lambda t: t.exposure.start)
-    regimens = _regimens(_units(drugs, timed), merge)
+def _transplant_kind(t: TimedExposure) -> str:
+    return next(kind for kind in TRANSPLANT_CLASSES_ORDERED if kind in t.exposure.classes)
+
+
+def _lines(found: tuple[TimedExposure, ...], as_of: date, consolidation_in_line: bool, merge: bool) -> list[_Line]:
+    counted = [t for t in found if _counts(t)]
+    drugs = [t for t in counted if t.exposure.start and _is_drug(t)]
+    transplants = sorted((t for t in counted if t.exposure.start and _is_transplant(t)), key=lambda t: t.exposure.start)
+    infusions = _Infusions(
+        transplants=[t.exposure.start for t in transplants],
+        car_t=sorted(t.exposure.start for t in found if t.exposure.start and t.exposure.classes & CAR_T_CLASSES),
+        fludarabine=sorted(t.exposure.start for t in found if t.exposure.start and "fludarabine" in t.exposure.classes),
+        as_of=as_of,
+    )
+    regimens = _regimens(_units(drugs, counted), merge)
     if merge:
         regimens = [r for r in regimens if r.agents]  # steroid-only regimens: only in the maximum
-    events = sorted([(r.start, 1, r) for r in regimens] + [(t.exposure.start, 0, t) for t in transplants], key=lambda e: (e[0], e[1]))
+    regimens = [r for r in regimens if r.agents or not all(_supportive(t) for t in r.items)]
+    events = sorted([(r.start, 1, r) for r in regimens] + [(t.exposure.start, 0, t) for t in transplants],
+                    key=lambda e: (e[0], e[1]))  # on one day, the transplant before the regimen
     lines: list[_Line] = []
     transplant_day: date | None = None
     for day, _, event in events:
         if isinstance(event, TimedExposure):
-            if lines:
-                lines[-1].components.append("autologous-hsct")
-                lines[-1].transplants.append(event)
-            else:
-                lines.append(_Line([], ["autologous-hsct"], [event]))
+            if not lines:
+                lines.append(_Line([], []))
+            lines[-1].components.append(_transplant_kind(event))
+            lines[-1].transplants.append(event)
             transplant_day = day
             continue
-        phase = _phase(event, lines, transplant_day, consolidation_in_line, merge, events)
+        preparation = _preparation(event, infusions, merge)
+        if preparation == "lymphodepletion":
+            if lines:  # before any line it is nobody's line: not a line of its own
+                lines[-1].components.append(preparation)
+                lines[-1].prepared.extend(event.items)
+            continue
+        if preparation == "conditioning" and lines and lines[-1].regimens:
+            lines[-1].add(event, preparation)
+            continue
+        phase = _phase(event, lines, transplant_day, consolidation_in_line, merge)
         if phase is None:
-            lines.append(_Line([event], ["induction" if _has_later_transplant(day, transplants) else "regimen"]))
+            later = infusions.next_on_or_after(infusions.transplants, day) is not None
+            lines.append(_Line([], []))
+            lines[-1].add(event, "induction" if later else "regimen")
             transplant_day = None
         else:
-            lines[-1].regimens.append(event)
-            lines[-1].components.append(phase)
+            lines[-1].add(event, phase)
     return lines
 
 
-def _phase(regimen: _Regimen, lines: list[_Line], transplant_day, consolidation_in_line, merge, events) -> str | None:
-    """The component name when the regimen belongs to the current line, else None (a new line)."""
+def _preparation(regimen: _Regimen, infusions: _Infusions, merge: bool) -> str | None:
+    """``conditioning`` for a regimen preparing a transplant (melphalan/cyclophosphamide/fludarabine/
+    steroids within 60 days before it, or labelled so), ``lymphodepletion`` for cyclophosphamide or
+    bendamustine given with fludarabine, in the 14 days before a CAR-T infusion, or labelled so; else None.
+    In the 14 days before ``as_of`` with nothing else to tell, the same drugs may be the lymphodepletion
+    of the CAR-T being ordered or a last regimen: not a line in the minimum, a line in the maximum."""
+    start, agents = regimen.start, regimen.agents
+    upcoming = infusions.next_on_or_after(infusions.transplants, start)
+    if upcoming and (upcoming - start).days <= PRE_TRANSPLANT_DAYS and regimen.ingredients <= PREPARATIVE:
+        return "conditioning"
+    labelled = regimen.marker == "conditioning"
+    if agents and agents <= LYMPHODEPLETING and (
+        labelled
+        or infusions.any_within(infusions.fludarabine, start - _days(FLUDARABINE_DAYS), start + _days(FLUDARABINE_DAYS))
+        or infusions.any_within(infusions.car_t, start, start + _days(LYMPHODEPLETION_DAYS))
+        or (merge and (infusions.as_of - start).days <= LYMPHODEPLETION_DAYS)
+    ):
+        return "lymphodepletion"
+    if labelled and (agents <= PREPARATIVE or all(t.marker == "conditioning" for t in regimen.items)):
+        return "conditioning"
+    return None
+
+
+def _phase(regimen: _Regimen, lines: list[_Line], transplant_day, consolidation_in_line, merge) -> str | None:
+    """The component name when the regimen belongs to the current line, else None (a new line). A phase
+    stated in words decides whatever the dates; unlabelled, a regimen within 180 days after a transplant
+    is maintenance when it looks like it, else consolidation or a new line (ambiguous)."""
     if not lines:
         return None
-    upcoming = [d for d, kind, _ in events if kind == 0 and d >= regimen.start]
-    if upcoming and regimen.ingredients <= TRANSPLANT_ADJUNCTS and (upcoming[0] - regimen.start).days <= PRE_TRANSPLANT_DAYS and lines[-1].regimens:
-        return "conditioning"
-    if transplant_day is None or (regimen.start - transplant_day).days > POST_TRANSPLANT_DAYS:
-        return None
     marker = regimen.marker
-    induction = set().union(*(r.agents for r in lines[-1].regimens)) if lines[-1].regimens else set()
-    if marker == "maintenance" or _maintenance_like(regimen, induction):
+    if marker == "maintenance":
         return "maintenance"
     if marker == "consolidation":
-        return "consolidation" if consolidation_in_line else None
-    if consolidation_in_line and merge:
-        return "consolidation"
-    return None
+        return "consolidation" if consolidation_in_line or merge else None
+    if marker == "induction":
+        return None
+    if transplant_day is None or (regimen.start - transplant_day).days > POST_TRANSPLANT_DAYS:
+        return None
+    if _maintenance_like(regimen, lines[-1].agents):
+        return "maintenance"
+    return "consolidation" if merge else None
 
 
 def _maintenance_like(regimen: _Regimen, induction: set[str]) -> bool:
@@ -215,8 +358,8 @@ def _maintenance_like(regimen: _Regimen, induction: set[str]) -> bool:
     return 0 < len(agents) <= 2 and agents <= MAINTENANCE_AGENTS and (len(agents) == 1 or agents <= induction)
 
 
-def _has_later_transplant(day: date, transplants: list[TimedExposure]) -> bool:
-    return any(t.exposure.start >= day for t in transplants)
+def _days(n: int) -> timedelta:
+    return timedelta(days=n)
 
 
 def _units(drugs: list[TimedExposure], everything: list[TimedExposure]) -> list[list[TimedExposure]]:
@@ -234,7 +377,14 @@ def _units(drugs: list[TimedExposure], everything: list[TimedExposure]) -> list[
     for t in everything:
         if t.exposure.start is None and t.exposure.group in by_group:
             by_group[t.exposure.group].append(t)
-    return sorted(units, key=lambda u: min(x.exposure.start for x in u if x.exposure.start))
+    return sorted(units, key=_unit_order)
+
+
+def _unit_order(unit: list[TimedExposure]) -> tuple[date, bool]:
+    """By start; on the same day, steroids alone after the other drugs, so the dexamethasone given with
+    the first dose of a new regimen joins that regimen, not the previous one (whatever the record order)."""
+    start = min(t.exposure.start for t in unit if t.exposure.start)
+    return start, all(t.exposure.ingredient in STEROIDS for t in unit)
 
 
 def _regimens(units: list[list[TimedExposure]], merge: bool) -> list[_Regimen]:
@@ -246,10 +396,9 @@ def _regimens(units: list[list[TimedExposure]], merge: bool) -> list[_Regimen]:
         groups = {t.exposure.group for t in unit if t.exposure.group}
         current = regimens[-1] if regimens else None
         if current is not None and _joins(current, unit, start, start_latest, groups, merge):
-            current.items.extend(unit)
-            current.groups |= groups
+            current.add(unit, groups)
             continue
-        regimens.append(_Regimen(list(unit), start, start_latest, groups))
+        regimens.append(_Regimen.of(unit, start, start_latest, groups))
     return regimens
 
 
@@ -274,7 +423,7 @@ def _joins(current: _Regimen, unit, start: date, start_latest: date, groups: set
 
 def _undated_units(timed: list[TimedExposure]) -> int:
     dated_groups = {t.exposure.group for t in timed if t.exposure.start and t.exposure.group}
-    undated = [t for t in timed if t.exposure.start is None and not _is_transplant(t) and not _is_generic_car_t(t)]
+    undated = [t for t in timed if t.exposure.start is None and _is_drug(t) and not _supportive(t)]
     keys = {t.exposure.group or t.exposure.reference for t in undated if t.exposure.group not in dated_groups}
     return len(keys)
 
@@ -297,7 +446,7 @@ def _describe(number: int, line: _Line) -> LineOfTherapy:
         ingredients=tuple(sorted({t.exposure.ingredient for t in drugs})),
         classes=frozenset().union(*(t.exposure.classes for t in drugs)) if drugs else frozenset(),
         components=tuple(line.components),
-        references=tuple(t.exposure.reference for t in items),
+        references=tuple(t.exposure.reference for t in items + line.prepared),  # cited, not its dates or drugs
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Iterable
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -99,7 +99,8 @@ READ_ELEMENTS: dict[str, tuple[str, ...]] = {
     "Patient": ("birthDate",),
     "Observation": ("status", "code", "subject", "effective[x]", "issued", "value[x]", "interpretation",
                     "referenceRange", "specimen"),
-    "Condition": ("code", "subject", "clinicalStatus", "verificationStatus", "onset[x]", "recordedDate"),
+    "Condition": ("code", "subject", "clinicalStatus", "verificationStatus", "onset[x]", "abatement[x]",
+                  "recordedDate"),
     "Coverage": ("status", "beneficiary", "payor", "type", "class", "order"),
     "MedicationStatement": ("status", "subject", "medication[x]", "effective[x]", "basedOn", "partOf",
                             "category", "contained"),
@@ -166,6 +167,13 @@ def validate(resource: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------ FHIR dates
+#
+# A FHIR date may be partial (``2026``, ``2026-11``): it names every day of that year or month, and the
+# record does not say which. Every comparison of such a date with a day or a window is therefore
+# three-valued, judged on the whole span: True when every day of the span is on the asked side (inside
+# the window, on or before the day), False when no day of it is, None when the span straddles the
+# boundary. The caller decides what None means for its criterion (usually unknown); it must never read
+# None as True or as False, and must never drop a partial date silently.
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,43 @@ class DateSpan:
     @property
     def exact(self) -> bool:
         return self.earliest == self.latest
+
+
+def between(span: DateSpan, first: date, last: date) -> bool | None:
+    """Whether the day ``span`` denotes lies in ``first`` .. ``last`` (both included): True when the
+    whole span does, False when none of it does, None when it straddles a bound."""
+    if first <= span.earliest and span.latest <= last:
+        return True
+    if span.latest < first or span.earliest > last:
+        return False
+    return None
+
+
+def within(span: DateSpan, as_of: date, days: int) -> bool | None:
+    """Whether ``span`` is within the ``days`` days up to and including ``as_of`` (``as_of - days`` ..
+    ``as_of``: a result exactly 30 days old is within a 30-day window). Three-valued as ``between``:
+    a result dated only ``2026-11`` is within 30 days of 2026-12-31, not within 30 days of 2027-02-15,
+    and unknown on 2026-12-10."""
+    return between(span, as_of - timedelta(days=days), as_of)
+
+
+def follows_within(later: DateSpan, earlier: DateSpan, days: int) -> bool | None:
+    """Whether ``later`` falls 0 .. ``days`` days after ``earlier`` (e.g. progression assessed within
+    60 days following the last dose): True when it does for every day both spans allow, False when it
+    does for none, None otherwise."""
+    shortest = (later.earliest - earlier.latest).days
+    longest = (later.latest - earlier.earliest).days
+    if shortest >= 0 and longest <= days:
+        return True
+    if longest < 0 or shortest > days:
+        return False
+    return None
+
+
+def on_or_before(span: DateSpan, day: date) -> bool | None:
+    """Whether ``span`` is on or before ``day``: True when all of it is, False when all of it is
+    after, None when it straddles ``day``."""
+    return between(span, date.min, day)
 
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")

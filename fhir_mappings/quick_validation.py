@@ -151,6 +151,7 @@ _EFFECTIVE = {"effectiveDateTime": _date_time, "effectivePeriod": _PERIOD}
 # Choice elements ([x]): at most one of the properties of each may be present.
 _CHOICES = (tuple(_MEDICATION), ("effectiveDateTime", "effectivePeriod", "effectiveInstant"),
             ("valueQuantity", "valueCodeableConcept", "valueString"), ("onsetDateTime", "onsetPeriod"),
+            ("abatementDateTime", "abatementPeriod", "abatementString"),
             ("performedDateTime", "performedPeriod"))
 _CHOICE_OF = {name: choice for choice in _CHOICES for name in choice}  # property -> its choice element
 
@@ -168,6 +169,7 @@ _RESOURCES: dict[str, tuple[dict[str, Check], tuple[tuple[str, ...], ...]]] = {
     "Condition": (
         {"code": _CODEABLE_CONCEPT, "subject": _REFERENCE, "clinicalStatus": _CODEABLE_CONCEPT,
          "verificationStatus": _CODEABLE_CONCEPT, "onsetDateTime": _date_time, "onsetPeriod": _PERIOD,
+         "abatementDateTime": _date_time, "abatementPeriod": _PERIOD, "abatementString": _string,
          "recordedDate": _date_time},
         (("subject",),),
     ),

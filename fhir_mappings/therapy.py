@@ -20,6 +20,7 @@ Completeness: a fact that needs a resource type whose retrieval was not complete
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -69,18 +70,36 @@ CLASS_IDS = (
     "car-t-products",
     "car-t-history",
     "autologous-hsct",
+    "allogeneic-hsct",
+    "hsct-type-not-stated",
+    "stem-cell-collection",
+    "fludarabine",
     "tocilizumab",
 ) + CAR_T_PRODUCTS
 # What ``exposures`` reports: anti-myeloma drugs, any CAR-T product or infusion, autologous HSCT.
 TRACKED = ("anti-myeloma-agents", "car-t-products", "car-t-history", "autologous-hsct")
-MARKERS = ("maintenance", "consolidation", "induction")
+# Phase words (``_marker``): the phase a regimen belongs to, said in words by the EHR. ``conditioning``
+# covers every step that prepares a cell infusion: transplant conditioning, lymphodepletion before CAR-T,
+# stem-cell mobilisation and collection ("maintenance dose" is a pharmacological phrase, not a phase);
+# ``supportive`` a purpose that is not treating the myeloma.
+MARKERS = {
+    "maintenance": re.compile(r"\bmaintenance\b(?!\s+dos)"),
+    "consolidation": re.compile(r"\bconsolidat"),
+    "induction": re.compile(r"(?<!post-)(?<!post )(?<!after )(?<!following )induction\b"),  # not "post-induction"
+    "conditioning": re.compile(
+        r"\bconditioning\b|lympho-?\s?deplet|\bmobili[sz]|\bharvest|\bapheresis\b|stem[- ]cell collection"),
+    # a supportive purpose (of a steroid given alone): premedication, antiemesis, CRS/ICANS, prophylaxis
+    "supportive": re.compile(
+        r"premedicat|\bpre-?med\b|antiemet|\bnausea|\bvomiting|cytokine release|\bcrs\b|\bicans\b|neurotoxicity"
+        r"|infusion[- ]related reaction|infusion reaction|prophyla"),
+}
 
 
 @dataclass(frozen=True)
 class TimedExposure:
     """An exposure with what the line-of-therapy rules need beyond ``Exposure``: the latest possible start
-    (partial dates), the last documented dose day, whether it is still running without an end, and a
-    phase marker (``maintenance``/``consolidation``/``induction``) found in the order or its CarePlan."""
+    (partial dates), the last documented dose day, whether it is still running without an end, and the
+    phase (a ``MARKERS`` key) stated in words by the resource, its request or its CarePlan."""
 
     exposure: Exposure
     start_latest: date | None
@@ -153,13 +172,6 @@ def concurrent_requests(
     return Observed(tuple(found), _evidence(found))
 
 
-def last_regimen_last_dose(record, as_of: date) -> Fact[date]:
-    """Day of the last documented dose of the last anti-myeloma regimen (see ``lines_of_therapy``)."""
-    from fhir_mappings.lines_of_therapy import last_regimen_last_dose as from_lines  # lines builds on this module
-
-    return from_lines(record, as_of)
-
-
 # ------------------------------------------------------------------------------ identification
 
 
@@ -219,9 +231,10 @@ def _ingredient(codings: tuple[Coded, ...], names: tuple[str, ...]) -> str:
 # ------------------------------------------------------------------------------ collection
 
 
-def timed_exposures(record, as_of: date) -> tuple[TimedExposure, ...]:
-    """Every tracked exposure (``TRACKED``) with timing detail, started on or before ``as_of`` or undated."""
-    return _collect(record, as_of, TRACKED, EXPOSURE_TYPES)
+def timed_exposures(record, as_of: date, wanted: tuple[str, ...] = TRACKED) -> tuple[TimedExposure, ...]:
+    """Every exposure in the value sets ``wanted`` (default ``TRACKED``) with timing detail, started on or
+    before ``as_of`` or undated."""
+    return _collect(record, as_of, wanted, EXPOSURE_TYPES)
 
 
 def _collect(record, as_of: date, wanted: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[TimedExposure, ...]:
@@ -386,18 +399,37 @@ def _group_link(record, resource: dict) -> tuple[str, dict | None] | None:
 
 
 def _marker(resource: dict) -> str | None:
-    """A phase word in the resource's title, description, category or course-of-therapy text or codes."""
-    texts: list[str] = []
-    for key in ("title", "description"):
-        if isinstance(resource.get(key), str):
-            texts.append(resource[key])
-    concepts = [resource.get("courseOfTherapyType")] + list(resource.get("category") or ())
+    """The phase (a ``MARKERS`` key) the resource states in words: its title, description, category (a list,
+    or one CodeableConcept as in MedicationStatement), course of therapy, reasons, notes, dosage text, the
+    text of its drug or procedure, and its narrative. None when it names no phase, or names several
+    ("induction, then maintenance after ASCT"): an unclear label leaves the decision to the dates."""
+    lowered = " ".join(_phase_texts(resource)).lower()
+    found = [phase for phase, pattern in MARKERS.items() if pattern.search(lowered)]
+    return found[0] if len(found) == 1 else None
+
+
+def _phase_texts(resource: dict) -> list[str]:
+    texts = [resource.get(key) for key in ("title", "description")]
+    category = resource.get("category")
+    concepts = [category] if isinstance(category, dict) else list(category) if isinstance(category, list) else []
+    concepts += [resource.get(key) for key in ("courseOfTherapyType", "medicationCodeableConcept", "code")]
+    concepts += _listed(resource.get("reasonCode"))
     for concept in concepts:
         if isinstance(concept, dict):
-            texts.append(concept.get("text") or "")
-            texts.extend(c.get("display") or "" for c in codings_of(concept))
-    lowered = " ".join(t for t in texts if isinstance(t, str)).lower()
-    return next((m for m in MARKERS if m in lowered), None)
+            texts.append(concept.get("text"))
+            texts.extend(c.get("display") for c in codings_of(concept))
+    for key in ("note", "reasonReference", "dosageInstruction", "dosage"):
+        items = [item for item in _listed(resource.get(key)) if isinstance(item, dict)]
+        texts.extend(item.get("text") or item.get("display") for item in items)
+    narrative = resource.get("text")
+    if isinstance(narrative, dict) and isinstance(narrative.get("div"), str):
+        texts.append(re.sub(r"<[^>]*>", " ", narrative["div"]))
+    return [t for t in texts if isinstance(t, str)]
+
+
+def _listed(value) -> list:
+    """An element as a list: R4 has one object for some (``MedicationAdministration.dosage``)."""
+    return value if isinstance(value, list) else [value] if isinstance(value, dict) else []
 
 
 # ------------------------------------------------------------------------------ shared helpers

@@ -10,6 +10,10 @@ decision contract's verdict rules:
 - ``documentation-incomplete`` when the outcome is unknown only for lack of documentation;
 - ``meets-policy`` when every required criterion is met.
 
+``redecide`` applies the same rules to given results of each criterion's own check instead of running
+the checks (DTR re-evaluation with a clinician's attested answers, over a stored decision), and
+``own_result`` recovers such a result from a stored decision where its combined status proves it.
+
 A section III criterion is met when the request is clear of that exclusion. When the criterion the
 policy names for it (III.A) is not met -- the request is not for multiple myeloma -- the decision carries
 the I.B referral for the member's line of business, or for every line when it cannot be told.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Mapping
 
 from fhir_mappings.facts import FactSource, Observed
 from policies.checks import LeafResult, OrderContext, get_check
@@ -29,15 +34,19 @@ from policies.model import Criterion, Policy, Referrals
 
 @dataclass
 class _Run:
-    """Results of one evaluation, in pre-order, plus each node's own check result."""
+    """Results of one evaluation, in pre-order, plus each node's own check result. ``given`` replaces
+    running the checks: each node's own result is taken from it (absent: unknown)."""
 
-    facts: FactSource
-    as_of: date
-    context: OrderContext
+    facts: FactSource | None
+    as_of: date | None
+    context: OrderContext | None
+    given: Mapping[str, LeafResult] | None = None
     results: dict[str, CriterionResult] = field(default_factory=dict)
     own: dict[str, LeafResult] = field(default_factory=dict)
 
     def leaf(self, node: Criterion) -> LeafResult:
+        if self.given is not None:
+            return self.given.get(node.id, LeafResult(Status.UNKNOWN, "not assessed"))
         spec = get_check(node.check)
         return spec.function(self.facts, node.params, self.as_of, self.context)
 
@@ -141,17 +150,17 @@ def referral(referrals: Referrals, policy: Policy, line_of_business: str | None,
     return Referral(reason, tuple(p for rule in referrals.rules for p in rule.policies(lobs)))
 
 
-def _decide(policy: Policy, run: _Run, roots: tuple[Criterion, ...], order_kind: str, product: str) -> PolicyDecision:
+def _decide(policy: Policy, run: _Run, roots: tuple[Criterion, ...], order_kind: str, product: str,
+            order: str, coverage: str | None, lob: str | None) -> PolicyDecision:
     top = tuple(run.node(root) for root in roots)
     status = all_of(r.status for r in top)
     failed = status is Status.UNKNOWN and any(r.status is Status.UNKNOWN and r.retrieval_failed for r in top)
-    coverage, lob = _coverage(run.facts)
     trigger = run.results.get(policy.referral_when_not_met)
     refer = None
     if order_kind == "car-t" and trigger is not None and trigger.status is Status.NOT_MET:
         refer = referral(policy.other_diagnoses, policy, lob, trigger.reason)
     return PolicyDecision(
-        order=run.facts.ordered_product(run.context.order).reference,
+        order=order,
         order_kind=order_kind,
         product=product,
         policy_id=policy.id,
@@ -172,7 +181,8 @@ def evaluate(
 ) -> PolicyDecision:
     """Decide one CAR-T order against its policy (I.A, II.A.1, section III) on ``as_of``."""
     run = _Run(facts, as_of, OrderContext(order, tuple(draft_orders), policy.product))
-    return _decide(policy, run, policy.required, "car-t", policy.product.display)
+    return _decide(policy, run, policy.required, "car-t", policy.product.display,
+                   facts.ordered_product(order).reference, *_coverage(facts))
 
 
 def evaluate_tocilizumab(
@@ -181,4 +191,39 @@ def evaluate_tocilizumab(
     """Decide a tocilizumab order co-signed with a CAR-T order of ``policy`` against the approval's
     tocilizumab allowance (criterion I.A.approval.tocilizumab: dose per administration and doses)."""
     run = _Run(facts, as_of, OrderContext(order, tuple(draft_orders), policy.product))
-    return _decide(policy, run, (policy.tocilizumab,), "tocilizumab", f"tocilizumab (with {policy.product.display})")
+    return _decide(policy, run, (policy.tocilizumab,), "tocilizumab", f"tocilizumab (with {policy.product.display})",
+                   facts.ordered_product(order).reference, *_coverage(facts))
+
+
+def redecide(policy: Policy, decision: PolicyDecision, own: Mapping[str, LeafResult]) -> PolicyDecision:
+    """Decide ``decision``'s order again from given results of each criterion's own check instead of
+    running the checks (no record, no clock): the same combination, verdict, documentation and
+    referral rules. Used to re-evaluate with a clinician's attested answers; a criterion missing from
+    ``own`` is unknown."""
+    roots = policy.required if decision.order_kind == "car-t" else (policy.tocilizumab,)
+    run = _Run(None, None, None, given=own)
+    return _decide(policy, run, roots, decision.order_kind, decision.product, decision.order,
+                   decision.coverage, decision.line_of_business)
+
+
+def own_result(node: Criterion, results: Mapping[str, CriterionResult]) -> LeafResult | None:
+    """The result of ``node``'s own check recovered from a stored decision's ``results``, or ``None``
+    where the stored status cannot tell it. A leaf's result is its own. A group stores only the
+    combination of its own check and its parts, which proves its own status when it is met (all of it
+    is), not met while the parts are not (the own check failed), or unknown while the parts are met;
+    otherwise it cannot be told. An unknown keeps the group's retrieval flag, which may come from an
+    unknown part: in doubt a retrieval failure, never "documentation missing"."""
+    result = results[node.id]
+    if not node.children:
+        return LeafResult(result.status, result.reason, result.evidence, result.retrieval_failed)
+    parts = [results[c.id].status for c in node.children if c.id in results]
+    if node.check is None or len(parts) != len(node.children):
+        return None
+    combined = combine(node.logic, parts, node.n)
+    proven = (result.status is Status.MET
+              or (result.status is Status.NOT_MET and combined is not Status.NOT_MET)
+              or (result.status is Status.UNKNOWN and combined is Status.MET))
+    if not proven:
+        return None
+    reason = result.reason.rsplit("; ", 1)[0]  # _reason appended exactly one "; <summary of the parts>"
+    return LeafResult(result.status, reason, result.evidence, result.retrieval_failed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cds_service.response.cards import card_decision
 from sandbox.recorded import SANDBOX
 
 HOOK_VARIANTS = ("prefetch", "no-prefetch", "partial-prefetch", "paginated-prefetch")  # in display order
@@ -37,8 +38,8 @@ def decisions(response: dict) -> dict[str, dict]:
     """order reference -> decision extension, from every card that carries one."""
     out = {}
     for card in response.get("cards", ()):
-        decision = (card.get("extension") or {}).get("cart-cds.decision")
-        if isinstance(decision, dict) and decision.get("order"):
+        decision = card_decision(card)
+        if decision is not None and decision.get("order"):
             out[decision["order"]] = decision
     return out
 

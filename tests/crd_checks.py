@@ -12,12 +12,12 @@ listing every problem (``coverage_information_problems`` returns the list):
 - every ``ext-coverage-information`` has the structure of the CRD extension (known sub-extensions, each
   with exactly one value of the right type, cardinalities, required code sets, ``date`` a FHIR date)
   and satisfies the CRD 2.2.1 invariants q1-q9 plus "pa-needed whenever covered != not-covered"
-  (conformance.md §10 item 4; the CRD 2.0.1 q2 expression that Inferno validates against);
+  (the CRD 2.0.1 q2 expression is the one Inferno validates against);
 - ``coverage-assertion-id``: all repetitions for one Coverage share one id, distinct Coverages have
   distinct ids (Inferno; CRD resp-32/33).
 
-Written from conformance.md independently of ``cds_service.response.coverage_information`` so that it can catch
-that module's mistakes. ``tests/response_checks.py`` covers the rest of the response.
+Written from the CRD extension definition independently of ``cds_service.response.coverage_information``
+so that it can catch that module's mistakes. ``tests/response_checks.py`` covers the rest of the response.
 """
 
 from __future__ import annotations

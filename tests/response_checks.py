@@ -2,7 +2,7 @@
 
 ``check_response(body, ...)`` applies, and reports together:
 1. ``cds_service/schemas/cds-response.schema.json`` (CDS Hooks 2.0 tightened by CRD);
-2. the Inferno Da Vinci CRD server checks (conformance.md §16.1: ``service_response_validation``,
+2. the Inferno Da Vinci CRD server test kit's checks (``service_response_validation``,
    ``card_optional_fields_validation``, ``coverage_information_system_action_validation``), re-implemented
    here because the kit itself cannot run offline;
 3. the structure of each coverage-information extension and the CRD 2.2.1 invariants q1-q9 plus

@@ -1,53 +1,65 @@
 """Turning one HTTP exchange into an audit record, and the Flask wiring that writes it.
 
-The decision itself is read from the response the EHR received (each card's ``cart-cds.decision``
-extension: order, policy, version, verdict, criteria with their evidence), so what is audited is exactly
-what was answered. What the response does not show -- how retrieval went and how long each stage took --
-the use case hands over with ``note(retrieval=..., timings=...)`` during the request.
+One path from decision to trail: the route hands over what the use case returned, once, with
+``hook_answered`` (the body exactly as answered, the retrieval outcome per resource type, the stage
+timings) or ``feedback_received`` (the feedback items not seen before). The record is written after the
+response, so its HTTP status and duration are known. Decisions are read from the answered body's cards
+(``cards.card_decision``), so what is audited is exactly what the EHR was shown.
+
+A call the service refused (4xx, 5xx) is audited too: its ``hookInstance`` is taken from the request
+body and the error body is stored as answered.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 import orjson
 from flask import Flask, Response, g, request
 
 from cds_service.audit.store import AuditStore, HookCallRecord
+from cds_service.feedback import FeedbackItem
 from cds_service.input_limits import parsed_body
-from cds_service.response.cards import DECISION_EXTENSION
+from cds_service.order_sign import OrderSignOutcome
+from cds_service.response.cards import card_decision
+from fhir_mappings import RetrievalOutcome
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "cart_cds.audit"
 _PREFIX = "/cds-services/"
 _NOT_AUDITED = {401, 503}  # refused before the service saw the request (unauthenticated, auth store down)
+_ANSWER = "audit_answer"  # flask.g: the _Answer handed over by the route
+_FEEDBACK = "audit_feedback"  # flask.g: the new feedback items handed over by the route
 
 
-def note(*, retrieval: Mapping[str, Any] | None = None, timings: Mapping[str, float] | None = None,
-         hook_instance: str | None = None) -> None:
-    """Hand the audit trail what the response cannot show: retrieval outcome per resource type
-    (``RetrievalOutcome`` or a dict) and stage timings in milliseconds; and the ``hookInstance`` of a
-    request the route already parsed (so the trail need not parse a large body a second time). Call
-    inside a request."""
-    if hook_instance is not None:
-        g.audit_hook_instance = hook_instance
-    if retrieval is not None:
-        g.audit_retrieval = {str(k): _outcome_json(v) for k, v in retrieval.items()}
-    if timings is not None:
-        g.audit_timings = {str(k): float(v) for k, v in timings.items()}
+@dataclass(frozen=True)
+class _Answer:
+    hook_instance: str
+    body: dict
+    outcome: OrderSignOutcome
 
 
-def _outcome_json(outcome: Any) -> Any:
-    state = getattr(outcome, "state", None)
-    if state is not None:
-        out = {"state": getattr(state, "value", str(state))}
-        if getattr(outcome, "reason", None):
-            out["reason"] = outcome.reason
-        return out
-    return outcome
+def hook_answered(hook_instance: str, outcome: OrderSignOutcome, body: dict) -> None:
+    """Hand the trail an answered hook call: ``body`` is ``outcome.response`` in the JSON form the route
+    sends (serialised once, by the route). Call inside the request."""
+    setattr(g, _ANSWER, _Answer(hook_instance, body, outcome))
+
+
+def feedback_received(items: Iterable[FeedbackItem]) -> None:
+    """Hand the trail the feedback items to store (the route passes only those not seen before, so a
+    repeated submission adds no row). Call inside the request."""
+    setattr(g, _FEEDBACK, [item.as_json() for item in items])
+
+
+def _outcome_json(outcome: RetrievalOutcome) -> dict:
+    out = {"state": outcome.state.value}
+    if outcome.reason:
+        out["reason"] = outcome.reason
+    return out
 
 
 def decisions_from_response(body: Any) -> tuple[list, list, list]:
@@ -59,9 +71,8 @@ def decisions_from_response(body: Any) -> tuple[list, list, list]:
             continue
         if isinstance(card.get("uuid"), str):
             uuids.append(card["uuid"][:64])
-        extension = card.get("extension")
-        decision = extension.get(DECISION_EXTENSION) if isinstance(extension, dict) else None
-        if not isinstance(decision, dict):
+        decision = card_decision(card)
+        if decision is None:
             continue
         criteria = [c for c in decision.get("criteria") or () if isinstance(c, dict)]
         evidence = sorted({e["reference"] for c in criteria for e in c.get("evidence") or ()
@@ -84,19 +95,19 @@ def decisions_from_response(body: Any) -> tuple[list, list, list]:
 _NOT_PARSED = object()
 
 
-def _request_json() -> Any:
-    """The request body as JSON (None when it is not JSON), taken from the input limits when they parsed
-    it already."""
+def _request_hook_instance() -> Any:
+    """The ``hookInstance`` of a request the route refused, from the body the input limits parsed
+    (parsed here only when they did not)."""
     body = parsed_body(_NOT_PARSED)
-    if body is not _NOT_PARSED:
-        return body
-    try:
-        return orjson.loads(request.get_data(cache=True))
-    except orjson.JSONDecodeError:
-        return None
+    if body is _NOT_PARSED:
+        try:
+            body = orjson.loads(request.get_data(cache=True))
+        except orjson.JSONDecodeError:
+            return None
+    return body.get("hookInstance") if isinstance(body, dict) else None
 
 
-def _response_json(response: Response) -> Any:
+def _error_json(response: Response) -> Any:
     if not response.is_json or response.is_streamed:
         return None
     try:
@@ -111,12 +122,12 @@ def _client_iss() -> str | None:
 
 
 def record_from_exchange(service: str, response: Response, duration_ms: float) -> HookCallRecord:
-    hook_instance = g.get("audit_hook_instance")
-    if hook_instance is None:  # a request the route refused before parsing it
-        body = _request_json()
-        hook_instance = body.get("hookInstance") if isinstance(body, dict) else None
-    answer = _response_json(response)
-    decisions, policies, uuids = decisions_from_response(answer)
+    answer: _Answer | None = g.get(_ANSWER)
+    if answer is None:  # refused: the hookInstance from the request, the error body as answered
+        hook_instance, body, outcome = _request_hook_instance(), _error_json(response), None
+    else:
+        hook_instance, body, outcome = answer.hook_instance, answer.body, answer.outcome
+    decisions, policies, uuids = decisions_from_response(body)
     return HookCallRecord(
         hook_instance=hook_instance[:64] if isinstance(hook_instance, str) else None,
         client_iss=_client_iss(),
@@ -126,9 +137,9 @@ def record_from_exchange(service: str, response: Response, duration_ms: float) -
         policies=policies,
         decisions=decisions,
         card_uuids=uuids,
-        retrieval=g.get("audit_retrieval"),
-        timings=g.get("audit_timings"),
-        response=answer if isinstance(answer, dict) else None,
+        retrieval={str(k): _outcome_json(v) for k, v in outcome.retrieval.items()} if outcome and outcome.retrieval else None,
+        timings={str(k): float(v) for k, v in outcome.timings.items()} if outcome and outcome.timings else None,
+        response=body if isinstance(body, dict) else None,
     )
 
 
@@ -161,11 +172,8 @@ def install_audit(app: Flask, store: AuditStore) -> None:
                 audit_id = store.record_hook_call(
                     record_from_exchange(service, response, (time.perf_counter() - started) * 1000))
                 log.info("hook call audited", extra={"auditId": audit_id, "status": response.status_code})
-            elif response.status_code < 300:
-                body = _request_json()
-                items = body.get("feedback") if isinstance(body, dict) else None
-                if isinstance(items, list):
-                    store.record_feedback([i for i in items if isinstance(i, dict)], _client_iss(), service)
+            elif response.status_code < 300 and (items := g.get(_FEEDBACK)):
+                store.record_feedback(items, _client_iss(), service)
         except Exception:  # the EHR must get its answer whatever happens to the trail
             store.count_failure("capture")
         return response

@@ -65,7 +65,7 @@ def _json_text(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _alembic_config(connection) -> Config:
+def alembic_config(connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -77,13 +77,13 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
-        command.upgrade(_alembic_config(connection), "head")
+        command.upgrade(alembic_config(connection), "head")
 
 
 def schema_is_current(engine: Engine) -> bool:
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_heads()
-        return set(current) == set(ScriptDirectory.from_config(_alembic_config(connection)).get_heads())
+        return set(current) == set(ScriptDirectory.from_config(alembic_config(connection)).get_heads())
 
 
 # Built once: the statements of a hook call's write differ only in their parameters.

@@ -113,7 +113,8 @@ def bearer_token(header: str | None) -> str | None:
 
 
 def expected_audiences(base_url: str, path: str) -> list[str]:
-    """The URL invoked, and for feedback also the service URL (conformance.md §6 item 4)."""
+    """The URL invoked, and for feedback also the service URL (CDS Hooks 2.0 shows no ``aud`` for a
+    feedback call, and a client may sign it for the service it gives feedback on)."""
     url = base_url.rstrip("/") + path
     audiences = [url]
     if path.endswith("/feedback"):

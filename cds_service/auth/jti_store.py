@@ -38,8 +38,9 @@ class JtiStore(Protocol):
         """True exactly once per (issuer, jti) until ``expires_at`` (epoch seconds); then False."""
 
 
-def _key(issuer: str, jti: str) -> str:
-    # Hashed: bounded size whatever the client sends, and no raw client strings as keys.
+def storage_key(issuer: str, jti: str) -> str:
+    """The key a (issuer, jti) pair is remembered under: hashed, so its size is bounded whatever the
+    client sends and no raw client string becomes a key."""
     return hashlib.sha256(f"{issuer}\x00{jti}".encode()).hexdigest()
 
 
@@ -61,7 +62,7 @@ class DatabaseJtiStore:
         self._uses = 0
 
     def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
-        key = _key(issuer, jti)
+        key = storage_key(issuer, jti)
         try:
             try:
                 with self._engine.begin() as connection:
@@ -110,7 +111,7 @@ class RedisJtiStore:
         # Keep at least one second so an already-expired (within leeway) token is still remembered.
         ttl_ms = max(1000, int((expires_at - self._clock()) * 1000) + 1000)
         try:
-            return bool(self._client.set(self.PREFIX + _key(issuer, jti), b"1", nx=True, px=ttl_ms))
+            return bool(self._client.set(self.PREFIX + storage_key(issuer, jti), b"1", nx=True, px=ttl_ms))
         except redis.RedisError as exc:
             raise JtiStoreUnavailable(type(exc).__name__) from exc
 

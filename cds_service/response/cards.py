@@ -1,4 +1,4 @@
-"""Render policy decisions as CDS Hooks cards a clinician reads at a glance (decision contract, Card).
+"""Render policy decisions as CDS Hooks cards a clinician reads at a glance.
 
 One card per in-scope order. The ``summary`` names the product and the verdict; the ``detail``
 (GitHub-Flavored Markdown, no HTML) puts first what the clinician must act on:
@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 from cds_service.response.markdown_text import escape, plain
 from cds_service.response.responses import CARD_TYPE_SYSTEM, Card, Coding, Link, Source
-from fhir_mappings.facts import Evidence
-from policies.decision import CriterionResult, PolicyDecision, Status, Verdict
+from fhir_mappings import Evidence
+from policies import CriterionResult, PolicyDecision, Status, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +197,15 @@ def decision_card(decision: PolicyDecision, settings: CardSettings) -> Card:
             ASSOCIATED_RESOURCE_EXTENSION: [{"reference": decision.order}],
         },
     )
+
+
+def card_decision(card: object) -> dict | None:
+    """The ``cart-cds.decision`` value of a card in JSON form (as answered, or as a client received it),
+    or None when the card carries none. The one reader of what ``decision_card`` writes: the audit trail,
+    the offline evaluation, the sandbox expectations and the bench all read decisions through it."""
+    extension = card.get("extension") if isinstance(card, dict) else None
+    decision = extension.get(DECISION_EXTENSION) if isinstance(extension, dict) else None
+    return decision if isinstance(decision, dict) else None
 
 
 def card_summary(decision: PolicyDecision, verdict: Verdict, tree: CriteriaTree) -> str:

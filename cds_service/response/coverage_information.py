@@ -2,7 +2,7 @@
 
 One ``update`` action per in-scope order whose ``resource`` is the draft order exactly as the EHR sent
 it, plus one ``ext-coverage-information`` extension (CRD ``resp-29``, ``resp-37``). The codes follow the
-decision contract's table, by the verdict the card shows (``cards.shown_verdict``):
+table below, by the verdict the card shows (``cards.shown_verdict``):
 
 | verdict | covered | pa-needed | doc-needed | doc-purpose | info-needed | reason |
 | --- | --- | --- | --- | --- | --- | --- |
@@ -33,7 +33,7 @@ from typing import Iterable
 from cds_service.response.cards import CriteriaTree, shown_verdict
 from cds_service.response.markdown_text import plain
 from cds_service.response.responses import SystemAction
-from policies.decision import PolicyDecision, Status, Verdict
+from policies import PolicyDecision, Status, Verdict
 
 COVERAGE_INFORMATION_URL = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 CRD_TEMP_CODES = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
@@ -61,7 +61,7 @@ ASSERTIONS = {
 
 
 def invariant_violations(assertion: Assertion, has_reason: bool) -> list[str]:
-    """CRD ext-coverage-information invariants (conformance.md §10 item 4) that ``assertion`` breaks.
+    """CRD 2.2.1 ext-coverage-information invariants that ``assertion`` breaks.
     This service sends no questionnaire and no satisfied-pa-id, so q1 and q5 reduce to the codes."""
     coded = (assertion.covered, assertion.pa_needed, assertion.doc_needed)
     rules = [

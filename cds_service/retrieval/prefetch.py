@@ -21,7 +21,7 @@ from typing import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from cds_service.retrieval.fhir_client import NotFhir, search_page
-from fhir_mappings.data_requirements import DataRequirement, data_requirements
+from fhir_mappings import DataRequirement, data_requirements
 
 PREFETCH_BUNDLE_TYPES = ("searchset", "collection")
 

@@ -28,8 +28,7 @@ import requests
 from cds_service.retrieval.fhir_client import Deadline, FhirClient, FhirRequestError, new_session
 from cds_service.retrieval.fhir_server_guard import origin_of
 from cds_service.retrieval.prefetch import PrefetchItem, PrefetchState, expected_types, interpret_prefetch
-from fhir_mappings.data_requirements import MissingContextValue, data_requirements
-from fhir_mappings.facts import COMPLETE, RetrievalOutcome, RetrievalState
+from fhir_mappings import COMPLETE, MissingContextValue, RetrievalOutcome, RetrievalState, data_requirements
 
 log = logging.getLogger(__name__)
 

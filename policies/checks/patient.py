@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Mapping
 
+from fhir_mappings.assertions import PRESENT, UNCERTAIN
 from fhir_mappings.facts import ConditionFinding, Evidence, FactSource, Unknown
 from fhir_mappings.terminology import value_set
 from policies.checks.registry import VALUE_SET_LIST, LeafResult, OrderContext, check, unknown_fact
@@ -15,12 +16,20 @@ ACTIVE_STATUSES = frozenset({"active", "recurrence", "relapse"})
 
 @check("age_at_least", params={"min_years": {"type": "integer", "minimum": 0}})
 def age_at_least(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
-    fact = facts.age_years(as_of)
+    """Met when even the youngest age the birthDate allows reaches ``min_years``, not met when even the
+    oldest falls short; a partial birthDate whose age range straddles the threshold is unknown."""
+    fact = facts.age_bounds(as_of)
     if isinstance(fact, Unknown):
         return unknown_fact(fact, "Age")
     minimum = params["min_years"]
-    status = Status.MET if fact.value >= minimum else Status.NOT_MET
-    return LeafResult(status, f"Age {fact.value} on {as_of.isoformat()} (required >= {minimum})", fact.evidence)
+    low, high = fact.value.minimum, fact.value.maximum
+    age = f"Age {low}" if low == high else f"Age {low} to {high} (partial birthDate)"
+    shown = f"{age} on {as_of.isoformat()} (required >= {minimum})"
+    if low >= minimum:
+        return LeafResult(Status.MET, shown, fact.evidence)
+    if high < minimum:
+        return LeafResult(Status.NOT_MET, shown, fact.evidence)
+    return LeafResult(Status.UNKNOWN, f"{shown}: the full birthDate decides", fact.evidence)
 
 
 @check(
@@ -54,7 +63,7 @@ def _condition_evidence(finding: ConditionFinding) -> Evidence:
     onset = finding.onset or finding.recorded
     return Evidence(
         finding.reference,
-        "code",
+        "Condition.code" if finding.code.code else "Condition.code.text",
         finding.code.code or finding.code.display,
         date=onset.isoformat() if onset else None,
     )
@@ -62,7 +71,25 @@ def _condition_evidence(finding: ConditionFinding) -> Evidence:
 
 def _describe(finding: ConditionFinding) -> str:
     name = finding.code.display or finding.code.code or finding.value_set
-    return f"{name} ({finding.clinical_status or 'status not recorded'})"
+    words = "" if finding.assertion == PRESENT else f", recorded as {finding.assertion}"
+    return f"{name} ({finding.clinical_status or 'status not recorded'}{words})"
+
+
+def _counts(finding: ConditionFinding, history: tuple[str, ...]) -> bool | None:
+    """Whether the finding is one the exclusion names: True, False, or None when the record leaves it
+    open. Of a history value set any asserted entry counts, whatever its status ("history of seizure",
+    resolved). Of an active-only value set an entry counts when its clinical status is active and its
+    words do not place it in the past; no status, or "history of" on an active entry, is open. An
+    uncertain entry ("rule out", provisional) is open in either."""
+    if finding.assertion == UNCERTAIN:
+        return None
+    if finding.value_set in history:
+        return True
+    if finding.clinical_status is None:  # the finding is of an active-only value set
+        return None
+    if finding.clinical_status not in ACTIVE_STATUSES:
+        return False
+    return True if finding.assertion == PRESENT else None
 
 
 @check(
@@ -72,27 +99,25 @@ def _describe(finding: ConditionFinding) -> str:
     value_set_params=("value_sets", "active_value_sets"),
 )
 def no_conditions_in(facts: FactSource, params: Mapping[str, Any], as_of: date, ctx: OrderContext) -> LeafResult:
-    """Exclusion: met only when the conditions were retrieved in full and none is in ``value_sets``
-    (any clinical status: history counts) and none in ``active_value_sets`` is active. An
-    ``active_value_sets`` condition with no clinical status is unknown, never silently ignored."""
+    """Exclusion: met only when the conditions were retrieved in full and none counts (``_counts``);
+    not met when one does; unknown when one is left open (whether it is active, or whether it is there
+    at all), never silently ignored."""
     history = tuple(params["value_sets"])
     active_only = tuple(params.get("active_value_sets", ()))
     fact = facts.conditions_in(history + active_only, as_of)
     if isinstance(fact, Unknown):
         return unknown_fact(fact, "Conditions")
-    present = [
-        f for f in fact.value
-        if f.value_set in history or (f.value_set in active_only and f.clinical_status in ACTIVE_STATUSES)
-    ]
+    judged = [(f, _counts(f, history)) for f in fact.value]
+    present = [f for f, counts in judged if counts is True]
     if present:
         listed = "; ".join(_describe(f) for f in present)
         return LeafResult(Status.NOT_MET, f"Record shows {listed}", tuple(_condition_evidence(f) for f in present))
-    unclear = [f for f in fact.value if f.value_set in active_only and f.clinical_status is None]
+    unclear = [f for f, counts in judged if counts is None]
     if unclear:
         listed = "; ".join(_describe(f) for f in unclear)
         return LeafResult(
             Status.UNKNOWN,
-            f"Record shows {listed}; whether it is active is not recorded",
+            f"Record shows {listed}; whether it is present and active is not clear",
             tuple(_condition_evidence(f) for f in unclear),
         )
     return LeafResult(Status.MET, "No such condition on the record (conditions retrieved in full)", fact.evidence)

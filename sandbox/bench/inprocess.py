@@ -19,6 +19,7 @@ from flask import Flask
 
 from cds_service import create_app
 from cds_service.gunicorn_conf import tune_garbage_collection
+from cds_service.response.cards import card_decision
 from cds_service.settings import Settings
 from sandbox.bench.records import AS_OF
 
@@ -60,8 +61,7 @@ def post(client, body: bytes):
 
 def verdicts(response_json: dict) -> str:
     """The decision verdicts of a hook response (``cart-cds.decision`` card extensions), comma-joined."""
-    found = [card.get("extension", {}).get("cart-cds.decision", {}).get("verdict")
-             for card in response_json.get("cards", ())]
+    found = [(card_decision(card) or {}).get("verdict") for card in response_json.get("cards", ())]
     return ",".join(v for v in found if v) or "(no decision card)"
 
 

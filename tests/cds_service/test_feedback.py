@@ -7,9 +7,13 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from cds_service import create_app
+from cds_service.audit.models import Feedback
 from cds_service.feedback import FeedbackLog, parse_feedback
-from tests.cds_service.conftest import FEEDBACK_URL
+from tests.cds_service.conftest import FEEDBACK_URL, protocol_settings
 from tests.conftest import load_json
 
 ACCEPTED = load_json("examples/cdshooks2-feedback-accepted.json")
@@ -50,6 +54,39 @@ def test_duplicate_feedback_is_accepted_and_recorded_once(client, app):
     assert first.status_code == again.status_code == 200
     assert first.get_json() == again.get_json() == {}
     assert len(log.record("car-t-coverage", parse_feedback(batch))) == 0
+
+
+def _stored_feedback(app) -> list[dict]:
+    """The stored item of every feedback row of the app's audit store, oldest first."""
+    with Session(app.extensions["cart_cds.audit"].engine) as session:
+        return [row.item for row in session.scalars(select(Feedback).order_by(Feedback.id))]
+
+
+def test_a_repeated_feedback_item_is_answered_the_same_and_stored_once(client, app):
+    first = post(client, ACCEPTED)
+    again = post(client, {"feedback": ACCEPTED["feedback"] + OVERRIDDEN["feedback"]})
+
+    assert first.get_json() == again.get_json() == {}
+    assert [item["outcome"] for item in _stored_feedback(app)] == ["accepted", "overridden"]
+
+
+def test_feedback_comment_is_not_stored_by_default(client, app):
+    post(client, OVERRIDDEN_WITH_REASON)
+
+    assert _stored_feedback(app) == [{
+        "card": "9368d37b-283f-44a0-93ea-547cebab93ed", "outcome": "overridden",
+        "outcomeTimestamp": "2020-12-11T00:00:00Z",
+        "overrideReason": {"reason": {"system": "https://example.com/cds-hooks/override-reason-system",
+                                      "code": "d7ecf885"}},
+    }]
+
+
+def test_feedback_comment_is_stored_when_the_deployment_keeps_comments():
+    app = create_app(protocol_settings(audit_feedback_comments=True))
+    post(app.test_client(), OVERRIDDEN_WITH_REASON)
+
+    [stored] = _stored_feedback(app)
+    assert stored["overrideReason"]["userComment"] == OVERRIDDEN_WITH_REASON["feedback"][0]["overrideReason"]["userComment"]
 
 
 def test_same_instant_in_another_offset_is_a_repeat():

@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 
 from cds_service import create_app
+from cds_service.order_sign import OrderSignOutcome
 from cds_service.response.responses import Response
 from tests.cds_service.conftest import HOOK_URL, TEST_ENVIRONMENT, protocol_settings
 
@@ -90,7 +91,7 @@ def test_create_app_reads_settings_from_environment(monkeypatch):
 def test_create_app_passes_a_fixed_decision_date_to_the_use_case(settings, monkeypatch, order_sign_request):
     seen = []
     monkeypatch.setattr("cds_service.routes.handle_order_sign",
-                        lambda request, service, as_of, report: seen.append(as_of) or Response())
+                        lambda request, service, as_of: seen.append(as_of) or OrderSignOutcome(Response()))
     client = create_app(settings, as_of=date(2026, 11, 24)).test_client()
 
     client.post(HOOK_URL, data=json.dumps(order_sign_request), content_type="application/json")

@@ -8,7 +8,7 @@ import inspect
 from fhir_samples import AS_OF, ICD10CM, PATIENT, SERUM_M, condition, lab, patient, searchset
 
 from fhir_mappings.clinical_facts import ClinicalFacts
-from fhir_mappings.facts import FactSource, Observed, RetrievalOutcome, RetrievalState, Unknown
+from fhir_mappings.facts import AgeBounds, FactSource, Observed, RetrievalOutcome, RetrievalState, Unknown
 from fhir_mappings.patient_record import PatientRecord
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -43,7 +43,7 @@ def test_c90_00_with_treatment_history_from_the_therapy_module_is_relapsed_refra
 
 def test_record_and_lab_facts_through_the_facade():
     f = facts(lab("s", SERUM_M, 1.4, "g/dL"), condition("epi", [(ICD10CM, "G40.909", "Epilepsy")]))
-    assert f.age_years(AS_OF).value == 68
+    assert f.age_bounds(AS_OF).value == AgeBounds(68, 68)
     assert f.serum_m_protein(AS_OF, 30).value.value == 1.4
     assert isinstance(f.urine_m_protein_24h(AS_OF, 30), Unknown)
     assert isinstance(f.free_light_chains(AS_OF, 30), Unknown)

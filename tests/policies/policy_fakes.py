@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from fhir_mappings.facts import (
+    AgeBounds,
     CellDose,
     Coded,
     ConditionFinding,
@@ -113,7 +114,10 @@ class FakeFacts:
     specialties: object = Observed((Coded(NUCC, "207RH0003X", "Hematology & Oncology"),))
     member_coverage: object = Observed(CoverageFinding("Coverage/cov1", "commercial"))
 
-    def age_years(self, as_of):
+    def age_bounds(self, as_of):
+        """``age`` holds whole years (an exact age) or ``AgeBounds`` (a partial birthDate)."""
+        if isinstance(self.age, Observed) and isinstance(self.age.value, int):
+            return Observed(AgeBounds(self.age.value, self.age.value), self.age.evidence)
         return self.age
 
     def myeloma_diagnosis(self, as_of, order=None):

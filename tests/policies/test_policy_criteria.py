@@ -13,7 +13,7 @@ from policy_fakes import (
 )
 
 from fhir_mappings.facts import (
-    CellDose, Coded, ConditionFinding, Evidence, LineOfTherapy, LinesOfTherapy, Observed, ProgressionFinding,
+    AgeBounds, CellDose, Coded, ConditionFinding, Evidence, LineOfTherapy, LinesOfTherapy, Observed, ProgressionFinding,
     TocilizumabRequest,
 )
 from policies.decision import Status
@@ -76,6 +76,9 @@ def test_I_A_2_prescriber_oncologist_or_hematologist(policy, facts, expected):
     (BOTH, "18-on-birthday", {"age": Observed(18)}, MET),
     (BOTH, "17", {"age": Observed(17)}, NOT_MET),
     (BOTH, "no-birth-date", {"age": NOT_SHOWN}, UNKNOWN),
+    (BOTH, "partial-birth-date-all-adult", {"age": Observed(AgeBounds(65, 66))}, MET),
+    (BOTH, "partial-birth-date-all-minor", {"age": Observed(AgeBounds(16, 17))}, NOT_MET),
+    (BOTH, "partial-birth-date-straddles-18", {"age": Observed(AgeBounds(17, 18))}, UNKNOWN),
 ))
 def test_I_A_3_adult(policy, facts, expected):
     run(policy, "I.A.3", facts, expected)
@@ -201,6 +204,11 @@ def test_I_A_5_a_reason_names_only_the_agents_of_the_class():
     assert result("481", "I.A.5.b", **facts).reason == "Prior proteasome inhibitor: bortezomib"
 
 
+def said(value_set: str, assertion: str) -> ConditionFinding:
+    """An active entry recognised from its words (``Condition.code.text``) with what the words assert."""
+    return replace(condition(value_set), code=Coded(None, None, f"{assertion} {value_set}"), assertion=assertion)
+
+
 @pytest.mark.parametrize("policy, facts, expected", cases(
     (BOTH, "none-retrieved-in-full", {}, MET),
     (BOTH, "epilepsy-history", {"conditions": Observed((condition("epilepsy", "inactive"),))}, NOT_MET),
@@ -209,10 +217,23 @@ def test_I_A_5_a_reason_names_only_the_agents_of_the_class():
     (("769",), "resolved-cns-malignancy-not-active", {"conditions": Observed((condition("cns-malignancy-involvement", "resolved"),))}, MET),
     (("769",), "active-cns-malignancy", {"conditions": Observed((condition("cns-malignancy-involvement", "active"),))}, NOT_MET),
     (("769",), "cns-malignancy-status-missing", {"conditions": Observed((condition("cns-malignancy-involvement", None),))}, UNKNOWN),
+    (BOTH, "rule-out-cns-involvement", {"conditions": Observed((said("cns-malignancy-involvement", "uncertain"),))}, UNKNOWN),
+    (BOTH, "provisional-epilepsy", {"conditions": Observed((said("epilepsy", "uncertain"),))}, UNKNOWN),
+    (BOTH, "history-of-epilepsy-text", {"conditions": Observed((said("epilepsy", "historical"),))}, NOT_MET),
+    (("481",), "history-of-cns-involvement-text", {"conditions": Observed((said("cns-malignancy-involvement", "historical"),))}, NOT_MET),
+    (("769",), "active-entry-saying-history-of-cns-involvement", {"conditions": Observed((said("cns-malignancy-involvement", "historical"),))}, UNKNOWN),
+    (BOTH, "uncertain-and-present", {"conditions": Observed((said("epilepsy", "uncertain"), condition("dementia")))}, NOT_MET),
     (BOTH, "conditions-failed", {"conditions": RETRIEVAL_FAILED}, UNKNOWN),
 ))
 def test_I_A_6_no_cns_involvement_or_pathology(policy, facts, expected):
     run(policy, "I.A.6", facts, expected)
+
+
+def test_a_condition_recognised_from_text_is_cited_as_the_text_and_named_as_uncertain():
+    got = run("481", "I.A.6", {"conditions": Observed((said("cns-malignancy-involvement", "uncertain"),))}, UNKNOWN)
+    assert [(e.element, e.value) for e in got.evidence] == [
+        ("Condition.code.text", "uncertain cns-malignancy-involvement")]
+    assert "recorded as uncertain" in got.reason
 
 
 @pytest.mark.parametrize("policy, facts, expected", cases(
@@ -292,10 +313,12 @@ def test_III_A_non_fda_approved_indication(policy, facts, expected):
     (BOTH, "none", {}, MET),
     (BOTH, "seizure-history", {"conditions": Observed((condition("seizure", "resolved"),))}, NOT_MET),
     (("769",), "cerebrovascular-ischemia", {"conditions": Observed((condition("cerebrovascular-ischemia"),))}, NOT_MET),
+    (BOTH, "epilepsy-is-a-seizure-history", {"conditions": Observed((condition("epilepsy", "inactive"),))}, NOT_MET),
     (("481",), "cerebrovascular-ischemia-not-listed", {"conditions": Observed((condition("cerebrovascular-ischemia"),))}, MET),
     (("769",), "prior-cns-involvement", {"conditions": Observed((condition("cns-malignancy-involvement", "resolved"),))}, NOT_MET),
     (("769",), "meningeal-signs", {"conditions": Observed((condition("meningeal-involvement", "active"),))}, NOT_MET),
     (("769",), "meningeal-resolved", {"conditions": Observed((condition("meningeal-involvement", "resolved"),))}, MET),
+    (("769",), "meningeal-signs-suspected", {"conditions": Observed((said("meningeal-involvement", "uncertain"),))}, UNKNOWN),
     (("481",), "dementia", {"conditions": Observed((condition("dementia"),))}, NOT_MET),
     (BOTH, "conditions-failed", {"conditions": RETRIEVAL_FAILED}, UNKNOWN),
 ))
