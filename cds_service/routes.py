@@ -4,6 +4,8 @@
 ``POST /cds-services/<id>``                order-sign hook call
 ``POST /cds-services/<id>/feedback``       card feedback
 ``GET /healthz``                           liveness for load balancers
+``GET /readyz``                            readiness: 503 "degraded" while the audit store is unreachable
+                                           or spooled records wait to be replayed
 """
 
 from __future__ import annotations
@@ -80,3 +82,9 @@ def feedback(service_id: str) -> Response:
 @blueprint.get("/healthz")
 def healthz() -> Response:
     return _json({"status": "ok"})
+
+
+@blueprint.get("/readyz")
+def readyz() -> Response:
+    state = audit.readiness()
+    return _json(state, 200 if state["status"] == "ready" else 503)

@@ -251,6 +251,10 @@ class Settings:
     audit_feedback_comments: bool = _setting(
         "AUDIT_FEEDBACK_COMMENTS", _boolean, "false",
         "Keep the free-text `userComment` of card feedback in the audit store (it may hold PHI; see docs/security.md).")
+    audit_spool_dir: Path = _setting("AUDIT_SPOOL_DIR", lambda raw: Path(_text(raw)).expanduser(), "cart-cds-audit-spool",
+                                     "Directory of the durable audit spool (a file per worker) used while the audit store is unreachable; holds PHI.")
+    audit_spool_max_records: int = _setting("AUDIT_SPOOL_MAX_RECORDS", _integer(1), "10000",
+                                            "Most records one worker spools; beyond it an answer that cannot be recorded is withheld (503).")
     log_level: str = _setting("LOG_LEVEL", lambda raw: _choice("debug", "info", "warning", "error", "critical")(raw).upper(),
                               "INFO", "Logging level.")
     bind: str = _setting("BIND", _bind, "127.0.0.1:8080", "Address `cart-cds serve` listens on.")

@@ -164,3 +164,12 @@ def test_errors_gunicorn_answers_itself_are_json(server, request_bytes, status):
     assert headers["Content-Type"] == "application/json"
     assert json.loads(body)["resourceType"] == "OperationOutcome"
     assert b"aaaa" not in body and b"vvvv" not in body
+
+
+def test_feedback_with_more_items_than_a_client_sends_is_413_naming_it(client):
+    item = {"card": "9b2f0f4e-41d2-4f8c-bb7f-0d6f6e0f2c11", "outcome": "overridden",
+            "outcomeTimestamp": "2026-11-24T10:15:00Z"}
+    assert client.post(HOOK + "/feedback", json={"feedback": [item] * 100}).status_code == 200
+    response = client.post(HOOK + "/feedback", json={"feedback": [item] * 101})
+    assert response.status_code == 413
+    assert response.get_json()["issue"][0]["expression"] == ["feedback"]
