@@ -149,8 +149,8 @@ def test_a_write_the_store_cannot_take_is_spooled_and_never_claimed_as_audited(s
     assert store.show("h-fail") == []
 
 
-def test_without_a_spool_an_answer_that_cannot_be_recorded_is_withheld(store, tmp_path):
-    store.engine = make_engine(f"sqlite:///{tmp_path}/missing-dir/audit.sqlite3")
+def test_without_a_spool_an_answer_that_cannot_be_recorded_is_withheld(tmp_path):
+    store = AuditStore(make_engine(f"sqlite:///{tmp_path}/missing-dir/audit.sqlite3"))
     response = hook_app(store, "meets-policy").test_client().post(f"/cds-services/{SERVICE}", json={"hookInstance": "h"})
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert response.get_json()["issue"][0]["code"] == "transient"

@@ -131,8 +131,8 @@ def test_the_spool_of_a_killed_worker_is_replayed_by_a_live_one(store, tmp_path)
     assert survivor.spool.pending() == 0 and not list(tmp_path.glob("audit-spool-*"))
 
 
-def test_a_full_spool_withholds_the_answer(store, tmp_path, caplog):
-    store.engine = make_engine(f"sqlite:///{tmp_path}/missing/audit.db")
+def test_a_full_spool_withholds_the_answer(tmp_path, caplog):
+    store = AuditStore(make_engine(f"sqlite:///{tmp_path}/missing/audit.db"))
     client = hook_app(store, "meets-policy", spool=AuditSpool(tmp_path / "spool", max_records=2)).test_client()
     statuses = [client.post(HOOK, json={"hookInstance": f"h-{i}"}).status_code for i in range(3)]
     assert statuses == [200, 200, 503]

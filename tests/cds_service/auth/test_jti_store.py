@@ -37,18 +37,29 @@ def database_url(kind: str, sqlite_url: str) -> str:
     return sqlite_url if kind == "sqlite" else POSTGRES_URL
 
 
-def make_store(kind: str, sqlite_url: str):
-    """A store as one worker process builds it (its own engine or client)."""
+def make_store(kind: str, sqlite_url: str, engines: list | None = None):
+    """A store as one worker process builds it (its own engine or client); its engine is added to
+    ``engines`` for the caller to dispose."""
     if kind == "redis":
         return RedisJtiStore.from_url(REDIS_URL)
     engine = make_engine(database_url(kind, sqlite_url))
     migrate(engine)
+    if engines is not None:
+        engines.append(engine)
     return DatabaseJtiStore(engine)
 
 
+@pytest.fixture
+def engines():
+    made: list = []
+    yield made
+    for engine in made:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("kind", JTI_STORE_BACKENDS)
-def test_first_use_then_replay(kind, sqlite_url):
-    store = make_store(kind, sqlite_url)
+def test_first_use_then_replay(kind, sqlite_url, engines):
+    store = make_store(kind, sqlite_url, engines)
     jti = str(uuid.uuid4())
     exp = time.time() + 60
     assert store.first_use("https://ehr.example", jti, exp) is True
@@ -58,9 +69,12 @@ def test_first_use_then_replay(kind, sqlite_url):
 
 
 def _worker_process(kind, sqlite_url, jti, barrier, results):
-    store = make_store(kind, sqlite_url)
+    engines: list = []
+    store = make_store(kind, sqlite_url, engines)
     barrier.wait()
     results.put(store.first_use("https://ehr.example", jti, time.time() + 60))
+    for engine in engines:
+        engine.dispose()
 
 
 @pytest.mark.parametrize("kind", JTI_STORE_BACKENDS)
@@ -80,8 +94,8 @@ def test_a_jti_is_accepted_once_across_worker_processes(kind, sqlite_url):
 
 
 @pytest.mark.parametrize("kind", JTI_STORE_BACKENDS)
-def test_concurrent_threads_accept_a_jti_exactly_once(kind, sqlite_url):
-    stores = [make_store(kind, sqlite_url) for _ in range(8)]
+def test_concurrent_threads_accept_a_jti_exactly_once(kind, sqlite_url, engines):
+    stores = [make_store(kind, sqlite_url, engines) for _ in range(8)]
     jti = str(uuid.uuid4())
     results: list[bool] = []
     barrier = threading.Barrier(len(stores))
