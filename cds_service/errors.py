@@ -14,8 +14,13 @@ Exception tree (every class carries an HTTP status and, where one applies, the J
     settings.SettingsError           start-up only: a CART_CDS_* variable is invalid (never reaches HTTP)
 
 Werkzeug's own HTTP errors (404 unrouted path, 405 wrong method, 413 body over the limit) get the same
-OperationOutcome shape. Anything else is a bug on our side: a generic 500 OperationOutcome, with no
-exception text or stack in the body; the log names only the exception type and the route.
+OperationOutcome shape, and so does a body the server cannot read (gunicorn's ``ParseException``s from
+a malformed chunked body surface in ``request.get_data``): 400. Anything else is a bug on our side: a
+generic 500 OperationOutcome, with no exception text or stack in the body; the log names the exception
+type, the route and the code locations (file, line, function) of the traceback, never the exception's
+message or any value (``log_safety.describe_exception``), so a 500 can be diagnosed without PHI.
+Errors gunicorn answers before the app runs (bad request line, 414, 431) are made JSON by
+``gunicorn_errors``.
 
 Error text is written by us, never copied from the request: a message names the path and what was
 expected, not the value that was sent (it may be patient data or a token).
@@ -27,13 +32,17 @@ import logging
 
 import orjson
 from flask import Flask, Response, request
+from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import HTTPException
+
+from cds_service.log_safety import EXCEPTION_FIELD, describe_exception
 
 log = logging.getLogger(__name__)
 
 # OperationOutcome.issue.code (http://hl7.org/fhir/issue-type) for each status we answer with.
 _ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-                412: "incomplete", 413: "too-long", 415: "not-supported", 422: "business-rule", 500: "exception"}
+                412: "incomplete", 413: "too-long", 415: "not-supported", 422: "business-rule", 500: "exception",
+                503: "transient"}
 
 
 class RequestError(Exception):
@@ -116,14 +125,24 @@ def _http_error(exc: HTTPException) -> Response:
     return response
 
 
+def _unreadable_body(_exc: Exception) -> Response:
+    return error_response(400, "the request body could not be read (malformed HTTP framing, e.g. chunked encoding)")
+
+
 def _unexpected_error(exc: Exception) -> Response:
-    # A constant message plus allow-listed fields (see log_safety): no exception text, no request data.
+    # A constant message plus allow-listed fields; the exception becomes its types and code locations
+    # only (log_safety.ScrubFilter): no exception text, no request data.
     rule = request.url_rule.rule if request.url_rule else None
-    log.error("unhandled exception", extra={"reason": type(exc).__name__, "route": rule})
+    # The location is computed here rather than passed as exc_info, so that no handler (not ours, not
+    # a library's or a test's) can ever render the exception's message.
+    log.error("unhandled exception", extra={"reason": type(exc).__name__, "route": rule,
+                                            EXCEPTION_FIELD: describe_exception((type(exc), exc, exc.__traceback__))})
     return error_response(500, "internal error; the request was not processed")
 
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(RequestError, _request_error)
     app.register_error_handler(HTTPException, _http_error)
+    for unreadable in (ParseException, NoMoreData):  # malformed framing; client gone mid-body
+        app.register_error_handler(unreadable, _unreadable_body)
     app.register_error_handler(Exception, _unexpected_error)

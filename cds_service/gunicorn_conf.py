@@ -17,6 +17,8 @@ Why these values:
   in a thread.
 - request limits: request line and header sizes are gunicorn's (a JWT fits in 8 KB); the body limit is
   ``CART_CDS_MAX_BODY_BYTES``, enforced by the app (413) since gunicorn has none.
+- gunicorn's own error answers (bad request line, 414, 431, malformed chunked body) are OperationOutcome
+  JSON like the app's (``gunicorn_errors``), and never quote the request.
 - the access log holds the method, the *path without query string* (``%(U)s``), status, size and time:
   a query string may carry patient ids, and no header (user agent, referer, token) is logged.
 - TLS (``CART_CDS_TLS_CERT_FILE``/``CART_CDS_TLS_KEY_FILE``): gunicorn terminates it with a context whose
@@ -42,6 +44,7 @@ from typing import Any
 
 from flask import Flask
 
+from cds_service import gunicorn_errors
 from cds_service.audit.capture import EXTENSION_KEY
 from cds_service.metrics import MULTIPROC_ENV
 from cds_service.settings import Settings
@@ -75,6 +78,7 @@ def production_options(settings: Settings, *, bind: str | None = None, workers: 
         "post_fork": _drop_inherited_connections,
         "child_exit": _forget_worker_metrics,
         **tls_options(settings),
+        "on_starting": gunicorn_errors.install,  # gunicorn's own 400/414/431 answers as JSON
     }
 
 

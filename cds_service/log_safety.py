@@ -57,6 +57,7 @@ ALLOWED_FIELDS: dict[str, str] = {
     "remaining_ms": "number",
 }
 SCRUBBED = "[scrubbed]"
+EXCEPTION_FIELD = "cart_cds_exception"  # record attribute: ``describe_exception`` of the record's exception
 _MAX_ITEMS = 100
 
 
@@ -123,7 +124,7 @@ class ScrubFilter(logging.Filter):
             record.msg = type(record.msg).__name__
         record.args = ()
         if record.exc_info and record.exc_info[1] is not None:
-            record.cart_cds_exception = describe_exception(record.exc_info)
+            setattr(record, EXCEPTION_FIELD, describe_exception(record.exc_info))
         record.exc_info = None
         record.exc_text = None
         record.stack_info = None
@@ -144,7 +145,7 @@ class JsonFormatter(logging.Formatter):
         for name, kind in ALLOWED_FIELDS.items():
             if name in record.__dict__:
                 out[name] = safe_value(kind, record.__dict__[name])
-        exception = record.__dict__.get("cart_cds_exception")
+        exception = record.__dict__.get(EXCEPTION_FIELD)
         if exception:
             out["exception"] = exception
         return orjson.dumps(out).decode()

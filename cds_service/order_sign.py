@@ -298,5 +298,6 @@ def _referenced_products(draft_orders, bundle_resources, request, fhir_access) -
 
 
 def _external_medication(order: dict) -> str | None:
-    reference = (order.get("medicationReference") or {}).get("reference") if isinstance(order, dict) else None
+    medication = order.get("medicationReference") if isinstance(order, dict) else None
+    reference = medication.get("reference") if isinstance(medication, dict) else None
     return reference if isinstance(reference, str) and not reference.startswith("#") else None

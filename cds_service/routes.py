@@ -5,6 +5,8 @@
 ``POST /cds-services/car-t-coverage-dispatch``  order-dispatch hook call
 ``POST /cds-services/<id>/feedback``       card feedback
 ``GET /healthz``                           liveness for load balancers
+``GET /readyz``                            readiness: 503 "degraded" while the audit store is unreachable
+                                           or spooled records wait to be replayed
 """
 
 from __future__ import annotations
@@ -94,3 +96,9 @@ def feedback(service_id: str) -> Response:
 @blueprint.get("/healthz")
 def healthz() -> Response:
     return _json({"status": "ok"})
+
+
+@blueprint.get("/readyz")
+def readyz() -> Response:
+    state = audit.readiness()
+    return _json(state, 200 if state["status"] == "ready" else 503)

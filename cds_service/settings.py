@@ -265,11 +265,13 @@ class Settings:
     trusted_clients_file: Path | None = _setting("TRUSTED_CLIENTS_FILE", _existing_file, "",
                                                  "YAML (or JSON) file of trusted CDS clients (iss, jku or JWKS) for JWT checks; see docs/security.md.")
     public_base_url: str | None = _setting("PUBLIC_BASE_URL", _url(("https", "http")), "",
-                                           "Public base URL of the service (the JWT `aud` is built from it).")
+                                           "Public base URL of the service (the JWT `aud` is built from it); required with authentication on.")
     jwt_leeway_seconds: int = _setting("JWT_LEEWAY_SECONDS", _integer(0), "60",
                                        "Clock leeway for JWT `exp`/`iat`, in seconds.")
     redis_url: str | None = _setting("REDIS_URL", _url(("redis", "rediss", "unix")), "",
-                                     "Redis for the shared JWT `jti` store across workers; in-process when unset.")
+                                     "Redis for the JWT replay (`jti`) store shared across workers and hosts; the audit database when unset.")
+    jwt_max_lifetime_seconds: int = _setting("JWT_MAX_LIFETIME_SECONDS", _integer(1), "300",
+                                             "Longest accepted client JWT lifetime (`exp - iat`, plus the leeway), in seconds.")
     database_url: str = _setting("DATABASE_URL", _text, "sqlite:///cart-cds-audit.db",
                                  "SQLAlchemy URL of the audit store.")
     audit_retention_days: int = _setting("AUDIT_RETENTION_DAYS", _integer(1), "2555",
@@ -277,6 +279,10 @@ class Settings:
     audit_feedback_comments: bool = _setting(
         "AUDIT_FEEDBACK_COMMENTS", _boolean, "false",
         "Keep the free-text `userComment` of card feedback in the audit store (it may hold PHI; see docs/security.md).")
+    audit_spool_dir: Path = _setting("AUDIT_SPOOL_DIR", lambda raw: Path(_text(raw)).expanduser(), "cart-cds-audit-spool",
+                                     "Directory of the durable audit spool (a file per worker) used while the audit store is unreachable; holds PHI.")
+    audit_spool_max_records: int = _setting("AUDIT_SPOOL_MAX_RECORDS", _integer(1), "10000",
+                                            "Most records one worker spools; beyond it an answer that cannot be recorded is withheld (503).")
     log_level: str = _setting("LOG_LEVEL", lambda raw: _choice("debug", "info", "warning", "error", "critical")(raw).upper(),
                               "INFO", "Logging level.")
     bind: str = _setting("BIND", _bind, "127.0.0.1:8080", "Address `cart-cds serve` listens on.")

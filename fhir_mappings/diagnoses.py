@@ -43,7 +43,7 @@ from fhir_mappings import assertions
 from fhir_mappings.assertions import PRESENT, UNCERTAIN, Match
 from fhir_mappings.parsing import DateSpan, on_or_before, parse_date
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.terminology import codings_of, value_set
+from fhir_mappings.terminology import codings_of, concept_text, value_set
 
 MYELOMA = "multiple-myeloma"
 NOT_MYELOMA = "not-multiple-myeloma"
@@ -187,7 +187,7 @@ def _first_coding(concept) -> Coded:
     concept = concept if isinstance(concept, dict) else {}
     for coding in codings_of(concept):
         if coding.get("code"):
-            return Coded(coding.get("system"), coding.get("code"), coding.get("display") or concept.get("text"))
+            return Coded(coding.get("system"), coding.get("code"), coding.get("display") or concept_text(concept))
     words = [concept.get("text")] + [c.get("display") for c in codings_of(concept)]
     return Coded(None, None, next((w for w in words if isinstance(w, str) and w.strip()), None))
 

@@ -58,6 +58,14 @@ class Evidence:
     unit: str | None = None
     date: str | None = None  # ISO date or dateTime of the clinically relevant time, when there is one
 
+    def __post_init__(self) -> None:
+        # Record values are untyped JSON until checked. Evidence is formatted into card text and used as
+        # a key while it is (issue 17: a coding "code" sent as a list crashed card building), so a JSON
+        # object or array where FHIR has a primitive is not shown, as if the element were absent.
+        for key in ("value", "unit", "date"):
+            if isinstance(getattr(self, key), (dict, list)):
+                object.__setattr__(self, key, None)
+
     def as_json(self) -> dict:
         out = {"reference": self.reference, "element": self.element}
         for key in ("value", "unit", "date"):

@@ -53,11 +53,31 @@ def canonical_system(system: str) -> str:
     return SYSTEM_ALIASES.get(system, system)
 
 
+_STRING_MEMBERS = ("system", "version", "code", "display")  # Coding members FHIR types as strings
+
+
 def codings_of(concept: Any) -> list[dict]:
     """The codings of a CodeableConcept as EHRs actually send it: only the JSON objects of a list, so a
-    malformed ``coding`` (a string, ``true``, a list of junk) yields nothing instead of an exception."""
+    malformed ``coding`` (a string, ``true``, a list of junk) yields nothing instead of an exception.
+
+    A member FHIR types as a string (``system``, ``version``, ``code``, ``display``) but sent as another
+    JSON type (``"code": {...}``, ``"display": ["..."]``) is left out of the coding returned: it is not
+    a code, so the coding cannot match a value set (the fact stays unknown, never met), and no caller
+    formats, hashes or joins a value of the wrong type (issue 17: such codings reached card text)."""
     coding = concept.get("coding") if isinstance(concept, dict) else None
-    return [c for c in coding if isinstance(c, dict)] if isinstance(coding, list) else []
+    return [_typed(c) for c in coding if isinstance(c, dict)] if isinstance(coding, list) else []
+
+
+def _typed(coding: dict) -> dict:
+    if all(isinstance(coding.get(member, ""), str) for member in _STRING_MEMBERS):
+        return coding  # the usual case: no copy
+    return {k: v for k, v in coding.items() if k not in _STRING_MEMBERS or isinstance(v, str)}
+
+
+def concept_text(concept: Any) -> str | None:
+    """A CodeableConcept's ``text`` when it is a string (the human wording a card may show)."""
+    text = concept.get("text") if isinstance(concept, dict) else None
+    return text if isinstance(text, str) else None
 
 
 def coding_key(system: Any, code: Any) -> tuple[str, str] | None:

@@ -8,6 +8,10 @@ response, so its HTTP status and duration are known. Decisions are read from the
 
 A call the service refused (4xx, 5xx) is audited too: its ``hookInstance`` is taken from the request
 body and the error body is stored as answered.
+
+Records go through the ``AuditTrail`` (``spool``): to the store, or, while it is unreachable, to the
+durable local spool, replayed later. A record neither can take is a hole in the trail, so the answer
+is withheld: the EHR gets 503 (retryable) instead of a decision the payer has no record of.
 """
 
 from __future__ import annotations
@@ -18,9 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
+from gunicorn.http.errors import NoMoreData, ParseException
+from werkzeug.exceptions import HTTPException
 
+from cds_service import metrics
+from cds_service.audit.spool import AuditSpool, AuditTrail
 from cds_service.audit.store import AuditStore, HookCallRecord
+from cds_service.errors import error_response
 from cds_service.feedback import FeedbackItem
 from cds_service.input_limits import parsed_body
 from cds_service.order_sign import OrderSignOutcome
@@ -29,7 +38,8 @@ from fhir_mappings import RetrievalOutcome
 
 log = logging.getLogger(__name__)
 
-EXTENSION_KEY = "cart_cds.audit"
+EXTENSION_KEY = "cart_cds.audit"  # app.extensions: the AuditStore
+TRAIL_KEY = "cart_cds.audit_trail"  # app.extensions: the AuditTrail (store + spool)
 _PREFIX = "/cds-services/"
 _NOT_AUDITED = {401, 503}  # refused before the service saw the request (unauthenticated, auth store down)
 _ANSWER = "audit_answer"  # flask.g: the _Answer handed over by the route
@@ -102,8 +112,8 @@ def _request_hook_instance() -> Any:
     if body is _NOT_PARSED:
         try:
             body = orjson.loads(request.get_data(cache=True))
-        except orjson.JSONDecodeError:
-            return None
+        except (orjson.JSONDecodeError, HTTPException, ParseException, NoMoreData):  # not JSON; over the size
+            return None  # limit (413); malformed framing: the refused call is recorded without a hookInstance
     return body.get("hookInstance") if isinstance(body, dict) else None
 
 
@@ -152,9 +162,11 @@ def _service_and_kind(path: str) -> tuple[str, str] | None:
     return None
 
 
-def install_audit(app: Flask, store: AuditStore) -> None:
-    """Record every hook call and every accepted feedback POST under /cds-services/<id>."""
+def install_audit(app: Flask, store: AuditStore, spool: AuditSpool | None = None) -> None:
+    """Record every hook call and every accepted feedback POST under /cds-services/<id>, through the
+    ``spool`` while the store is unreachable (without one, such an answer is withheld)."""
     app.extensions[EXTENSION_KEY] = store
+    trail = app.extensions[TRAIL_KEY] = AuditTrail(store, spool)
 
     @app.before_request
     def start_audit_clock():
@@ -169,11 +181,30 @@ def install_audit(app: Flask, store: AuditStore) -> None:
         try:
             if kind == "hook":
                 started = g.get("audit_started", time.perf_counter())
-                audit_id = store.record_hook_call(
-                    record_from_exchange(service, response, (time.perf_counter() - started) * 1000))
-                log.info("hook call audited", extra={"auditId": audit_id, "status": response.status_code})
+                where, ref = trail.hook_call(record_from_exchange(service, response, (time.perf_counter() - started) * 1000))
+                _log_recorded("hook call", where, ref, response.status_code)
             elif response.status_code < 300 and (items := g.get(_FEEDBACK)):
-                store.record_feedback(items, _client_iss(), service)
-        except Exception:  # the EHR must get its answer whatever happens to the trail
-            store.count_failure("capture")
+                where, ref = trail.feedback(items, _client_iss(), service)
+                _log_recorded("feedback", where, ref, response.status_code)
+        except Exception:  # neither the store nor the spool took it: no answer without a record
+            metrics.audit_write("hook-call" if kind == "hook" else kind, written=False)
+            log.error("audit record not written; answer withheld", exc_info=True, extra={"reason": kind})
+            withheld = error_response(503, "the answer could not be recorded in the audit trail; retry later")
+            withheld.headers["Retry-After"] = "5"
+            return withheld
         return response
+
+
+def _log_recorded(what: str, where: str, ref: int | None, status: int) -> None:
+    """The log and the metrics name where the record went: "audited" only once the store has it (a spooled
+    record is a store write that failed, kept for replay)."""
+    metrics.audit_write(what.replace(" ", "-"), written=where == "stored")
+    if where == "stored":
+        log.info(f"{what} audited", extra={"auditId": ref, "status": status})
+    else:
+        log.warning(f"{what} spooled for the audit store", extra={"count": ref, "status": status})
+
+
+def readiness() -> dict:
+    """The audit trail's readiness for ``/readyz`` (see ``AuditTrail.state``). Call inside a request."""
+    return current_app.extensions[TRAIL_KEY].state()

@@ -57,3 +57,13 @@ class Feedback(Base):
     service: Mapped[str] = mapped_column(String(128))
     outcome: Mapped[str | None] = mapped_column(String(32))
     item: Mapped[dict] = mapped_column(JSON)
+
+
+class Replayed(Base):
+    """Ids of spooled records replayed into the store, written in the same transaction as their rows,
+    so a record is replayed exactly once however often a replay is interrupted and retried."""
+
+    __tablename__ = "audit_replayed"
+
+    record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    replayed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

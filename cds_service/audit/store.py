@@ -1,15 +1,17 @@
 """Writing and reading the audit trail.
 
-Writes happen after the answer is computed and never change it: a failed write is logged (without its
-content) and counted in ``write_failures``, and the EHR still gets its cards. The schema comes from the
-Alembic migrations (``migrate``), run at start-up or by ``cart-cds audit migrate`` -- never from
-``create_all`` at request time.
+Writes happen after the answer is computed. A write the store cannot take raises
+``AuditStoreUnavailable``; the capture (``trail``) then keeps the record in the durable local spool and
+replays it here later, each spooled record exactly once: its id is inserted into ``audit_replayed`` in
+the same transaction as its rows, so a replay interrupted after the commit skips it next time. The
+schema comes from the Alembic migrations (``migrate``), run at start-up or by ``cart-cds audit
+migrate`` -- never from ``create_all`` at request time.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,13 +27,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from cds_service import metrics
-from cds_service.audit.models import CardIssued, Feedback, HookCall
+from cds_service.audit.models import CardIssued, Feedback, HookCall, Replayed
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _PG_MIGRATION_LOCK = 7_304_100_977  # pg_advisory_lock key: one migrating worker at a time
+SQLITE_LOCK_TIMEOUT = 2.0  # seconds
+
+
+class AuditStoreUnavailable(RuntimeError):
+    """The store could not take a write (unreachable, locked, read-only); the caller spools it."""
 
 
 def make_engine(url: str) -> Engine:
@@ -43,10 +49,14 @@ def make_engine(url: str) -> Engine:
         return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False},
                              json_serializer=_json_text)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False}, json_serializer=_json_text)
+        # timeout: how long a write waits for another writer's lock before the store counts as
+        # unavailable (the record is then spooled; the default 5 s would be spent on every hook)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_LOCK_TIMEOUT},
+                               json_serializer=_json_text)
         event.listen(engine, "connect", _write_ahead_log)
         return engine
-    return create_engine(url, pool_pre_ping=True, json_serializer=_json_text)
+    connect_args = {"connect_timeout": 2} if url.startswith("postgresql") else {}  # an unreachable host
+    return create_engine(url, pool_pre_ping=True, json_serializer=_json_text, connect_args=connect_args)
 
 
 def _write_ahead_log(connection, _record) -> None:
@@ -126,12 +136,15 @@ class HookCallRecord:
     recorded_at: datetime | None = None
 
 
+_INSERT_FEEDBACK = insert(Feedback)
+_INSERT_REPLAYED = insert(Replayed)
+_ALREADY_REPLAYED = select(Replayed.record_id).where(Replayed.record_id == bindparam("record_id"))
+
+
 class AuditStore:
     def __init__(self, engine: Engine, clock=lambda: datetime.now(timezone.utc)) -> None:
         self.engine = engine
         self._clock = clock
-        self._lock = threading.Lock()
-        self.write_failures = 0
 
     @classmethod
     def from_url(cls, url: str, *, run_migrations: bool = True) -> "AuditStore":
@@ -144,56 +157,67 @@ class AuditStore:
         """Release the database connections (CLI commands and tests; the service keeps its store)."""
         self.engine.dispose()
 
-    def count_failure(self, what: str) -> None:
-        """A write that did not happen: logged (reason code only) and counted, never raised."""
-        with self._lock:
-            self.write_failures += 1
-            failures = self.write_failures
-        metrics.audit_write(what, written=False)
-        log.error("audit write failed", exc_info=True, extra={"reason": what, "failures": failures})
+    def reachable(self) -> bool:
+        """Whether the store answers a trivial query now (readiness)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+            return True
+        except SQLAlchemyError:
+            return False
 
-    def record_hook_call(self, record: HookCallRecord) -> int | None:
-        """Store one hook call; returns its row id, or None when the write failed (logged and counted).
+    def record_hook_call(self, record: HookCallRecord, *, replay_id: str | None = None) -> int | None:
+        """Store one hook call and return its row id (None: ``replay_id`` was stored before).
 
         Written with Core statements in one transaction: the ORM unit of work (and a primary-key read
         per card for ``merge``) cost more than the writes themselves on every hook call."""
+        with self._transaction(replay_id) as connection:
+            if connection is None:
+                return None
+            row_id = connection.execute(_INSERT_HOOK_CALL, {
+                "recorded_at": record.recorded_at or self._clock(),
+                "hook_instance": record.hook_instance,
+                "client_iss": record.client_iss,
+                "service": record.service,
+                "http_status": record.http_status,
+                "duration_ms": record.duration_ms,
+                "policies": record.policies,
+                "decisions": record.decisions,
+                "retrieval": record.retrieval,
+                "timings": record.timings,
+                "response": record.response,
+            }).inserted_primary_key[0]
+            _issue_cards(connection, row_id, list(dict.fromkeys(record.card_uuids)))
+            return row_id
+
+    def record_feedback(self, items: list[dict], client_iss: str | None, service: str, *,
+                        received_at: datetime | None = None, replay_id: str | None = None) -> None:
+        """Store feedback items (each against its ``card`` uuid) with one multi-row INSERT."""
+        if not items:
+            return
+        when = received_at or self._clock()
+        rows = [{"received_at": when, "card_uuid": str(item.get("card"))[:64], "client_iss": client_iss,
+                 "service": service, "outcome": str(item.get("outcome"))[:32] if item.get("outcome") else None,
+                 "item": item} for item in items]
+        with self._transaction(replay_id) as connection:
+            if connection is not None:
+                connection.execute(_INSERT_FEEDBACK, rows)
+
+    @contextmanager
+    def _transaction(self, replay_id: str | None):
+        """A transaction that commits or fails as a whole; with ``replay_id``, one that also records the
+        spooled record as replayed (or yields None when it already was). Store failures become
+        ``AuditStoreUnavailable``."""
         try:
             with self.engine.begin() as connection:
-                row_id = connection.execute(_INSERT_HOOK_CALL, {
-                    "recorded_at": record.recorded_at or self._clock(),
-                    "hook_instance": record.hook_instance,
-                    "client_iss": record.client_iss,
-                    "service": record.service,
-                    "http_status": record.http_status,
-                    "duration_ms": record.duration_ms,
-                    "policies": record.policies,
-                    "decisions": record.decisions,
-                    "retrieval": record.retrieval,
-                    "timings": record.timings,
-                    "response": record.response,
-                }).inserted_primary_key[0]
-                _issue_cards(connection, row_id, list(dict.fromkeys(record.card_uuids)))
-        except (SQLAlchemyError, TypeError, ValueError):
-            self.count_failure("hook-call")
-            return None
-        metrics.audit_write("hook-call", written=True)
-        return row_id
-
-    def record_feedback(self, items: list[dict], client_iss: str | None, service: str) -> bool:
-        """Store feedback items (each against its ``card`` uuid); False when the write failed."""
-        now = self._clock()
-        try:
-            with Session(self.engine) as session, session.begin():
-                for item in items:
-                    session.add(Feedback(
-                        received_at=now, card_uuid=str(item.get("card"))[:64], client_iss=client_iss,
-                        service=service, outcome=str(item.get("outcome"))[:32] if item.get("outcome") else None,
-                        item=item))
-        except (SQLAlchemyError, TypeError, ValueError):
-            self.count_failure("feedback")
-            return False
-        metrics.audit_write("feedback", written=True)
-        return True
+                if replay_id is not None:
+                    if connection.execute(_ALREADY_REPLAYED, {"record_id": replay_id}).first() is not None:
+                        yield None
+                        return
+                    connection.execute(_INSERT_REPLAYED, {"record_id": replay_id, "replayed_at": self._clock()})
+                yield connection
+        except SQLAlchemyError as exc:
+            raise AuditStoreUnavailable(type(exc).__name__) from exc
 
     def show(self, hook_instance: str) -> list[dict]:
         """Every stored call with this hookInstance (oldest first), each with the feedback on its cards."""
@@ -231,4 +255,5 @@ class AuditStore:
             session.execute(delete(CardIssued).where(CardIssued.hook_call_id.in_(old_ids)))
             deleted = session.execute(delete(HookCall).where(HookCall.recorded_at < cutoff)).rowcount
             session.execute(delete(Feedback).where(Feedback.received_at < cutoff))
+            session.execute(delete(Replayed).where(Replayed.replayed_at < cutoff))
         return deleted

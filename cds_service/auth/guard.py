@@ -4,8 +4,13 @@ feedback, and unknown paths alike) needs a valid client JWT, checked before the 
 - CORS preflight ``OPTIONS`` passes unauthenticated (browsers never attach credentials to it);
 - a refusal is a bare ``401`` with ``WWW-Authenticate: Bearer`` and no body, whatever the reason; the
   reason code is logged, never the token;
-- the expected ``aud`` is the URL invoked, built from ``CART_CDS_PUBLIC_BASE_URL`` (proxies rewrite the
-  Host header); without that setting, from the request's own host. Feedback also accepts its service URL.
+- the expected ``aud`` is the URL invoked, built from ``CART_CDS_PUBLIC_BASE_URL``, never from the request:
+  the Host and ``X-Forwarded-*`` headers are the caller's to choose, so a token minted for another
+  service would pass by spoofing them. With authentication on, the service refuses to start without
+  that setting. Feedback also accepts its service URL.
+- the ``jti`` store is shared by every worker: the audit database by default, Redis when
+  ``CART_CDS_REDIS_URL`` is set (``jti_store``); when it cannot be asked the answer is ``503`` with an
+  OperationOutcome (fail closed, and the client sees a retryable server-side condition).
 - the verified caller is left in ``flask.g.cds_client`` (a ``VerifiedClient``) for the route, the
   fhirServer guard and the audit trail;
 - when the client's entry lists ``fhir_servers``, a hook request naming another ``fhirServer`` is refused
@@ -18,9 +23,10 @@ import logging
 
 import orjson
 from flask import Flask, Response, g, request
+from sqlalchemy.engine import Engine
 
 from cds_service import metrics
-from cds_service.auth.jti_store import JtiStoreUnavailable, jti_store_from_url
+from cds_service.auth.jti_store import JtiStoreUnavailable, jti_store_for
 from cds_service.auth.jwks import JwksCache
 from cds_service.auth.trusted_clients import TrustedClients
 from cds_service.auth.verifier import AuthError, ClientJwtVerifier, VerifiedClient
@@ -33,11 +39,12 @@ EXTENSION_KEY = "cart_cds.client_auth"
 
 
 class AuthConfigurationError(ValueError):
-    """Authentication is on but cannot work (no trusted-clients file); stops the start."""
+    """Authentication is on but cannot work (no trusted-clients file, no public base URL); stops the start."""
 
 
-def install_client_auth(app: Flask, settings) -> None:
-    """Require client JWTs on the app's CDS Hooks routes, or log loudly that they are not required."""
+def install_client_auth(app: Flask, settings, database: Engine) -> None:
+    """Require client JWTs on the app's CDS Hooks routes, or log loudly that they are not required.
+    ``database`` is the (migrated) audit database, the jti store when no Redis is configured."""
     if settings.auth_disabled:
         log.warning("client JWT authentication is DISABLED (CART_CDS_AUTH_DISABLED=true): development only")
         app.extensions[EXTENSION_KEY] = None
@@ -46,12 +53,16 @@ def install_client_auth(app: Flask, settings) -> None:
         raise AuthConfigurationError(
             "CART_CDS_TRUSTED_CLIENTS_FILE must name the trusted-clients file "
             "(or set CART_CDS_AUTH_DISABLED=true for local development)")
+    if settings.public_base_url is None:
+        raise AuthConfigurationError(
+            "CART_CDS_PUBLIC_BASE_URL must be set to the service's public URL (for example "
+            "https://cds.payer.example): the client JWT's aud is checked against it, never against the "
+            "request's Host header")
     clients = TrustedClients.load(settings.trusted_clients_file)
     verifier = ClientJwtVerifier(
-        clients, JwksCache(), jti_store_from_url(settings.redis_url), leeway_seconds=settings.jwt_leeway_seconds)
+        clients, JwksCache(), jti_store_for(settings.redis_url, database), leeway_seconds=settings.jwt_leeway_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds)
     app.extensions[EXTENSION_KEY] = verifier
-    if settings.public_base_url is None:
-        log.warning("CART_CDS_PUBLIC_BASE_URL is not set: the JWT aud is checked against the request's Host")
     base_url = settings.public_base_url
 
     @app.before_request
@@ -65,7 +76,7 @@ def install_client_auth(app: Flask, settings) -> None:
             metrics.jwt_refused("missing-token")
             return unauthorized()
         try:
-            g.cds_client = verifier.verify(token, expected_audiences(base_url or request.host_url, request.path))
+            g.cds_client = verifier.verify(token, expected_audiences(base_url, request.path))
         except AuthError as exc:
             log.warning("client JWT refused", extra={"reason": exc.reason, "client": exc.client, "route": route})
             metrics.jwt_refused(exc.reason)
@@ -73,7 +84,9 @@ def install_client_auth(app: Flask, settings) -> None:
         except JtiStoreUnavailable:
             log.error("jti store unavailable; client JWT refused", extra={"route": route})
             metrics.jwt_refused("jti-store-unavailable")
-            return Response(status=503, headers={"Retry-After": "5"})
+            response = error_response(503, "the token replay store is unavailable; retry later")
+            response.headers["Retry-After"] = "5"
+            return response
         return _refuse_foreign_fhir_server(g.cds_client)
 
 

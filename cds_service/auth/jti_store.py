@@ -1,10 +1,20 @@
 """The JWT ``jti`` store: a token id is accepted once, and remembered until the token expires.
 
 CDS Hooks best practice asks services to keep processed ``jti`` values until their ``exp`` and reject
-repeats. With one process an in-memory store is enough; with several gunicorn workers or hosts every
-worker must see the same set, so ``CART_CDS_REDIS_URL`` switches to Redis, where ``SET NX`` with an
-expiry makes "first use" one atomic operation. This is the only per-request state the service keeps
-outside the request.
+repeats. Every gunicorn worker checks tokens itself, so the store must be shared by all of them, or a
+token replayed to another worker is accepted again (issue 17: one token, four workers, four
+acceptances). Two shared stores, no per-process one:
+
+- by default the audit database (``CART_CDS_DATABASE_URL``), which every worker of the deployment
+  already shares: table ``auth_jti`` (created by the Alembic migration ``0002``) with the hashed token id
+  as primary key, so "first use" is one atomic INSERT whichever worker wins; a second INSERT fails on
+  the key. An entry past its expiry is reclaimed by an UPDATE guarded on that expiry (also atomic), and
+  expired rows are swept now and then, so the table holds only live tokens -- and tokens live at most
+  ``CART_CDS_JWT_MAX_LIFETIME_SECONDS`` plus leeway (the verifier refuses longer ones).
+- Redis when ``CART_CDS_REDIS_URL`` is set (several hosts without a shared database, or to keep the
+  jti traffic off it), where ``SET NX`` with an expiry is the same atomic first use.
+
+Either store, unreachable, raises ``JtiStoreUnavailable``: the token is refused with 503 (fail closed).
 """
 
 from __future__ import annotations
@@ -13,6 +23,10 @@ import hashlib
 import threading
 import time
 from typing import Callable, Protocol
+
+from sqlalchemy import Column, Float, MetaData, String, Table, delete, insert, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 
 class JtiStoreUnavailable(RuntimeError):
@@ -26,37 +40,58 @@ class JtiStore(Protocol):
 
 def storage_key(issuer: str, jti: str) -> str:
     """The key a (issuer, jti) pair is remembered under: hashed, so its size is bounded whatever the
-    client sends and no raw client string becomes a Redis key."""
+    client sends and no raw client string becomes a key."""
     return hashlib.sha256(f"{issuer}\x00{jti}".encode()).hexdigest()
 
 
-class MemoryJtiStore:
-    """Per-process store; expired entries are dropped as new ones arrive."""
+# The table as migration 0002 creates it (described here for the store's statements only).
+JTI_TABLE = Table("auth_jti", MetaData(), Column("key", String(64), primary_key=True),
+                  Column("expires_at", Float, nullable=False))
+_INSERT = insert(JTI_TABLE)
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+
+class DatabaseJtiStore:
+    """Shared by every worker (and host) using the same database; see the module docstring."""
+
+    SWEEP_EVERY = 1000  # first uses between deletions of expired rows (per process)
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
         self._clock = clock
-        self._expiry: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._next_sweep = 0
+        self._uses = 0
 
     def first_use(self, issuer: str, jti: str, expires_at: float) -> bool:
         key = storage_key(issuer, jti)
-        now = self._clock()
-        with self._lock:
-            if len(self._expiry) >= self._next_sweep:
-                self._expiry = {k: exp for k, exp in self._expiry.items() if exp > now}
-                self._next_sweep = max(1024, 2 * len(self._expiry))
-            if self._expiry.get(key, 0) > now:
-                return False
-            self._expiry[key] = expires_at
-            return True
+        try:
+            try:
+                with self._engine.begin() as connection:
+                    connection.execute(_INSERT, {"key": key, "expires_at": expires_at})
+            except IntegrityError:
+                return self._reclaim_expired(key, expires_at)
+            self._sweep_now_and_then()
+        except SQLAlchemyError as exc:
+            raise JtiStoreUnavailable(type(exc).__name__) from exc
+        return True
 
-    def __len__(self) -> int:
-        return len(self._expiry)
+    def _reclaim_expired(self, key: str, expires_at: float) -> bool:
+        """The key is taken: it is free again only if the token that took it has expired."""
+        statement = (update(JTI_TABLE).where(JTI_TABLE.c.key == key, JTI_TABLE.c.expires_at <= self._clock())
+                     .values(expires_at=expires_at))
+        with self._engine.begin() as connection:
+            return connection.execute(statement).rowcount == 1
+
+    def _sweep_now_and_then(self) -> None:
+        with self._lock:
+            self._uses += 1
+            due = self._uses % self.SWEEP_EVERY == 0
+        if due:
+            with self._engine.begin() as connection:
+                connection.execute(delete(JTI_TABLE).where(JTI_TABLE.c.expires_at <= self._clock()))
 
 
 class RedisJtiStore:
-    """Shared store: ``SET key 1 NX EXAT exp`` succeeds only for the first worker that sees the jti."""
+    """Shared store: ``SET key 1 NX PX ttl`` succeeds only for the first worker that sees the jti."""
 
     PREFIX = "cart-cds:jti:"
 
@@ -81,6 +116,6 @@ class RedisJtiStore:
             raise JtiStoreUnavailable(type(exc).__name__) from exc
 
 
-def jti_store_from_url(redis_url: str | None) -> JtiStore:
-    """Redis when a URL is configured, else the in-memory store."""
-    return RedisJtiStore.from_url(redis_url) if redis_url else MemoryJtiStore()
+def jti_store_for(redis_url: str | None, database: Engine) -> JtiStore:
+    """Redis when a URL is configured, else the (migrated) audit database every worker shares."""
+    return RedisJtiStore.from_url(redis_url) if redis_url else DatabaseJtiStore(database)

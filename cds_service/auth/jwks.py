@@ -5,6 +5,16 @@ a cached set usually means the client rotated its keys, so the set is fetched ag
 every ``min_refetch_seconds`` per URL, so a stream of tokens with made-up ``kid`` values cannot turn the
 service into a request amplifier against the EHR. Callers must have checked the URL against the
 client's allow-list before asking (see ``verifier``); this module fetches whatever it is given.
+
+A key lookup is part of a hook's time budget, so it never takes longer than ``timeout_seconds``, even
+against a JWKS host that accepts connections and never answers (issue 17: four concurrent calls behind
+one global lock were answered after 3, 6, 9 and 12 s):
+- one fetch per URL at a time ("single flight"): it runs in its own thread, and every caller wanting
+  that URL -- the one that started it included -- waits for it at most ``timeout_seconds``; callers of
+  other URLs never wait on it (the lock guards only the tables, never a fetch);
+- a failure (error, or no answer within the timeout) is remembered for ``failure_ttl_seconds``: during
+  that time callers get the last good set, or an immediate ``JwksFetchError`` when there is none,
+  instead of queueing on a dead host.
 """
 
 from __future__ import annotations
@@ -68,34 +78,67 @@ class JwksCache:
         timeout_seconds: float = 3.0,
         ttl_seconds: float = 3600.0,
         min_refetch_seconds: float = 60.0,
+        failure_ttl_seconds: float = 30.0,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._timeout = timeout_seconds
         self._ttl = ttl_seconds
         self._min_refetch = min_refetch_seconds
+        self._failure_ttl = failure_ttl_seconds
         self._session = session or requests.Session()
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
-        self._lock = threading.Lock()
+        self._failed_at: dict[str, float] = {}
+        self._flights: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()  # guards the three tables above; never held while fetching
 
     def key(self, jku: str, kid: str) -> PublicKey | None:
         """The key ``kid`` of the set at ``jku``; None when the set (even refreshed) lacks it.
 
         Raises ``JwksFetchError`` when the set cannot be obtained at all."""
         with self._lock:
+            flight = self._flights.get(jku)
+            if flight is None and self._wants_fetch(jku, kid, self._clock()):
+                flight = self._flights[jku] = threading.Event()
+                threading.Thread(target=self._refresh, args=(jku, flight), daemon=True,
+                                 name="cart-cds-jwks-fetch").start()
+        if flight is not None and not flight.wait(self._timeout):
+            self._record_failure(jku)  # later callers do not queue on a host that does not answer
+        with self._lock:
             entry = self._entries.get(jku)
-            now = self._clock()
-            stale = entry is None or now - entry.fetched_at >= self._ttl
-            rotated = entry is not None and kid not in entry.keys and now - entry.fetched_at >= self._min_refetch
-            if stale or rotated:
-                try:
-                    entry = self._entries[jku] = _Entry(self._fetch(jku), now)
-                except JwksFetchError:
-                    if entry is None:
-                        raise
-                    entry.fetched_at = now  # keep serving the old set; try again after min_refetch
-            return entry.keys.get(kid)
+        if entry is None:
+            raise JwksFetchError("unavailable")
+        return entry.keys.get(kid)
+
+    def _wants_fetch(self, jku: str, kid: str, now: float) -> bool:
+        failed_at = self._failed_at.get(jku)
+        if failed_at is not None and now - failed_at < self._failure_ttl:
+            return False
+        entry = self._entries.get(jku)
+        if entry is None or now - entry.fetched_at >= self._ttl:
+            return True
+        return kid not in entry.keys and now - entry.fetched_at >= self._min_refetch
+
+    def _refresh(self, jku: str, flight: threading.Event) -> None:
+        """The fetch thread: store the new set, or the failure (the last good set stays in use)."""
+        try:
+            keys = self._fetch(jku)
+            with self._lock:
+                self._entries[jku] = _Entry(keys, self._clock())
+                self._failed_at.pop(jku, None)
+        except Exception as exc:  # noqa: BLE001 - the fetch thread always ends with a recorded outcome
+            log.warning("jwks fetch failed", extra={"reason": str(exc) if isinstance(exc, JwksFetchError)
+                                                      else type(exc).__name__})
+            self._record_failure(jku)
+        finally:
+            with self._lock:
+                self._flights.pop(jku, None)
+            flight.set()
+
+    def _record_failure(self, jku: str) -> None:
+        with self._lock:
+            self._failed_at[jku] = self._clock()
 
     def _fetch(self, jku: str) -> dict[str, PublicKey]:
         try:

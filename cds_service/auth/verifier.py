@@ -6,12 +6,23 @@ before any key is looked up, and a ``jku`` is compared with the client's allow-l
 fetched, so an untrusted token can never make the service send a request. The ``jti`` is recorded only
 once the signature and every claim have passed, so forged tokens cannot fill the jti store.
 
+Keys: when the issuer has pinned keys (an inline JWKS in the trusted-clients file) and one has the
+token's ``kid``, it verifies the token and nothing is fetched, whatever ``jku`` the header names (the
+public CDS Hooks sandbox always sends one; a locked-down deployment pins its key instead). Otherwise a
+``jku`` must be on the client's allow-list, and only then is it fetched.
+
+Claims are untyped JSON until checked: ``exp``, ``iat`` and ``nbf`` must be JSON numbers (PyJWT would
+read ``"1900000000"`` with ``int()``), and a token may not live longer than ``max_lifetime_seconds``
+(``exp - iat``, plus the leeway): CDS Hooks clients mint one short-lived token per call, and a
+ten-year token would be a bearer credential for ten years -- and keep its ``jti`` in the store as long.
+
 Each refusal raises ``AuthError`` with a short reason code for the log; the HTTP layer answers a bare
 401 whatever the reason.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jwt
@@ -23,6 +34,7 @@ from cds_service.auth.trusted_clients import TrustedClient, TrustedClients
 # Asymmetric algorithms only: never "none", never HS* (a public key must not double as an HMAC secret).
 ALLOWED_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "PS384")
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+TIME_CLAIMS = ("exp", "iat", "nbf")
 
 
 class AuthError(Exception):
@@ -66,12 +78,15 @@ class ClientJwtVerifier:
         jti_store: JtiStore,
         *,
         leeway_seconds: int = 30,
+        max_lifetime_seconds: float | None = 300,
         verify_exp: bool = True,
     ) -> None:
+        """``max_lifetime_seconds`` None: no limit on ``exp - iat`` (only to check historic examples)."""
         self._clients = clients
         self._jwks = jwks
         self._jti_store = jti_store
         self._leeway = leeway_seconds
+        self._max_lifetime = max_lifetime_seconds
         self._verify_exp = verify_exp
         self._inline = {c.iss: keys_by_kid(c.jwks) for c in clients if c.jwks}
 
@@ -93,6 +108,8 @@ class ClientJwtVerifier:
         client = self._clients.get(unverified.get("iss"))
         if client is None:
             raise AuthError("untrusted-iss")
+        if not all(_is_number(unverified[c]) for c in TIME_CLAIMS if c in unverified):
+            raise AuthError("bad-time-claim", client.iss)
         key = self._key(client, header.get("jku"), kid)
         if key.alg is not None and key.alg != alg:
             raise AuthError("alg-key-mismatch", client.iss)
@@ -113,6 +130,8 @@ class ClientJwtVerifier:
         except (ValueError, TypeError):  # e.g. a key of the wrong type for the algorithm
             raise AuthError("bad-signature", client.iss) from None
 
+        if self._max_lifetime is not None and claims["exp"] - claims["iat"] > self._max_lifetime + self._leeway:
+            raise AuthError("lifetime-too-long", client.iss)
         tenant = claims.get("tenant")
         if client.tenant is not None and tenant != client.tenant:
             raise AuthError("wrong-tenant", client.iss)
@@ -124,14 +143,14 @@ class ClientJwtVerifier:
         return VerifiedClient(client=client, jti=jti, tenant=tenant if isinstance(tenant, str) else None)
 
     def _key(self, client: TrustedClient, jku: object, kid: str) -> PublicKey:
+        pinned = self._inline.get(client.iss, {}).get(kid)
+        if pinned is not None:  # a pinned key wins: nothing is fetched, whatever jku says
+            return pinned
         if jku is not None:
             if jku not in client.jku:  # before any fetch: a token never chooses what we request
                 raise AuthError("jku-not-allowed", client.iss)
             urls: tuple[str, ...] = (jku,)
         else:
-            inline = self._inline.get(client.iss, {})
-            if kid in inline:
-                return inline[kid]
             urls = client.jku  # keys exchanged out of band: the client's own configured sets
         for url in urls:
             try:
@@ -141,6 +160,12 @@ class ClientJwtVerifier:
             if key is not None:
                 return key
         raise AuthError("unknown-kid", client.iss)
+
+
+def _is_number(value: object) -> bool:
+    """A finite JSON number (bool is an int in Python, but ``true`` is no time; NaN compares false with
+    every time, so it would never expire)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _claim_reason(exc: Exception) -> str:

@@ -14,7 +14,7 @@ HOOK_URL = "/cds-services/car-t-coverage"
 FEEDBACK_URL = HOOK_URL + "/feedback"
 
 
-# What the protocol tests run with: client JWT checks off (tested in tests/cds_service/security/) and an
+# What the protocol tests run with: client JWT checks off (tested in tests/cds_service/auth/) and an
 # in-memory audit store, so the tests need no key material and write no files.
 # A production start also needs the payers the endpoint serves (CRD hook-13): the sandbox payer.
 TEST_ENVIRONMENT = {"CART_CDS_AUTH_DISABLED": "true", "CART_CDS_DATABASE_URL": "sqlite://",

@@ -13,39 +13,18 @@ import pytest
 from alembic import command
 from click.testing import CliRunner
 from flask import Flask, g, jsonify, request
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
-from cds_service.audit import AuditStore, HookCallRecord, feedback_received, hook_answered, install_audit
+from cds_service.audit import AuditSpool, AuditStore, HookCallRecord, feedback_received, hook_answered, install_audit
 from cds_service.audit.cli import audit as audit_cli
 from cds_service.audit.store import alembic_config, make_engine, migrate, schema_is_current
 from cds_service.feedback import parse_feedback
 from cds_service.order_sign import OrderSignOutcome
 from cds_service.response.responses import Response
 from fhir_mappings.facts import RetrievalOutcome, RetrievalState
-from tests.cds_service.store_backends import DATABASES, POSTGRES_URL
 
 SERVICE = "car-t-coverage"
 VERDICTS = ["meets-policy", "does-not-meet", "documentation-incomplete", "indeterminate"]
-
-
-@pytest.fixture(params=DATABASES)
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'audit.sqlite3'}"
-        return
-    yield POSTGRES_URL
-    engine = make_engine(POSTGRES_URL)  # leave the shared database empty for the next test
-    with engine.begin() as connection:
-        for table in ("audit_feedback", "audit_card", "audit_hook_call", "alembic_version"):
-            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
-    engine.dispose()
-
-
-@pytest.fixture
-def store(database_url):
-    store = AuditStore.from_url(database_url)
-    yield store
-    store.engine.dispose()
 
 
 def decision_card(verdict: str, order: str = "MedicationRequest/car-t-1") -> dict:
@@ -67,11 +46,11 @@ def decision_card(verdict: str, order: str = "MedicationRequest/car-t-1") -> dic
     }
 
 
-def hook_app(store: AuditStore, verdict: str | None, status: int = 200) -> Flask:
+def hook_app(store: AuditStore, verdict: str | None, status: int = 200, spool: AuditSpool | None = None) -> Flask:
     """A stand-in for the service route: answers cards for ``verdict`` and hands the answer over with the
     retrieval data, as the route does; feedback is handed over with its comments kept."""
     app = Flask("audit-test")
-    install_audit(app, store)
+    install_audit(app, store, spool)
 
     @app.post("/cds-services/<service_id>")
     def service(service_id):
@@ -149,23 +128,41 @@ def test_a_card_uuid_answered_again_belongs_to_the_newest_call(store):
     first = store.record_hook_call(HookCallRecord("h-first", None, SERVICE, 200, 1.0, card_uuids=["c-1", "c-2"]))
     again = store.record_hook_call(HookCallRecord("h-again", None, SERVICE, 200, 1.0,
                                                   card_uuids=["c-2", "c-3", "c-3"]))
-    assert None not in (first, again) and first != again and store.write_failures == 0
+    assert None not in (first, again) and first != again
     store.record_feedback([{"card": "c-2", "outcome": "accepted"}, {"card": "c-1", "outcome": "overridden"},
                            {"card": "c-3", "outcome": "accepted"}], None, SERVICE)
     assert [f["outcome"] for f in store.show("h-first")[0]["feedback"]] == ["overridden"]
     assert [f["card"] for f in store.show("h-again")[0]["feedback"]] == ["c-2", "c-3"]
 
 
-def test_a_failed_write_keeps_the_answer_and_is_logged_and_counted(store, caplog, tmp_path):
+def test_a_write_the_store_cannot_take_is_spooled_and_never_claimed_as_audited(store, caplog, tmp_path):
     working = store.engine
     store.engine = make_engine(f"sqlite:///{tmp_path}/missing-dir/audit.sqlite3")  # the database is gone
-    client = hook_app(store, "meets-policy").test_client()
+    spool = AuditSpool(tmp_path / "spool", max_records=10)
+    client = hook_app(store, "meets-policy", spool=spool).test_client()
     response = client.post(f"/cds-services/{SERVICE}", json={"hookInstance": "h-fail"})
     assert response.status_code == 200 and response.get_json()["cards"][0]["extension"]
-    assert store.write_failures == 1
-    assert any(r.getMessage() == "audit write failed" for r in caplog.records)
+    assert spool.pending() == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert "hook call spooled for the audit store" in messages and "hook call audited" not in messages
     store.engine = working
     assert store.show("h-fail") == []
+
+
+def test_without_a_spool_an_answer_that_cannot_be_recorded_is_withheld(tmp_path):
+    store = AuditStore(make_engine(f"sqlite:///{tmp_path}/missing-dir/audit.sqlite3"))
+    response = hook_app(store, "meets-policy").test_client().post(f"/cds-services/{SERVICE}", json={"hookInstance": "h"})
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.get_json()["issue"][0]["code"] == "transient"
+
+
+def test_feedback_items_are_written_with_one_statement(store):
+    statements = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    items = [{"card": f"c-{i}", "outcome": "overridden", "outcomeTimestamp": "2026-11-24T10:15:00Z"} for i in range(50)]
+    store.record_feedback(items, "iss", SERVICE)
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO AUDIT_FEEDBACK")]
+    assert len(inserts) == 1
 
 
 def test_purge_deletes_only_records_older_than_the_retention(store):

@@ -4,18 +4,21 @@ default; failures are bare 401s; preflight and liveness stay open; the developme
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import logging
 from pathlib import Path
 
 import pytest
+import requests
 
 from cds_service import create_app
 from cds_service.auth import AuthConfigurationError
 from cds_service.log_safety import configure_logging
 from cds_service.settings import Settings
 from sandbox.ehr_signer import EhrSigner
+from tests.cds_service.served import free_port, served
 
 BASE = "https://cds.payer.example"
 DISCOVERY = "/cds-services"
@@ -162,3 +165,41 @@ def test_development_switch_turns_auth_off_and_warns_at_every_start(caplog, hook
 def test_auth_on_without_a_trusted_clients_file_stops_the_start():
     with pytest.raises(AuthConfigurationError, match="CART_CDS_TRUSTED_CLIENTS_FILE"):
         create_app(Settings(database_url="sqlite://"))
+
+
+def test_auth_on_without_a_public_base_url_stops_the_start(secure_settings):
+    """The aud is never derived from request headers, so without the public URL there is nothing to
+    check it against (issue 17: a spoofed Host made another service's token pass)."""
+    with pytest.raises(AuthConfigurationError, match="CART_CDS_PUBLIC_BASE_URL"):
+        create_app(dataclasses.replace(secure_settings, public_base_url=None))
+
+
+@pytest.mark.parametrize("headers", [{"Host": "cds.other.example"},
+                                     {"Host": "cds.other.example", "X-Forwarded-Proto": "https",
+                                      "X-Forwarded-Host": "cds.other.example"}])
+def test_spoofed_host_headers_do_not_change_the_expected_aud(client, signer, headers):
+    token_for_other_service = signer.authorization_header("https://cds.other.example/cds-services")
+    assert_bare_401(client.get(DISCOVERY, headers={**headers, **token_for_other_service}))
+
+
+def test_jti_store_down_is_503_with_an_operation_outcome(secure_settings, signer):
+    app = create_app(dataclasses.replace(secure_settings, redis_url="redis://127.0.0.1:1/0"))
+    response = app.test_client().get(DISCOVERY, headers=signer.authorization_header(BASE + DISCOVERY))
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["code"] == "transient"
+
+
+@pytest.mark.slow
+@pytest.mark.loopback_http
+def test_a_token_is_accepted_once_by_several_workers_without_redis(tmp_path, signer):
+    """Four gunicorn workers, no Redis: the jti store is the audit database they share."""
+    clients = signer.write_trusted_clients(tmp_path / "clients.yaml")
+    environment = {"CART_CDS_TRUSTED_CLIENTS_FILE": str(clients), "CART_CDS_DATABASE_URL": f"sqlite:///{tmp_path}/a.db",
+                   "CART_CDS_AUTH_DISABLED": "false", "CART_CDS_REDIS_URL": ""}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with served({**environment, "CART_CDS_PUBLIC_BASE_URL": base}, port=port, workers=4):
+        headers = {**signer.authorization_header(base + DISCOVERY), "Connection": "close"}  # a new connection each
+        statuses = [requests.get(base + DISCOVERY, headers=headers, timeout=10).status_code for _ in range(12)]
+    assert sorted(statuses) == [200] + [401] * 11

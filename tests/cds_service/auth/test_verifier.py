@@ -14,7 +14,7 @@ import pytest
 import responses
 from cryptography.hazmat.primitives import serialization
 
-from cds_service.auth.jti_store import MemoryJtiStore
+from tests.cds_service.store_backends import fresh_jti_store
 from cds_service.auth.jwks import JwksCache
 from cds_service.auth.trusted_clients import TrustedClients
 from cds_service.auth.verifier import AuthError, ClientJwtVerifier
@@ -46,7 +46,7 @@ def clients(es384, rs384):
 
 @pytest.fixture
 def verifier(clients):
-    return ClientJwtVerifier(clients, JwksCache(min_refetch_seconds=0), MemoryJtiStore(), leeway_seconds=30)
+    return ClientJwtVerifier(clients, JwksCache(min_refetch_seconds=0), fresh_jti_store(), leeway_seconds=30)
 
 
 @pytest.fixture
@@ -149,17 +149,53 @@ def test_iat_in_the_future_is_refused(verifier, rs384):
     assert refused(verifier, rs384.token(AUD, now=time.time() + 600)) in {"not-yet-valid", "bad-iat"}
 
 
-@pytest.mark.parametrize("iat", ["not a time", "{now}", "{future}"])
-def test_iat_as_a_string_is_judged_never_crashes(verifier, rs384, iat):
-    """PyJWT reads a string iat with int(); the verifier must not compare the raw string (a 500)."""
+def signed(signer, claims: dict, **header) -> str:
+    return jwt.encode(claims, signer.private_key, algorithm=signer.alg, headers={"kid": signer.kid, "typ": "JWT", **header})
+
+
+def hand_signed(signer, header: dict, claims_json: bytes) -> str:
+    """A token whose claims are raw JSON text (NaN, numbers PyJWT would not write)."""
+    signing_input = f"{b64(header)}.{b64(claims_json)}"
+    signature = jwt.get_algorithm_by_name(signer.alg).sign(signing_input.encode(), signer.private_key)
+    return f"{signing_input}.{b64(signature)}"
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", ["{now}", "not a time", True, None, [1], {"t": 1}])
+def test_time_claims_that_are_not_json_numbers_are_refused(verifier, rs384, claim, value):
+    """A numeric string is read by PyJWT with int(); the claim must be a JSON number (issue 17)."""
     now = int(time.time())
-    claims = {"iss": EPIC_ISS, "aud": AUD, "iat": iat.format(now=now, future=now + 600), "exp": now + 300,
-              "jti": f"iat-{iat}"}
-    token = jwt.encode(claims, rs384.private_key, algorithm="RS384", headers={"kid": rs384.kid, "typ": "JWT"})
-    if iat == "{now}":
-        assert verifier.verify(token, AUD).iss == EPIC_ISS
-    else:
-        assert refused(verifier, token) in {"bad-iat", "not-yet-valid"}
+    claims = {"iss": EPIC_ISS, "aud": AUD, "iat": now, "nbf": now, "exp": now + 300, "jti": f"{claim}-{value!r}"}
+    claims[claim] = value.format(now=now + 300 if claim == "exp" else now) if isinstance(value, str) else value
+    assert refused(verifier, signed(rs384, claims)) == "bad-time-claim"
+
+
+@pytest.mark.parametrize("exp", [b"NaN", b"Infinity", b"1e400"])
+def test_time_claims_that_are_not_finite_are_refused(verifier, rs384, exp):
+    now = int(time.time())
+    claims = b'{"iss": "%s", "aud": "%s", "iat": %d, "exp": %s, "jti": "nan-%s"}' % (
+        EPIC_ISS.encode(), AUD.encode(), now, exp, exp)
+    assert refused(verifier, hand_signed(rs384, {"alg": "RS384", "typ": "JWT", "kid": rs384.kid}, claims)) \
+        == "bad-time-claim"
+
+
+def test_fractional_times_are_numbers_too(verifier, rs384):
+    now = time.time()
+    claims = {"iss": EPIC_ISS, "aud": AUD, "iat": now, "exp": now + 299.5, "jti": "fractional"}
+    assert verifier.verify(signed(rs384, claims), AUD).iss == EPIC_ISS
+
+
+def test_token_living_longer_than_the_maximum_is_refused(verifier, rs384):
+    ten_years = 10 * 365 * 24 * 3600
+    assert refused(verifier, rs384.token(AUD, lifetime_seconds=ten_years)) == "lifetime-too-long"
+    # the maximum (300 s) plus the leeway (30 s) is still accepted; one second more is not
+    assert verifier.verify(rs384.token(AUD, lifetime_seconds=330), AUD)
+    assert refused(verifier, rs384.token(AUD, lifetime_seconds=331)) == "lifetime-too-long"
+
+
+def test_a_refused_long_lived_token_leaves_no_jti_behind(verifier, rs384):
+    assert refused(verifier, rs384.token(AUD, lifetime_seconds=86400, jti="long")) == "lifetime-too-long"
+    assert verifier.verify(rs384.token(AUD, jti="long"), AUD)
 
 
 def test_replayed_jti_is_refused(verifier, rs384):
@@ -177,7 +213,7 @@ def test_refused_token_does_not_consume_its_jti(verifier, rs384):
 
 
 def test_unknown_kid_triggers_one_refetch_and_then_accepts_the_rotated_key(clients, es384, http_mock):
-    verifier = ClientJwtVerifier(clients, JwksCache(min_refetch_seconds=0), MemoryJtiStore())
+    verifier = ClientJwtVerifier(clients, JwksCache(min_refetch_seconds=0), fresh_jti_store())
     rotated = EhrSigner.generate(iss=EHR_ISS, alg="ES384", kid="ehr-es384-2")
     http_mock.add(responses.GET, JKU, json=es384.public_jwks())
     http_mock.add(responses.GET, JKU, json={"keys": [es384.public_jwk(), rotated.public_jwk()]})
@@ -189,7 +225,7 @@ def test_unknown_kid_triggers_one_refetch_and_then_accepts_the_rotated_key(clien
 def test_unknown_kid_refetch_is_rate_limited(clients, es384, http_mock):
     clock = [1000.0]
     verifier = ClientJwtVerifier(clients, JwksCache(min_refetch_seconds=60, clock=lambda: clock[0]),
-                                 MemoryJtiStore())
+                                 fresh_jti_store())
     http_mock.add(responses.GET, JKU, json=es384.public_jwks())
     verifier.verify(es384.token(AUD, jku=JKU), AUD)
     forged = EhrSigner.generate(iss=EHR_ISS, alg="ES384", kid="made-up")
@@ -207,6 +243,31 @@ def test_jku_off_the_allow_list_causes_no_http_request(verifier, es384, http_moc
     assert refused(verifier, es384.token(AUD, jku=evil)) == "jku-not-allowed"
     assert refused(verifier, es384.token(AUD, jku="http://169.254.169.254/latest/meta-data")) == "jku-not-allowed"
     assert len(http_mock.calls) == 0
+
+
+def test_pinned_key_wins_over_any_jku_and_nothing_is_fetched(rs384, http_mock):
+    """The public CDS Hooks sandbox always sends a jku; a deployment that pins its key inline must still
+    verify it, without fetching -- whether the jku is allow-listed or not."""
+    listed = "https://fhir.hospital.example/jwks.json"
+    clients = TrustedClients.from_mapping({"clients": [{"iss": EPIC_ISS, "jwks": rs384.public_jwks(), "jku": [listed]}]})
+    verifier = ClientJwtVerifier(clients, JwksCache(), fresh_jti_store())
+    for jku in (listed, "https://attacker.example/jwks.json"):
+        assert verifier.verify(signed(rs384, _claims(EPIC_ISS), jku=jku), AUD).iss == EPIC_ISS
+    assert len(http_mock.calls) == 0
+
+
+def test_without_a_matching_pinned_key_an_unlisted_jku_is_never_fetched(rs384, http_mock):
+    clients = TrustedClients.from_mapping({"clients": [{"iss": EPIC_ISS, "jwks": rs384.public_jwks()}]})
+    verifier = ClientJwtVerifier(clients, JwksCache(), fresh_jti_store())
+    other = EhrSigner.generate(iss=EPIC_ISS, alg="RS384", kid="not-pinned")
+    assert refused(verifier, signed(other, _claims(EPIC_ISS), jku="https://attacker.example/jwks.json")) \
+        == "jku-not-allowed"
+    assert len(http_mock.calls) == 0
+
+
+def _claims(iss: str) -> dict:
+    now = int(time.time())
+    return {"iss": iss, "aud": AUD, "iat": now, "exp": now + 300, "jti": f"c-{time.monotonic_ns()}"}
 
 
 def test_untrusted_iss_is_refused_without_any_fetch(verifier, http_mock):
@@ -253,7 +314,7 @@ def test_garbage_tokens_are_refused(verifier, token):
 
 def test_tenant_must_match_when_configured(es384, http_mock):
     clients = TrustedClients.from_mapping({"clients": [{"iss": EHR_ISS, "jwks": es384.public_jwks(), "tenant": "t-1"}]})
-    verifier = ClientJwtVerifier(clients, JwksCache(), MemoryJtiStore())
+    verifier = ClientJwtVerifier(clients, JwksCache(), fresh_jti_store())
     assert refused(verifier, es384.token(AUD, tenant="t-2")) == "wrong-tenant"
     assert refused(verifier, es384.token(AUD)) == "wrong-tenant"
     assert verifier.verify(es384.token(AUD, tenant="t-1"), AUD).tenant == "t-1"
@@ -269,7 +330,8 @@ def spec_example():
 def _spec_verifier(example, *, verify_exp: bool):
     clients = TrustedClients.from_mapping({"clients": [
         {"iss": example["payload"]["iss"], "jku": [example["header"]["jku"]]}]})
-    return ClientJwtVerifier(clients, JwksCache(), MemoryJtiStore(), verify_exp=verify_exp)
+    # the example was minted in 2011 for years: no lifetime limit, to check its signature at all
+    return ClientJwtVerifier(clients, JwksCache(), fresh_jti_store(), verify_exp=verify_exp, max_lifetime_seconds=None)
 
 
 def test_public_cds_hooks_example_verifies_when_expiry_is_ignored(spec_example, http_mock):

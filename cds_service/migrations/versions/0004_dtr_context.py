@@ -1,15 +1,15 @@
 """DTR: the hook's decisions by CRD coverage-assertion-id (cds_service.dtr.store) and the SMART
 Backend Services access tokens, as SHA-256 (cds_service.dtr.smart).
 
-Revision ID: 0002_dtr_context
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_dtr_context"
-down_revision = "0001"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
