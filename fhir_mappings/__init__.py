@@ -6,8 +6,17 @@ the fact value types from ``fhir_mappings.facts`` directly.
 """
 
 from fhir_mappings.clinical_facts import ClinicalFacts
-from fhir_mappings.coverage import LineOfBusinessTable, default_line_of_business_table, load_line_of_business_table
-from fhir_mappings.data_requirements import DataRequirement, MissingContextValue, data_requirements, prefetch_templates
+from fhir_mappings.coverage import (
+    LineOfBusinessTable,
+    default_line_of_business_table,
+    load_line_of_business_table,
+)
+from fhir_mappings.data_requirements import (
+    DataRequirement,
+    MissingContextValue,
+    data_requirements,
+    prefetch_templates,
+)
 from fhir_mappings.facts import (
     COMPLETE,
     Coded,
@@ -20,7 +29,12 @@ from fhir_mappings.facts import (
     Unknown,
 )
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.references import is_local, relative_reference, resolver, resource_reference
+from fhir_mappings.references import (
+    is_local,
+    relative_reference,
+    resolver,
+    resource_reference,
+)
 
 __all__ = [
     "COMPLETE",

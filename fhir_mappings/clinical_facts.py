@@ -17,7 +17,15 @@ import logging
 from datetime import date
 
 from fhir_mappings import coverage as coverage_module
-from fhir_mappings import demographics, diagnoses, labs, lines_of_therapy, orders, progression, therapy
+from fhir_mappings import (
+    demographics,
+    diagnoses,
+    labs,
+    lines_of_therapy,
+    orders,
+    progression,
+    therapy,
+)
 from fhir_mappings.facts import (
     AgeBounds,
     CellDose,
@@ -35,8 +43,8 @@ from fhir_mappings.facts import (
     OrderedProduct,
     ProgressionFinding,
     TocilizumabRequest,
+    Unknown,
 )
-from fhir_mappings.facts import Unknown
 from fhir_mappings.patient_record import PatientRecord
 
 log = logging.getLogger(__name__)

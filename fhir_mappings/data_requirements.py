@@ -2,8 +2,15 @@
 
 The service derives both its discovery ``prefetch`` templates and its fallback FHIR queries from
 ``DATA_REQUIREMENTS``, so what is advertised and what is later fetched cannot drift apart. Templates use
-only CDS Hooks 2.0 tokens (``{{context.patientId}}``, ``{{context.userId}}``); values are substituted as
-query parameters by the caller, never pasted into a URL string.
+only CDS Hooks 2.0 tokens (``{{context.patientId}}``, ``{{context.userId}}``, ``{{userPractitionerId}}``);
+values are substituted as query parameters by the caller, never pasted into a URL string.
+
+The ordering clinician's roles (``userRoles``: ``PractitionerRole?practitioner={{userPractitionerId}}``)
+carry the specialty the policies ask of the prescriber when the user is a Practitioner: asking for them
+in prefetch spares every hook a search at the EHR. ``{{userPractitionerId}}`` is the bare id CDS Hooks 2.0
+defines for this (``context.userId`` is ``Type/id``); when the user is not a Practitioner (a
+PractitionerRole user is read whole by ``user``), the EHR cannot substitute it and sends nothing, and
+``applies`` tells the fallback not to ask either.
 
 Each requirement is keyed by the prefetch key and names the one resource type it returns, so a failed or
 partial retrieval of that key maps to the facts built from that resource type.
@@ -17,7 +24,7 @@ from functools import cache
 from typing import Mapping
 
 from fhir_mappings import labs, progression
-from fhir_mappings.references import is_fhir_id, relative_reference
+from fhir_mappings.references import FHIR_ID, is_fhir_id, relative_reference
 from fhir_mappings.terminology import value_set
 
 LOINC = "http://loinc.org"
@@ -27,8 +34,9 @@ LOINC = "http://loinc.org"
 # left out of the query (tests/fhir_mappings/test_data_requirements.py watches what the facts read).
 LAB_MODULES = (labs, progression)
 
-TOKEN = re.compile(r"\{\{\s*context\.(patientId|userId|encounterId)\s*\}\}")
+TOKEN = re.compile(r"\{\{\s*(?:context\.(patientId|userId|encounterId)|(userPractitionerId))\s*\}\}")
 USER_TYPES = ("Practitioner", "PractitionerRole")  # what context.userId may name for a read
+USER_PRACTITIONER = re.compile(rf"Practitioner/({FHIR_ID})")
 
 
 class MissingContextValue(ValueError):
@@ -54,6 +62,14 @@ class DataRequirement:
         query = "&".join(f"{name}={value}" for name, value in self.search)
         return f"{self.resource_type}?{query}"
 
+    def applies(self, context: Mapping[str, str | None]) -> bool:
+        """False when a template names ``{{userPractitionerId}}`` and the user is known not to be a
+        Practitioner: nothing to ask (the EHR cannot substitute the token either)."""
+        if not any("userPractitionerId" in value for _, value in self.search):
+            return True
+        user = context.get("userId")
+        return not isinstance(user, str) or not user.strip() or USER_PRACTITIONER.fullmatch(user.strip()) is not None
+
     def query(self, context: Mapping[str, str | None]) -> tuple[str, dict[str, str]]:
         """(relative path, query parameters) for a fallback request, with context values substituted.
         The caller passes the parameters to its HTTP client for encoding."""
@@ -68,8 +84,17 @@ class DataRequirement:
             return f"{self.resource_type}/{value}", {}
         params = {}
         for name, template in self.search:
-            params[name] = TOKEN.sub(lambda m: _context_value(context, m.group(1)), template)
+            params[name] = TOKEN.sub(lambda m: _token_value(context, m), template)
         return self.resource_type, params
+
+
+def _token_value(context: Mapping[str, str | None], token: re.Match) -> str:
+    if token.group(1):
+        return _context_value(context, token.group(1))
+    user = USER_PRACTITIONER.fullmatch(_context_value(context, "userId"))
+    if user is None:
+        raise MissingContextValue("context.userId is not a Practitioner reference")
+    return user.group(1)
 
 
 def _context_value(context: Mapping[str, str | None], name: str) -> str:
@@ -129,6 +154,7 @@ def data_requirements() -> tuple[DataRequirement, ...]:
         DataRequirement("medicationDispenses", "MedicationDispense", search=(("patient", PATIENT), PAGE)),
         DataRequirement("procedures", "Procedure", search=(("patient", PATIENT), PAGE)),
         DataRequirement("serviceRequests", "ServiceRequest", search=(("patient", PATIENT), LIVE_ORDERS, PAGE)),
+        DataRequirement("userRoles", "PractitionerRole", search=(("practitioner", "{{userPractitionerId}}"),)),
     )
 
 

@@ -71,7 +71,15 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from fhir_mappings.facts import DateSpan, Evidence, Fact, LineOfTherapy, LinesOfTherapy, Observed, Unknown
+from fhir_mappings.facts import (
+    DateSpan,
+    Evidence,
+    Fact,
+    LineOfTherapy,
+    LinesOfTherapy,
+    Observed,
+    Unknown,
+)
 from fhir_mappings.therapy import (
     CAR_T_PRODUCTS,
     EXPOSURE_TYPES,

@@ -16,6 +16,7 @@ import calendar
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any, Iterable
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -118,6 +119,7 @@ def _element_matcher(elements: tuple[str, ...]):
     names |= {"_" + name for name in names}  # ``_birthDate``: the primitive's id/extensions
     choices = tuple(e[:-3] for e in elements if e.endswith("[x]"))
 
+    @lru_cache(maxsize=1024)  # the element names a chart uses are few; bounded against odd input
     def is_read(key: str) -> bool:
         if key in names:
             return True

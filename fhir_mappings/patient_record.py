@@ -27,10 +27,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
 
-from fhir_mappings.terminology import codings_of
 from fhir_mappings.facts import COMPLETE, RecordIssue, RetrievalOutcome
 from fhir_mappings.parsing import Entry, MalformedResource, flatten, validate
-from fhir_mappings.references import contained, parse_reference, reference_string, resource_reference
+from fhir_mappings.references import (
+    contained,
+    parse_reference,
+    reference_string,
+    resource_reference,
+)
+from fhir_mappings.terminology import codings_of
 
 # Where each resource names its patient; the first field present is used.
 PATIENT_LINK_FIELDS = ("subject", "patient", "beneficiary")

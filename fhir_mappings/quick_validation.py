@@ -9,8 +9,9 @@ FHIR datatype rules here costs a few microseconds.
 The check is *sound for acceptance only*: ``well_formed`` returns True only for shapes it fully
 understands and that the R4B models accept (the FHIR primitive regexes, real calendar dates, no nulls,
 no empty strings, objects or arrays, only the listed properties of each datatype, the required elements
-present). Anything else (extensions, contained resources, an unusual datatype or element, any doubt)
-returns False, and ``parsing.validate`` then asks ``fhir.resources``, which has the final word and names
+present). A contained Medication (how Epic-style orders and doses carry their product) is checked
+whole, since the read set does not reduce it: its code, status, form and tags. Anything else
+(extensions, other contained resources, an unusual datatype or element, any doubt) returns False, and ``parsing.validate`` then asks ``fhir.resources``, which has the final word and names
 the failing elements. So this module can make validation faster, never more permissive; the test suite
 checks that against ``fhir.resources`` on generated resources.
 """
@@ -143,6 +144,20 @@ _REFERENCE_RANGE = _complex({"low": _SIMPLE_QUANTITY, "high": _SIMPLE_QUANTITY, 
 _CONCEPTS = _list_of(_CODEABLE_CONCEPT)
 _REFERENCES = _list_of(_REFERENCE)
 _MEDICATION = {"medicationCodeableConcept": _CODEABLE_CONCEPT, "medicationReference": _REFERENCE}
+_META = _complex({"tag": _list_of(_CODING)})
+_CONTAINED_MEDICATION = _complex({"id": is_fhir_id, "meta": _META, "code": _CODEABLE_CONCEPT, "status": _code,
+                                  "form": _CODEABLE_CONCEPT})
+
+
+def _contained_medication(value: Any) -> bool:
+    """A contained Medication as Epic-style orders carry their product (``medicationReference: #med``):
+    its code, status and form, with tags. ``read_elements`` does not reduce a contained resource, so the
+    whole of it is checked here; anything else goes to the model."""
+    return isinstance(value, dict) and value.get("resourceType") == "Medication" and _CONTAINED_MEDICATION(
+        {key: item for key, item in value.items() if key != "resourceType"})
+
+
+_CONTAINED = _list_of(_contained_medication)
 _EFFECTIVE = {"effectiveDateTime": _date_time, "effectivePeriod": _PERIOD}
 
 # Choice elements ([x]): at most one of the properties of each may be present.
@@ -177,19 +192,20 @@ _RESOURCES: dict[str, tuple[dict[str, Check], tuple[tuple[str, ...], ...]]] = {
     ),
     "MedicationStatement": (
         {"status": _code, "subject": _REFERENCE, **_MEDICATION, **_EFFECTIVE, "basedOn": _REFERENCES,
-         "partOf": _REFERENCES, "category": _CODEABLE_CONCEPT},
+         "partOf": _REFERENCES, "category": _CODEABLE_CONCEPT, "contained": _CONTAINED},
         (("status",), ("subject",), tuple(_MEDICATION)),
     ),
     "MedicationAdministration": (
         {"status": _code, "subject": _REFERENCE, **_MEDICATION, **_EFFECTIVE, "request": _REFERENCE,
-         "partOf": _REFERENCES, "category": _CODEABLE_CONCEPT},
+         "partOf": _REFERENCES, "category": _CODEABLE_CONCEPT, "contained": _CONTAINED},
         (("status",), ("subject",), tuple(_MEDICATION), tuple(_EFFECTIVE)),
     ),
     "MedicationRequest": (
         {"status": _code, "intent": _code, "subject": _REFERENCE, **_MEDICATION, "authoredOn": _date_time,
          "dosageInstruction": _list_of(_DOSAGE), "dispenseRequest": _DISPENSE_REQUEST,
          "requester": _REFERENCE, "reasonCode": _CONCEPTS, "reasonReference": _REFERENCES, "basedOn": _REFERENCES,
-         "groupIdentifier": _IDENTIFIER, "category": _CONCEPTS, "courseOfTherapyType": _CODEABLE_CONCEPT},
+         "groupIdentifier": _IDENTIFIER, "category": _CONCEPTS, "courseOfTherapyType": _CODEABLE_CONCEPT,
+         "contained": _CONTAINED},
         (("status",), ("intent",), ("subject",), tuple(_MEDICATION)),
     ),
     "Procedure": (

@@ -67,7 +67,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-import re
 from functools import cache
 from typing import Iterable
 
@@ -76,8 +75,8 @@ from fhir_mappings.orders import order_keys, ordered_product, product_identity
 from fhir_mappings.parsing import DateSpan, parse_date
 from fhir_mappings.references import parse_reference, reference_string
 from fhir_mappings.terminology import (
-    codings_of,
     coding_key,
+    codings_of,
     value_set,
     value_set_files,
     value_sets_containing,

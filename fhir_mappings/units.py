@@ -30,9 +30,11 @@ Factors are exact fractions, so 5 g/L is 0.5 g/dL exactly, not 0.499999999999999
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 UCUM = "http://unitsofmeasure.org"
 
@@ -62,6 +64,7 @@ class Unit:
     factor: Fraction
 
 
+@lru_cache(maxsize=512)  # a chart spells its units a few ways; the answers are immutable
 def parse_unit(text: str) -> Unit | None:
     """The meaning of a unit string (module docstring), or None when it is not one of the accepted forms."""
     s = "".join(text.split()).lower()
@@ -179,5 +182,13 @@ def to_canonical(quantity: dict | None, analyte: Analyte) -> Converted:
             f"{analyte.name}: unit {shown!r} is not a {analyte.unit.dimension} unit this service reads; not converted",
             raw, shown,
         )
-    value = round(float(Fraction(raw) * parsed.factor / analyte.unit.factor), 6)
-    return Converted(value, analyte.canonical, raw, shown, comparator)
+    return Converted(_converted(raw, parsed.factor / analyte.unit.factor), analyte.canonical, raw, shown, comparator)
+
+
+def _converted(raw: float, factor: Fraction) -> float:
+    """``raw`` x ``factor`` in exact arithmetic, rounded to 6 decimals. Most lab values arrive in the
+    canonical unit already (factor 1): a finite float is then its own exact value, without building a
+    Fraction (which, for an infinite or NaN value, raises as before)."""
+    if factor == 1 and math.isfinite(raw):
+        return round(raw, 6)
+    return round(float(Fraction(raw) * factor), 6)

@@ -197,6 +197,8 @@ def _hapi_pages(built: Built, base: str, self_url: str, matched: list[dict]) -> 
 def recorded_responses(built: Built, base: str = REPLAY_BASE) -> dict:
     responses: dict[str, dict] = {}
     for requirement in data_requirements():
+        if not requirement.applies(built.context):
+            continue
         path, params = requirement.query(built.context)
         paginate = "paginated" in built.scenario.variants  # the server pages our own queries too
         status, body, extra = _query_answer(built, requirement.key, base, paginate)
@@ -245,8 +247,8 @@ def hook_request(built: Built, variant: str, base: str = REPLAY_BASE) -> dict:
     prefetch = {}
     for requirement in data_requirements():
         key = requirement.key
-        if variant == "partial-prefetch" and key not in PARTIAL_KEYS:
-            continue
+        if variant == "partial-prefetch" and key not in PARTIAL_KEYS or not requirement.applies(built.context):
+            continue  # a template the EHR cannot substitute (userPractitionerId for a role user) is not sent
         status, body, _ = _query_answer(built, key, base, paginate=variant == "paginated-prefetch")
         # A query the EHR could not run arrives as an OperationOutcome in place of the data (CDS Hooks 2.0).
         prefetch[key] = body if status == 200 else operation_outcome("exception", "prefetch query failed")

@@ -143,6 +143,8 @@ def record(fhir_server: str, out_dir: Path, scenarios: Iterable[str] = (), serve
     for name in scenario_names(scenarios):
         responses = {}
         for requirement in data_requirements():
+            if not requirement.applies(_context(name)):
+                continue
             path, params = requirement.query(_context(name))
             for key, response in _get_pages(http, base, path, params):
                 try:

@@ -149,7 +149,8 @@ def retrieve_record(
         record_jobs = len(jobs)
         known = [r for i in items.values() for r in i.resources] + list(draft_orders)
         user_queried = user_id if items["user"].needs_query and client else None
-        failures, reference_jobs = _reference_plan(draft_orders, known, client, user_queried)
+        failures, reference_jobs = _reference_plan(draft_orders, known, client, user_queried,
+                                                   _roles_covered(items["userRoles"], user_id, client))
         job_results = _run(jobs + reference_jobs, deadline, limits.max_workers)
 
     key_results = job_results[:record_jobs]
@@ -216,6 +217,8 @@ def _plan_key(req, item: PrefetchItem, client: FhirClient | None, context) -> _R
             return _Result(found.resources, {req.resource_type: _search_outcome(found)}, from_server=fetched)
 
         return _Job(req.key, follow, _Result(item.resources, {req.resource_type: _partial("deadline")}))
+    if not req.applies(context):
+        return _Result()
     if client is None:
         return _Result(outcomes={req.resource_type: _failed("no-fhir-server")})
     try:
@@ -232,11 +235,22 @@ def _plan_key(req, item: PrefetchItem, client: FhirClient | None, context) -> _R
     return _Job(req.key, _failing_as(query, req.resource_type), _Result(outcomes={req.resource_type: _failed("timeout")}))
 
 
+def _roles_covered(user_roles: PrefetchItem, user_id: str | None, client: FhirClient | None) -> str | None:
+    """The user (``Practitioner/id``) when the ``userRoles`` key brings all of their roles: the EHR
+    prefetched them (even none), or the key's own query runs; None otherwise."""
+    if not isinstance(user_id, str) or not user_id.strip().startswith("Practitioner/"):
+        return None
+    covered = user_roles.state in (PrefetchState.PRESENT, PrefetchState.NO_DATA) or (user_roles.needs_query and client)
+    return user_id.strip() if covered else None
+
+
 def _reference_plan(
-    orders: Sequence[dict], known: Sequence[dict], client: FhirClient | None, user_queried: str | None
+    orders: Sequence[dict], known: Sequence[dict], client: FhirClient | None, user_queried: str | None,
+    roles_covered: str | None = None,
 ) -> tuple[list[_Result], list[_Job]]:
     """Reads of the orders' referenced Medications, requesters and requesters' roles that the known
-    resources do not already hold (one job per distinct target), plus failures known without I/O."""
+    resources do not already hold (one job per distinct target), plus failures known without I/O.
+    ``roles_covered`` is a Practitioner whose roles the ``userRoles`` key already brings."""
     known_refs = {ref for r in known if (ref := resource_reference(r)) is not None}
     role_holders = {
         _relative(r["practitioner"].get("reference"), client)
@@ -262,7 +276,7 @@ def _reference_plan(
             continue
         if requester not in known_refs and requester != user_queried:
             reads[requester] = ("practitioner",) if requester.startswith("PractitionerRole/") else ()
-        if requester.startswith("Practitioner/") and requester not in role_holders:
+        if requester.startswith("Practitioner/") and requester not in role_holders and requester != roles_covered:
             role_searches.add(requester)
     if client is None:
         types = {t.split("/", 1)[0] for t in reads} | ({"PractitionerRole"} if role_searches else set())

@@ -1,15 +1,16 @@
 """cart-cds benchmark suite: ``python -m sandbox.bench [--quick] [--out DIR] [--only SECTIONS]``.
 
-Runs every measurement of issue 10 on this machine, prints the results table and writes
+Runs every measurement of issues 10 and 18 on this machine, prints the results table and writes
 ``RESULTS.md`` (with CPU count and versions) and ``profile-typical.txt`` (cProfile of the typical case)
 into ``--out`` (default: this folder). ``--quick`` is a smoke run with tiny counts (its figures are not
-results). Sections: inprocess, profile, served, fallback, hanging (all by default).
+results). Sections: inprocess, cpu, grown, profile, served, fallback, hanging (all by default).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -17,9 +18,13 @@ from pathlib import Path
 
 from sandbox.bench import report
 from sandbox.bench.config import FULL, QUICK, SECTIONS, Config
-from sandbox.bench.records import cases, no_prefetch_hook, resource_count
+from sandbox.bench.records import (cases, grown_cases, no_prefetch_hook, resource_count,
+                                   sandbox_complete_prefetch_hooks)
 from sandbox.bench import inprocess, served
-from sandbox.bench.fhir_fakes import delayed_replay, hanging
+from sandbox.bench.fhir_fakes import delayed_replay, hanging, tripwire
+
+# The grown records reach ~19 MB of JSON (20,000 resources), above the 10 MB production body limit.
+GROWN_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,25 +41,17 @@ def run(config: Config, out: Path, sections: tuple[str, ...] = SECTIONS, echo=pr
 def _run(config: Config, out: Path, sections: tuple[str, ...], echo) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    bodies = cases()
     results = report.Results(config=config, sections=sections)
-    results.cases = {name: (len(body), resource_count(body)) for name, body in bodies.items()}
-    if "inprocess" in sections or "profile" in sections:
-        client = inprocess.bench_app().test_client()
-        if "inprocess" in sections:
-            for name, body in bodies.items():
-                calls = config.large_calls if name == "large" else config.calls
-                echo(f"in-process {name}: {calls} calls")
-                results.inprocess[name] = inprocess.time_calls(client, body, calls)
-        if "profile" in sections:
-            echo(f"profile typical: {config.profile_calls} calls")
-            profile = inprocess.profile_calls(client, bodies["typical"], config.profile_calls)
-            (out / "profile-typical.txt").write_text(profile, encoding="utf-8")
-            results.profile_head = profile
+    say = _recording_load(results, echo)
+    with tripwire() as (no_fhir, connections):  # the in-process hooks' fhirServer: they must not call it
+        bodies = cases(no_fhir)
+        results.cases = {name: (len(body), resource_count(body)) for name, body in bodies.items()}
+        _inprocess(config, bodies, no_fhir, results, out, say)
+        results.inprocess_connections = len(connections)
     if "served" in sections:
-        _served(config, bodies["typical"], results, echo)
+        _served(config, cases()["typical"], results, say)
     if "fallback" in sections:
-        echo(f"fallback retrieval: {config.fallback_calls} calls, {config.fhir_delay_seconds * 1000:.0f} ms per query")
+        say(f"fallback retrieval: {config.fallback_calls} calls, {config.fhir_delay_seconds * 1000:.0f} ms per query")
         client = inprocess.bench_app(fhir_deadline_seconds=config.fhir_deadline_seconds).test_client()
         with delayed_replay(config.fhir_delay_seconds) as (base, counter):
             body = no_prefetch_hook(base)
@@ -63,7 +60,7 @@ def _run(config: Config, out: Path, sections: tuple[str, ...], echo) -> Path:
             results.fallback_queries = (counter.count - before) / (config.fallback_calls + 1)
             results.fallback_connections = counter.connections
     if "hanging" in sections:
-        echo(f"hanging FHIR server: {config.hanging_calls} calls, deadline {config.fhir_deadline_seconds} s")
+        say(f"hanging FHIR server: {config.hanging_calls} calls, deadline {config.fhir_deadline_seconds} s")
         client = inprocess.bench_app(fhir_deadline_seconds=config.fhir_deadline_seconds).test_client()
         with hanging() as base:
             results.hanging = inprocess.time_calls(client, no_prefetch_hook(base), config.hanging_calls, warmup=0,
@@ -74,6 +71,45 @@ def _run(config: Config, out: Path, sections: tuple[str, ...], echo) -> Path:
     target = out / "RESULTS.md"
     target.write_text(text, encoding="utf-8")
     return target
+
+
+def _inprocess(config: Config, bodies: dict[str, bytes], no_fhir: str, results: report.Results, out: Path,
+               say) -> None:
+    """The sections run in this process: latency, CPU cost against ``json.loads``, grown records, profile."""
+    sections = results.sections
+    if not {"inprocess", "cpu", "grown", "profile"} & set(sections):
+        return
+    client = inprocess.bench_app().test_client()
+    if "inprocess" in sections:
+        for name, body in bodies.items():
+            calls = config.large_calls if name == "large" else config.calls
+            say(f"in-process {name}: {calls} calls")
+            results.inprocess[name] = inprocess.time_calls(client, body, calls)
+    if "cpu" in sections:
+        say(f"CPU per hook against json.loads: typical and the sandbox hooks, {config.cpu_calls} calls each")
+        results.cpu_typical = inprocess.cpu_cost(client, bodies["typical"], results.cases["typical"][1],
+                                                 config.cpu_calls)
+        for name, body in sandbox_complete_prefetch_hooks(no_fhir).items():
+            results.cpu_sandbox[name] = inprocess.cpu_cost(client, body, resource_count(body), config.cpu_calls)
+    if "grown" in sections:
+        grown_client = inprocess.bench_app(max_body_bytes=GROWN_MAX_BODY_BYTES).test_client()
+        for size, body in grown_cases(config.grown_sizes, no_fhir).items():
+            say(f"grown record {size}: {config.grown_calls} calls")
+            results.grown.append(inprocess.cpu_cost(grown_client, body, resource_count(body), config.grown_calls))
+    if "profile" in sections:
+        say(f"profile typical: {config.profile_calls} calls")
+        profile = inprocess.profile_calls(client, bodies["typical"], config.profile_calls)
+        (out / "profile-typical.txt").write_text(profile, encoding="utf-8")
+        results.profile_head = profile
+
+
+def _recording_load(results: report.Results, echo):
+    """``echo`` that also samples the machine's 1-minute load average at each step of the run."""
+    def say(line: str) -> None:
+        results.load.append(os.getloadavg()[0])
+        echo(line)
+
+    return say
 
 
 def _served(config: Config, body: bytes, results: report.Results, echo) -> None:

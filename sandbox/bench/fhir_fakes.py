@@ -7,7 +7,8 @@
   to its maximum page size). It speaks HTTP/1.1 keep-alive and counts the TCP connections opened, so
   the benchmark shows whether the service reuses its pooled connections;
 - ``hanging()``: a server that accepts connections and reads requests but never answers (a stuck EHR:
-  what the per-hook FHIR deadline is for).
+  what the per-hook FHIR deadline is for);
+- ``tripwire()``: a server that counts and drops connections (the in-process runs must make none).
 """
 
 from __future__ import annotations
@@ -60,11 +61,37 @@ def delayed_replay(delay: float) -> Iterator[tuple[str, QueryCounter]]:
 @contextlib.contextmanager
 def hanging() -> Iterator[str]:
     """The FHIR base URL of a server that never answers (connections are accepted and left open)."""
+    held: list[socket.socket] = []
+    try:
+        with _listener(held.append) as base:
+            yield base
+    finally:
+        for connection in held:
+            connection.close()
+
+
+@contextlib.contextmanager
+def tripwire() -> Iterator[tuple[str, list[socket.socket]]]:
+    """(FHIR base URL, connections seen) of a server that drops every connection: in-process hooks point
+    their ``fhirServer`` here, so any network call they make is counted (and fails, which their
+    verdicts would show)."""
+    seen: list[socket.socket] = []
+
+    def drop(connection: socket.socket) -> None:
+        seen.append(connection)
+        connection.close()
+
+    with _listener(drop) as base:
+        yield base, seen
+
+
+@contextlib.contextmanager
+def _listener(on_connection) -> Iterator[str]:
+    """A loopback listener handing each accepted connection to ``on_connection``; yields its FHIR base."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     listener.settimeout(0.2)
-    held: list[socket.socket] = []
     stop = threading.Event()
 
     def accept() -> None:
@@ -73,15 +100,13 @@ def hanging() -> Iterator[str]:
                 connection, _ = listener.accept()
             except OSError:
                 continue
-            held.append(connection)
+            on_connection(connection)
 
-    thread = threading.Thread(target=accept, name="bench-hanging-fhir", daemon=True)
+    thread = threading.Thread(target=accept, name="bench-fhir-listener", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}/fhir"
     finally:
         stop.set()
         thread.join(timeout=5)
-        for connection in held:
-            connection.close()
         listener.close()

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import cProfile
 import io
+import json
+import math
 import pstats
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -84,6 +87,49 @@ def time_calls(client, body: bytes, calls: int, warmup: int = 5, accept: tuple[i
             raise RuntimeError(f"bench hook failed: HTTP {response.status_code}")
     outcome = verdicts(orjson.loads(response.data)) if response.status_code == 200 else f"HTTP {response.status_code}"
     return Latency(tuple(sorted(samples))), outcome
+
+
+@dataclass(frozen=True)
+class CpuCost:
+    """Median CPU milliseconds (this thread's) of one hook call and of ``json.loads`` of the same body:
+    CPU time, not wall time, so other load on a shared machine disturbs it little, and a ratio between
+    the two is measured in the same run."""
+
+    resources: int
+    hook_ms: float
+    parse_ms: float
+    verdicts: str
+
+    @property
+    def ratio(self) -> float:
+        return self.hook_ms / self.parse_ms if self.parse_ms else float("nan")
+
+
+def cpu_cost(client, body: bytes, resources: int, calls: int) -> CpuCost:
+    """``calls`` hook calls and as many parses, alternating (after one untimed call of each)."""
+    response = post(client, body)
+    if response.status_code != 200:
+        raise RuntimeError(f"bench hook failed: HTTP {response.status_code}")
+    json.loads(body)
+    clock = time.thread_time
+    hooks, parses = [], []
+    for _ in range(calls):
+        started = clock()
+        post(client, body)
+        hooks.append(clock() - started)
+        started = clock()
+        json.loads(body)
+        parses.append(clock() - started)
+    return CpuCost(resources, statistics.median(hooks) * 1000, statistics.median(parses) * 1000,
+                   verdicts(orjson.loads(response.data)))
+
+
+def loglog_slope(costs: list[CpuCost]) -> float:
+    """Least-squares slope of log(hook CPU) over log(resources): 1.0 is linear in the record."""
+    xs = [math.log(c.resources) for c in costs]
+    ys = [math.log(c.hook_ms) for c in costs]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
 
 def profile_calls(client, body: bytes, calls: int, top: int = 40) -> str:

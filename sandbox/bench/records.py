@@ -11,15 +11,26 @@ criteria are met; the bench reports each case's verdict so a change would be vis
   Coverage, Patient);
 - ``large``: 5,000 Observations and 500 medication resources (~3 MB of JSON);
 - ``five-orders``: the typical record with 5 draft orders (the CAR-T order, a co-signed tocilizumab order
-  and three supportive-care orders).
+  and three supportive-care orders);
+- ``grown-<n>`` (``grown_hook``): the record grown to about n resources the way the code that reads it
+  meets growth, not filler it skips: ~75 % long monitoring series of the scenario's own myeloma labs
+  (serum M-protein, free light chains, ratio, marrow plasma cells: LOINC-coded, so the lab, progression
+  and measurable-disease code reads every one) and ~20 % more doses of its own anti-myeloma drugs inside
+  the regimens it already records (so drug identification and the lines of therapy read every one).
+  The series extend back, daily, from the day before the first line of therapy (a smouldering phase
+  followed for years), each at the value its code was first measured at, and the doses fall between the
+  first and last recorded dose of their drug: no new rise, nadir, line or progression, so the decision
+  stays the scenario's.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Iterator
 
 import orjson
 
@@ -182,13 +193,103 @@ def _add_orders(hook: dict, filler: _Filler) -> None:
                    for n, r in enumerate(orders))
 
 
-def cases() -> dict[str, bytes]:
-    """The benchmark requests as JSON bodies: typical, large, five-orders."""
+def grown_hook(resources: int) -> dict:
+    """The complete-prefetch hook of the scenario with its record grown to about ``resources`` resources
+    (see the module docstring)."""
+    hook, by_type = _base()
+    have = sum(len(v) for v in by_type.values())
+    extra = max(0, resources - have)
+    observations = list(by_type.get("Observation", []))
+    administrations = list(by_type.get("MedicationAdministration", []))
+    serial = itertools.count(1)
+    observations += _monitoring_series(observations, administrations, extra * 3 // 4, serial)
+    administrations += _regimen_doses(administrations, extra - (len(observations) - len(by_type["Observation"])), serial)
+    hook["prefetch"].update(observations=_searchset(observations),
+                            medicationAdministrations=_searchset(administrations))
+    return hook
+
+
+def _monitoring_series(observations: list[dict], administrations: list[dict], count: int,
+                       serial: Iterator[int]) -> list[dict]:
+    """``count`` copies of each lab code's first measurement, one a day going back from the day before
+    the first recorded dose (round robin over the codes)."""
+    first_dose = min(_when(a) for a in administrations)
+    firsts: dict[str, dict] = {}
+    for obs in sorted(observations, key=_when):
+        firsts.setdefault(obs["code"]["coding"][0]["code"], obs)
+    templates = list(firsts.values())
+    grown = []
+    for n in range(count):
+        day = first_dose - timedelta(days=1 + n // len(templates))
+        grown.append(_copy_at(templates[n % len(templates)], day, f"bench-series-{next(serial)}",
+                              "effectiveDateTime", "issued"))
+    return grown
+
+
+def _regimen_doses(administrations: list[dict], count: int, serial: Iterator[int]) -> list[dict]:
+    """``count`` more completed doses of the drugs given more than once, spread evenly between each
+    drug's first and last recorded dose (round robin over the drugs)."""
+    by_drug: dict[str, list[dict]] = {}
+    for given in administrations:
+        if given.get("status") == "completed":
+            by_drug.setdefault(given["medicationCodeableConcept"]["text"], []).append(given)
+    spans = [(min(doses, key=_when), _when(min(doses, key=_when)), _when(max(doses, key=_when)))
+             for doses in by_drug.values() if len(doses) > 1]
+    per_drug = -(-count // len(spans)) if spans else 0
+    grown = []
+    for n in range(count):
+        template, start, end = spans[n % len(spans)]
+        step = (end - start) / (per_drug + 1)
+        at = start + step * (n // len(spans) + 1)
+        grown.append(_copy_at(template, at, f"bench-dose-{next(serial)}", "effectiveDateTime"))
+    return grown
+
+
+def _when(resource: dict) -> datetime:
+    return datetime.fromisoformat(resource["effectiveDateTime"].replace("Z", "+00:00"))
+
+
+def _copy_at(resource: dict, when: datetime, new_id: str, *elements: str) -> dict:
+    """A copy of ``resource`` with a new id and its time ``elements`` moved to ``when``."""
+    copied = copy.deepcopy(resource)
+    copied["id"] = new_id
+    copied.update(dict.fromkeys(elements, when.strftime("%Y-%m-%dT%H:%M:%SZ")))
+    return copied
+
+
+GROWN_SIZES = (1000, 5000, 20000)
+
+
+def cases(fhir_server: str | None = None) -> dict[str, bytes]:
+    """The benchmark requests as JSON bodies: typical, large, five-orders (``fhirServer`` replaced by
+    ``fhir_server`` when given)."""
     return {
-        "typical": orjson.dumps(build_hook(observations=150, medications=100)),
-        "large": orjson.dumps(build_hook(observations=5000, medications=500, conditions=40, procedures=10)),
-        "five-orders": orjson.dumps(build_hook(observations=150, medications=100, extra_orders=True)),
+        "typical": _body(build_hook(observations=150, medications=100), fhir_server),
+        "large": _body(build_hook(observations=5000, medications=500, conditions=40, procedures=10), fhir_server),
+        "five-orders": _body(build_hook(observations=150, medications=100, extra_orders=True), fhir_server),
     }
+
+
+def grown_cases(sizes: tuple[int, ...], fhir_server: str | None = None) -> dict[int, bytes]:
+    return {size: _body(grown_hook(size), fhir_server) for size in sizes}
+
+
+def sandbox_complete_prefetch_hooks(fhir_server: str | None = None) -> dict[str, bytes]:
+    """Every sandbox scenario's complete-prefetch hook (``<scenario>-prefetch.json``), by scenario; not
+    the scenarios whose EHR failed a prefetch query (an OperationOutcome in its place: the service
+    queries for it, by design)."""
+    hooks = {}
+    for expected in sorted((SANDBOX / "expected").glob("*.json")):
+        hook = _load(SANDBOX / "hooks" / f"{expected.stem}-prefetch.json")
+        if all((value or {}).get("resourceType") != "OperationOutcome" for value in hook["prefetch"].values()):
+            hooks[expected.stem] = _body(hook, fhir_server)
+    return hooks
+
+
+def _body(hook: dict, fhir_server: str | None) -> bytes:
+    if fhir_server:
+        hook["fhirServer"] = fhir_server
+    return orjson.dumps(hook)
 
 
 def resource_count(body: bytes) -> int:

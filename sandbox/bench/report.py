@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from sandbox.bench.config import Config
-from sandbox.bench.inprocess import Latency
+from sandbox.bench.inprocess import CpuCost, Latency, loglog_slope
 from sandbox.bench.served import LoadResult
 
 PACKAGES = ("flask", "werkzeug", "gunicorn", "fhir.resources", "pydantic", "orjson", "requests", "SQLAlchemy")
@@ -36,6 +36,29 @@ class Results:
     fallback_connections: int = 0  # TCP connections the fake FHIR server saw over all fallback hooks
     hanging: tuple[Latency, str] | None = None
     elapsed_seconds: float = 0.0
+    load: list[float] = field(default_factory=list)  # 1-minute load average at each step of the run
+    inprocess_connections: int = 0  # connections the in-process hooks opened to their fhirServer
+    cpu_typical: CpuCost | None = None
+    cpu_sandbox: dict[str, CpuCost] = field(default_factory=dict)  # scenario -> its complete-prefetch hook
+    grown: list[CpuCost] = field(default_factory=list)
+
+    def median_sandbox(self) -> CpuCost | None:
+        """The sandbox hook of median CPU ratio to ``json.loads``."""
+        ranked = sorted(self.cpu_sandbox.values(), key=lambda c: c.ratio)
+        return ranked[len(ranked) // 2] if ranked else None
+
+    def fixed_cost_ms(self) -> float:
+        """Intercept of the least-squares line of hook CPU over ``json.loads`` CPU (a proxy for the
+        record's size) across the sandbox hooks and the typical record: the per-hook cost that does not
+        grow with the record."""
+        costs = [*self.cpu_sandbox.values(), *([self.cpu_typical] if self.cpu_typical else [])]
+        if len(costs) < 2:
+            return float("nan")
+        mx = sum(c.parse_ms for c in costs) / len(costs)
+        my = sum(c.hook_ms for c in costs) / len(costs)
+        spread = sum((c.parse_ms - mx) ** 2 for c in costs)
+        slope = sum((c.parse_ms - mx) * (c.hook_ms - my) for c in costs) / spread if spread else 0.0
+        return my - slope * mx
 
 
 def _ms(value: float) -> str:
@@ -58,6 +81,13 @@ def _environment() -> list[str]:
         f"- commit {_git_head()}",
         f"- run at {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
     ]
+
+
+def _load_line(load: list[float]) -> list[str]:
+    if not load:
+        return []
+    return [f"- machine load (1-minute load average, sampled at each step): min {min(load):.1f}, "
+            f"median {sorted(load)[len(load) // 2]:.1f}, max {max(load):.1f} on {os.cpu_count()} CPUs"]
 
 
 def _read(path: str) -> str:
@@ -93,6 +123,22 @@ def targets(results: Results) -> list[tuple[str, str, str, bool | None]]:
     if large:
         rows.append(("large record (5,000 Observations), in-process", "p50 <= 150 ms",
                      f"p50 {_ms(large[0].percentile(50))} ms", large[0].percentile(50) <= 150))
+    typical_cpu, sandbox_cpu = results.cpu_typical, results.median_sandbox()
+    if typical_cpu and sandbox_cpu:
+        rows.append(("typical hook CPU / `json.loads` of the same body (issue 18)", "<= 5x, typical record and median "
+                     "sandbox complete-prefetch hook",
+                     f"typical {typical_cpu.ratio:.1f}x ({_ms(typical_cpu.hook_ms)} / {typical_cpu.parse_ms:.2f} ms); "
+                     f"median sandbox {sandbox_cpu.ratio:.1f}x", typical_cpu.ratio <= 5 and sandbox_cpu.ratio <= 5))
+        fixed = results.fixed_cost_ms()
+        rows.append(("fixed per-hook CPU (issue 18)", "<= 1 ms", f"{fixed:.1f} ms", fixed <= 1))
+    if len(results.grown) > 1:
+        slope, largest = loglog_slope(results.grown), results.grown[-1]
+        rows.append(("grown records, in-process (issue 18)", "log-log slope <= 1.10; the largest well under 1 s",
+                     f"slope {slope:.2f}; {largest.resources} resources {largest.hook_ms:.0f} ms CPU",
+                     slope <= 1.10 and largest.hook_ms < 1000))
+    if results.inprocess or results.cpu_typical or results.grown:
+        rows.append(("in-process hooks make no network call (issue 18)", "0 connections to their fhirServer",
+                     f"{results.inprocess_connections} connections", results.inprocess_connections == 0))
     if results.served and results.echo:
         best = max(results.served.values(), key=lambda r: r.per_second)
         ceiling = max(results.echo.values(), key=lambda r: r.per_second)
@@ -122,6 +168,36 @@ def targets(results: Results) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
+def _cpu_section(results: Results) -> list[str]:
+    lines = []
+    header = ["| case | resources | hook CPU ms | `json.loads` ms | ratio | verdicts |",
+              "| --- | ---: | ---: | ---: | ---: | --- |"]
+
+    def row(name: str, cost: CpuCost) -> str:
+        return (f"| {name} | {cost.resources} | {_ms(cost.hook_ms)} | {cost.parse_ms:.2f} | {cost.ratio:.1f} | "
+                f"{cost.verdicts} |")
+
+    if results.cpu_typical:
+        ranked = sorted(results.cpu_sandbox.items(), key=lambda item: item[1].ratio)
+        lines += ["## CPU per hook against `json.loads` of the same body (median CPU time of this thread, "
+                  "in-process as above)", "", *header, row("typical", results.cpu_typical)]
+        if ranked:
+            for label, (name, cost) in (("lowest", ranked[0]), ("median", ranked[len(ranked) // 2]),
+                                        ("highest", ranked[-1])):
+                lines.append(row(f"sandbox {label}: {name}", cost))
+        lines += ["", f"{len(ranked)} sandbox complete-prefetch hooks; fixed per-hook CPU (intercept of hook CPU "
+                  f"over parse CPU across them and the typical record): {results.fixed_cost_ms():.1f} ms.", ""]
+    if results.grown:
+        lines += ["## Grown records (the scenario's own lab series and regimen doses, see `records.py`; "
+                  "in-process, production body limit raised)", "", *header]
+        lines += [row(f"grown {cost.resources}", cost) for cost in results.grown]
+        if len(results.grown) > 1:
+            lines += ["", f"Log-log slope of hook CPU over resources: {loglog_slope(results.grown):.2f} "
+                      "(1.00 is linear in the record)."]
+        lines.append("")
+    return lines
+
+
 def render(results: Results) -> str:
     config = results.config
     lines = ["# cart-cds benchmark results", ""]
@@ -129,8 +205,8 @@ def render(results: Results) -> str:
         lines += ["**Quick smoke run (`--quick`): tiny counts, the figures are not results.**", ""]
     lines += ["Command: `python -m sandbox.bench`" + (" --quick" if config.quick else "")
               + f"; sections: {', '.join(results.sections)}; took {results.elapsed_seconds:.0f} s.", ""]
-    lines += ["## Machine", "", *_environment(), ""]
-    lines += ["## Targets (issue 10)", "", "| what | target | measured | |", "| --- | --- | --- | --- |"]
+    lines += ["## Machine", "", *_environment(), *_load_line(results.load), ""]
+    lines += ["## Targets (issues 10 and 18)", "", "| what | target | measured | |", "| --- | --- | --- | --- |"]
     lines += [f"| {what} | {target} | {measured} | {_verdict(ok)} |" for what, target, measured, ok in targets(results)]
     lines.append("")
     if results.cases:
@@ -145,6 +221,7 @@ def render(results: Results) -> str:
             lines.append(f"| {name} | {lat.count} | {_ms(lat.percentile(50))} | {_ms(lat.percentile(95))} | "
                          f"{_ms(lat.percentile(99))} | {_ms(lat.samples[-1])} | {verdicts} |")
         lines.append("")
+    lines += _cpu_section(results)
     if results.served:
         lines += ["## Served throughput (`cart-cds serve`: gunicorn production settings on 127.0.0.1, client JWT "
                   "checks disabled, audit to an SQLite file; load generator on the same machine)", "",

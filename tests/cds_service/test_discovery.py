@@ -32,7 +32,7 @@ def test_prefetch_is_the_data_requirements_declaration(client):
     assert service["prefetch"]["patient"] == "Patient/{{context.patientId}}"
     assert service["prefetch"]["user"] == "{{context.userId}}"
     tokens = set(re.findall(r"\{\{[^}]*\}\}", "".join(service["prefetch"].values())))
-    assert tokens <= {"{{context.patientId}}", "{{context.userId}}", "{{context.encounterId}}"}
+    assert tokens <= {"{{context.patientId}}", "{{context.userId}}", "{{context.encounterId}}", "{{userPractitionerId}}"}
 
 
 def test_crd_extension_declares_version_and_configuration_options(client):

@@ -122,7 +122,7 @@ def test_store_answers_every_no_prefetch_hook_without_http():
     store = ReplayStore(build.REPLAY_BASE)
     for path in sorted((SANDBOX / "hooks").glob("*-no-prefetch.json")):
         context = json.loads(path.read_text(encoding="utf-8"))["context"]
-        for requirement in data_requirements():
+        for requirement in filter(lambda r: r.applies(context), data_requirements()):
             rel, params = requirement.query(context)
             status, body = store.answer(rel, sorted(params.items()))
             assert status in (200, 500, 503), (path.name, rel)

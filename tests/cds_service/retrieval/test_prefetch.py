@@ -151,4 +151,5 @@ def test_mixed_prefetch_each_key_on_its_own():
         "medicationDispenses": PrefetchState.ABSENT,
         "procedures": PrefetchState.ABSENT,
         "serviceRequests": PrefetchState.ABSENT,
+        "userRoles": PrefetchState.ABSENT,
     }

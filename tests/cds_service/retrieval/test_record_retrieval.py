@@ -38,6 +38,7 @@ SEARCH_KEYS = {
     "medicationDispenses": "MedicationDispense",
     "procedures": "Procedure",
     "serviceRequests": "ServiceRequest",
+    "userRoles": "PractitionerRole",
 }
 PATIENT = {"resourceType": "Patient", "id": PID, "birthDate": "1959-03-02", "gender": "female"}
 PRACTITIONER = {"resourceType": "Practitioner", "id": "abc", "name": [{"family": "Osler", "given": ["Wil"]}]}
@@ -392,7 +393,7 @@ def test_failed_medication_read_is_reported(http_mock):
 def test_requester_who_is_the_user_is_read_once_with_the_record(http_mock):
     http_mock.get(f"{EHR}/Practitioner/abc", json=PRACTITIONER)
     http_mock.get(f"{EHR}/PractitionerRole?practitioner=abc", json=searchset([ROLE]))
-    prefetch = {k: v for k, v in full_prefetch().items() if k != "user"}
+    prefetch = {k: v for k, v in full_prefetch().items() if k not in ("user", "userRoles")}
     draft = order(requester={"reference": "Practitioner/abc"})
     record = retrieve(prefetch, draft_orders=[draft])
     assert sorted(c.request.url for c in http_mock.calls) == [f"{EHR}/Practitioner/abc", f"{EHR}/PractitionerRole?practitioner=abc"]
@@ -402,9 +403,37 @@ def test_requester_who_is_the_user_is_read_once_with_the_record(http_mock):
 
 def test_failed_role_search_does_not_hide_record_outcomes(http_mock):
     http_mock.get(f"{EHR}/PractitionerRole?practitioner=abc", status=403)
-    record = retrieve(full_prefetch(), draft_orders=[order(requester={"reference": "Practitioner/abc"})])
+    prefetch = {k: v for k, v in full_prefetch().items() if k != "userRoles"}
+    record = retrieve(prefetch, draft_orders=[order(requester={"reference": "Practitioner/abc"})])
     assert record.outcomes["PractitionerRole"] == RetrievalOutcome(RetrievalState.FAILED, "http-403")
     assert record.outcomes["Practitioner"] == COMPLETE
+
+
+@pytest.mark.parametrize("roles", [[ROLE], []], ids=["one role", "no role"])
+def test_prefetched_user_roles_spare_the_requester_role_search(http_mock, roles):
+    prefetch = {**full_prefetch(), "userRoles": searchset(roles)}
+    record = retrieve(prefetch, draft_orders=[order(requester={"reference": "Practitioner/abc"})])
+    assert not http_mock.calls
+    assert record.outcomes["PractitionerRole"] == COMPLETE
+
+
+def test_another_requester_than_the_user_still_has_their_roles_searched(http_mock):
+    http_mock.get(f"{EHR}/Practitioner/xyz", json={**PRACTITIONER, "id": "xyz"})
+    http_mock.get(f"{EHR}/PractitionerRole?practitioner=xyz", json=searchset([]))
+    retrieve(full_prefetch(), draft_orders=[order(requester={"reference": "Practitioner/xyz"})])
+    assert sorted(c.request.url for c in http_mock.calls) == [
+        f"{EHR}/Practitioner/xyz", f"{EHR}/PractitionerRole?practitioner=xyz"]
+
+
+def test_user_roles_are_not_asked_of_a_role_user(http_mock):
+    role_user = {**ROLE, "id": "role9"}
+    http_mock.get(f"{EHR}/PractitionerRole/role9", json=role_user)
+    http_mock.get(f"{EHR}/Practitioner/abc", json=PRACTITIONER)
+    prefetch = {k: v for k, v in full_prefetch().items() if k not in ("user", "userRoles")}
+    record = retrieve_record(fhir_server=EHR, access_token=TOKEN, prefetch=prefetch, patient_id=PID,
+                             user_id="PractitionerRole/role9")
+    assert [c.request.url for c in http_mock.calls] == [f"{EHR}/PractitionerRole/role9"]
+    assert "PractitionerRole" not in record.outcomes  # nothing asked of the roles search, nothing failed
 
 
 # --------------------------------------------------------------------------------------------------
