@@ -18,7 +18,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cds_service.errors import HookRequestError
@@ -90,7 +90,7 @@ def _rfc3339(text: str) -> datetime | None:
     if not _RFC3339.fullmatch(text):
         return None
     try:
-        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(timezone.utc)
+        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:  # e.g. month 13
         return None
 

@@ -34,10 +34,10 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from types import SimpleNamespace
-from typing import Iterable, Iterator, Mapping
 
 import orjson
 from flask import Blueprint, Flask, Response, g, request

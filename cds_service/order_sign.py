@@ -21,9 +21,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Mapping
+from datetime import UTC, date, datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -100,7 +100,7 @@ class OrderSignService:
     session: requests.Session
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "OrderSignService":
+    def from_settings(cls, settings: Settings) -> OrderSignService:
         table_path = settings.line_of_business_table
         return cls(
             settings=settings,
@@ -141,7 +141,7 @@ def handle_order_sign(
 ) -> OrderSignOutcome:
     """Answer one order-sign call. ``as_of`` is the decision date (the request's UTC date when None)."""
     started = time.perf_counter()
-    as_of = as_of or datetime.now(timezone.utc).date()
+    as_of = as_of or datetime.now(UTC).date()
     deadline = Deadline(service.limits.deadline_seconds)  # one budget for every FHIR read of this call
     fhir_access = functools.cache(functools.partial(_fhir_access, request, service, deadline))
     bundle_resources = request.context.draft_order_resources()

@@ -35,8 +35,8 @@ from fhir_mappings.facts import (
     OrderedProduct,
     ProgressionFinding,
     TocilizumabRequest,
+    Unknown,
 )
-from fhir_mappings.facts import Unknown
 from fhir_mappings.patient_record import PatientRecord
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ partial retrieval of that key maps to the facts built from that resource type.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Mapping
 
 from fhir_mappings import labs, progression
 from fhir_mappings.references import is_fhir_id, relative_reference

@@ -29,6 +29,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from fhir_mappings import assertions
+from fhir_mappings.assertions import PRESENT, UNCERTAIN, Match
 from fhir_mappings.facts import (
     Coded,
     ConditionFinding,
@@ -39,8 +41,6 @@ from fhir_mappings.facts import (
     ProgressionFinding,
     Unknown,
 )
-from fhir_mappings import assertions
-from fhir_mappings.assertions import PRESENT, UNCERTAIN, Match
 from fhir_mappings.parsing import DateSpan, on_or_before, parse_date
 from fhir_mappings.patient_record import PatientRecord
 from fhir_mappings.terminology import codings_of, value_set

@@ -41,14 +41,15 @@ from them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Callable, TypeVar
+from typing import TypeVar
 
+from fhir_mappings.code_index import coded_in
 from fhir_mappings.facts import Evidence, Fact, FreeLightChains, Measurement, Observed, Unknown
 from fhir_mappings.parsing import DateSpan, effective_span, within
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.code_index import coded_in
 from fhir_mappings.terminology import codings_of
 from fhir_mappings.units import (
     FLC_RATIO,

@@ -27,8 +27,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fhir_mappings.references import Resolver, contained, reference_string, resource_reference
-from fhir_mappings.terminology import coding_key, codings_of
 from fhir_mappings.facts import (
     CellDose,
     Coded,
@@ -39,6 +37,8 @@ from fhir_mappings.facts import (
     TocilizumabRequest,
     Unknown,
 )
+from fhir_mappings.references import Resolver, contained, reference_string, resource_reference
+from fhir_mappings.terminology import coding_key, codings_of
 
 UCUM = "http://unitsofmeasure.org"
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration", "MedicationDispense")

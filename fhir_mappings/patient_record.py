@@ -25,12 +25,13 @@ one resource on demand (see ``parsing``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-from fhir_mappings.terminology import codings_of
 from fhir_mappings.facts import COMPLETE, RecordIssue, RetrievalOutcome
 from fhir_mappings.parsing import Entry, MalformedResource, flatten, validate
 from fhir_mappings.references import contained, parse_reference, reference_string, resource_reference
+from fhir_mappings.terminology import codings_of
 
 # Where each resource names its patient; the first field present is used.
 PATIENT_LINK_FIELDS = ("subject", "patient", "beneficiary")
@@ -84,7 +85,7 @@ class PatientRecord:
         sources: Iterable[Any],
         retrieval: Mapping[str, RetrievalOutcome] | None = None,
         orders_being_signed: Iterable[dict] = (),
-    ) -> "PatientRecord":
+    ) -> PatientRecord:
         """``sources``: raw FHIR JSON resources and/or Bundles; ``retrieval``: outcome per resource type
         (types not named count as complete); ``orders_being_signed``: the hook's draft orders."""
         if not isinstance(patient_id, str) or not patient_id.strip():

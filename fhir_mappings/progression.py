@@ -57,10 +57,12 @@ The most recent qualifying event is returned.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Callable, TypeVar
+from typing import TypeVar
 
+from fhir_mappings.code_index import coded_in
 from fhir_mappings.facts import DateSpan, Evidence, Fact, Measurement, Observed, ProgressionFinding, Unknown
 from fhir_mappings.labs import (
     FlcReading,
@@ -76,7 +78,6 @@ from fhir_mappings.labs import (
 from fhir_mappings.lines_of_therapy import last_regimen_start
 from fhir_mappings.parsing import between, effective_span, on_or_before
 from fhir_mappings.patient_record import PatientRecord
-from fhir_mappings.code_index import coded_in
 from fhir_mappings.terminology import affirmative_match
 from fhir_mappings.units import PERCENT, SERUM_M_PROTEIN, URINE_M_PROTEIN_24H
 

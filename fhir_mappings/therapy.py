@@ -65,19 +65,18 @@ Completeness: a fact that needs a resource type whose retrieval was not complete
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-import re
 from functools import cache
-from typing import Iterable
 
 from fhir_mappings.facts import Coded, Evidence, Exposure, Fact, Observed, Unknown
 from fhir_mappings.orders import order_keys, ordered_product, product_identity
 from fhir_mappings.parsing import DateSpan, parse_date
 from fhir_mappings.references import parse_reference, reference_string
 from fhir_mappings.terminology import (
-    codings_of,
     coding_key,
+    codings_of,
     value_set,
     value_set_files,
     value_sets_containing,

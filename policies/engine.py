@@ -21,9 +21,9 @@ the I.B referral for the member's line of business, or for every line when it ca
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Mapping
 
 from fhir_mappings.facts import FactSource, Observed
 from policies.checks import LeafResult, OrderContext, get_check

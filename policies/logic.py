@@ -8,7 +8,7 @@ never promoted to met: that is the property the engine's safety rests on.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from policies.decision import Status
 

@@ -27,10 +27,11 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import TextIO
 
 import click
 import orjson
@@ -42,8 +43,15 @@ from cds_service.auth.trusted_clients import origin_of
 from cds_service.settings import Settings
 from sandbox import catalog, recorded, replay_server
 from sandbox.ehr_signer import EhrSigner
-from sandbox.expectations import (HOOK_VARIANTS, decisions, deciding_criteria, expected_for, mismatches,
-                                  scenario_of_hook, split_hook_name)
+from sandbox.expectations import (
+    HOOK_VARIANTS,
+    deciding_criteria,
+    decisions,
+    expected_for,
+    mismatches,
+    scenario_of_hook,
+    split_hook_name,
+)
 
 HOOKS_DIR = recorded.SANDBOX / "hooks"
 RECORDED_BASE = "http://127.0.0.1:8090/fhir"  # the fhirServer the committed hook files name
@@ -127,7 +135,7 @@ def deciding_leaves(decision: dict) -> tuple[str, ...]:
     return tuple(i for i in ids if not any(other.startswith(i + ".") for other in ids))
 
 
-def run_hooks(hook_files: list[Path], send: Callable[[Path], Reply], progress: "Progress",
+def run_hooks(hook_files: list[Path], send: Callable[[Path], Reply], progress: Progress,
               expected_of: Callable[[str], dict] = expected_for) -> list[HookResult]:
     results = []
     for hook_file in hook_files:

@@ -10,9 +10,9 @@ tag, every request has a timeout, and paging links are followed only on the serv
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import urlsplit
 
 import requests

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -127,14 +127,14 @@ class HookCallRecord:
 
 
 class AuditStore:
-    def __init__(self, engine: Engine, clock=lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(self, engine: Engine, clock=lambda: datetime.now(UTC)) -> None:
         self.engine = engine
         self._clock = clock
         self._lock = threading.Lock()
         self.write_failures = 0
 
     @classmethod
-    def from_url(cls, url: str, *, run_migrations: bool = True) -> "AuditStore":
+    def from_url(cls, url: str, *, run_migrations: bool = True) -> AuditStore:
         engine = make_engine(url)
         if run_migrations:
             migrate(engine)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 
 class JtiStoreUnavailable(RuntimeError):
@@ -65,7 +66,7 @@ class RedisJtiStore:
         self._clock = clock
 
     @classmethod
-    def from_url(cls, url: str) -> "RedisJtiStore":
+    def from_url(cls, url: str) -> RedisJtiStore:
         import redis
 
         return cls(redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0))

@@ -21,9 +21,9 @@ missing, exactly as at hook time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable, Iterator, Mapping, Sequence
 
 from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.package import OperationError

@@ -26,8 +26,8 @@ an approval.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from cds_service.response.markdown_text import escape, plain

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping
 from urllib.parse import quote, urljoin
 
 import requests

@@ -16,8 +16,8 @@ CDS Hooks gives each prefetch value a meaning, and getting it wrong either waste
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from cds_service.retrieval.fhir_client import NotFhir, search_page

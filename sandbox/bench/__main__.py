@@ -15,11 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sandbox.bench import report
+from sandbox.bench import inprocess, report, served
 from sandbox.bench.config import FULL, QUICK, SECTIONS, Config
-from sandbox.bench.records import cases, no_prefetch_hook, resource_count
-from sandbox.bench import inprocess, served
 from sandbox.bench.fhir_fakes import delayed_replay, hanging
+from sandbox.bench.records import cases, no_prefetch_hook, resource_count
 
 HERE = Path(__file__).resolve().parent
 
