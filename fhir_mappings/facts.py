@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Generic, Protocol, TypeVar, Union
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ class Unknown:
     evidence: tuple[Evidence, ...] = ()  # raw values that could not be used (e.g. a result with no unit)
 
 
-Fact = Union[Observed[T], Unknown]
+Fact = Observed[T] | Unknown
 
 
 # ---------------------------------------------------------------------------------------------------

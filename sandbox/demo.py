@@ -223,7 +223,7 @@ def format_table(results: Iterable[HookResult]) -> str:
     right = {TABLE_HEADER.index("ms")}
     rendered = []
     for line in lines:
-        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))]
         rendered.append("  ".join(cells).rstrip())
     rendered.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(rendered)

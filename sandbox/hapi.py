@@ -148,7 +148,7 @@ def record(fhir_server: str, out_dir: Path, scenarios: Iterable[str] = (), serve
                 try:
                     body = response.json()
                 except ValueError:
-                    raise SandboxError(f"record {name}: {path} answered HTTP {response.status_code} without JSON")
+                    raise SandboxError(f"record {name}: {path} answered HTTP {response.status_code} without JSON") from None
                 responses[key] = {"status": response.status_code, "body": body}
         target = out_dir / f"{name}.json"
         target.write_text(json.dumps(recorded.recording(server_name, base, name, responses), indent=2) + "\n",

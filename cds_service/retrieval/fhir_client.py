@@ -172,7 +172,8 @@ def search_page(bundle: object, expected: Collection[str], bundle_types: Collect
             raise NotFhir(resource_type)
         resources.append(resource)
     next_url = next(
-        (l.get("url") for l in links if isinstance(l, dict) and l.get("relation") == "next" and isinstance(l.get("url"), str)),
+        (link.get("url") for link in links
+         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str)),
         None,
     )
     return resources, next_url

@@ -111,7 +111,7 @@ def _is_context_resource(requirement: DataRequirement, resource: dict, context: 
 def _self_link_mismatch(bundle: dict, resource_type: str, patient_id: str | None) -> str | None:
     """Check the Bundle's ``self`` link (when given) ran a search of this type for this patient."""
     url = next(
-        (l.get("url") for l in bundle.get("link", []) if isinstance(l, dict) and l.get("relation") == "self"),
+        (link.get("url") for link in bundle.get("link", []) if isinstance(link, dict) and link.get("relation") == "self"),
         None,
     )
     if not isinstance(url, str):

@@ -346,7 +346,7 @@ def _run(jobs: list[_Job], deadline: Deadline, max_workers: int) -> list[_Result
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     results = []
-    for job, future in zip(jobs, futures):
+    for job, future in zip(jobs, futures, strict=True):
         if future not in done:
             log.warning("FHIR query abandoned at the deadline",
                         extra={"resourceType": job.name.split("/", 1)[0], "reason": "deadline"})

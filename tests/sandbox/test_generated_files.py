@@ -48,8 +48,7 @@ def test_there_are_at_least_24_scenarios_each_with_its_files():
 
 def _all_resources(resource: dict):
     yield resource
-    for inner in resource.get("contained", ()):
-        yield inner
+    yield from resource.get("contained", ())
 
 
 def _references(value):
@@ -113,7 +112,7 @@ def test_hook_is_a_valid_order_sign_request(path):
         assert set(prefetch) < PREFETCH_KEYS
     else:
         assert set(prefetch) == PREFETCH_KEYS
-    for key, value in prefetch.items():
+    for value in prefetch.values():
         get_fhir_model_class(value["resourceType"]).model_validate(value)
     assert prefetch["patient"]["id"] == context["patientId"]
     assert f"{prefetch['user']['resourceType']}/{prefetch['user']['id']}" == context["userId"]
