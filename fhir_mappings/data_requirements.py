@@ -87,7 +87,7 @@ def observation_value_sets() -> tuple[str, ...]:
 @cache
 def observation_codes() -> str:
     """The LOINC codes of every lab the facts read, as a FHIR token list ``system|code,...``."""
-    codes = []
+    codes: list[str] = []
     for vs_id in observation_value_sets():
         codes.extend(f"{LOINC}|{code}" for code in value_set(vs_id).codes_for(LOINC))
     return ",".join(codes)

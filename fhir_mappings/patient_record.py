@@ -221,7 +221,7 @@ class PatientRecord:
 
 
 def _codes(concept: Any) -> set[str]:
-    return {c.get("code") for c in codings_of(concept) if c.get("code")}
+    return {code for c in codings_of(concept) if (code := c.get("code"))}
 
 
 def _newer(candidate: dict, current: dict) -> bool:

@@ -205,7 +205,8 @@ def well_formed(resource: dict) -> bool:
     """True when every property of ``resource`` (already reduced to the elements facts read) is one this
     module understands and well-formed, and the type's required elements are there; False means "ask
     fhir.resources", not "malformed"."""
-    known = _RESOURCES.get(resource.get("resourceType"))
+    kind = resource.get("resourceType")
+    known = _RESOURCES.get(kind) if isinstance(kind, str) else None
     if known is None:
         return False
     elements, required = known
