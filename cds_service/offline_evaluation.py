@@ -161,7 +161,7 @@ def _action_lines(action: dict) -> list[str]:
     for extension in resource.get("extension", []):
         if extension.get("url") != COVERAGE_INFORMATION_URL:
             continue
-        parts = {}
+        parts: dict[str, list] = {}
         for part in extension.get("extension", []):
             parts.setdefault(part.get("url"), []).append(_part_value(part))
         shown = ("coverage", "covered", "pa-needed", "doc-needed", "doc-purpose", "info-needed", "date")

@@ -194,7 +194,7 @@ def handle_order_sign(
     if isinstance(coverage, AssessedCoverage) and coverage.payer_name:  # resp-4: the name on the member's card
         card_settings = dataclasses.replace(card_settings, payer_name=coverage.payer_name)
     cards = _cards(decisions, unreadable_cards, card_settings, configuration)
-    actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"],
+    actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=bool(configuration["coverage-info"]),
                                            scope=f"{request.fhir_server or ''}|{request.context.patient_id}")
     return OrderSignOutcome(
         Response(cards=tuple(cards), system_actions=tuple(actions)),
@@ -261,7 +261,8 @@ def queryable_fhir_server(fhir_server: str | None, authorized: bool, settings: S
 
 def _open_host(url: str, open_hosts: tuple[str, ...]) -> bool:
     parts = urlsplit(url)
-    return bool(parts.hostname) and (parts.hostname.lower() in open_hosts or parts.netloc.lower() in open_hosts)
+    host = parts.hostname
+    return bool(host and (host.lower() in open_hosts or parts.netloc.lower() in open_hosts))
 
 
 def _organization_reader(fhir_access) -> ReadOrganization:

@@ -186,7 +186,7 @@ def _policy_links(raw: str) -> Mapping[str, str]:
 
 
 def _product_codes(raw: str) -> Mapping[str, tuple[tuple[str, str], ...]]:
-    codes = {}
+    codes: dict[str, tuple[tuple[str, str], ...]] = {}
     for policy, value in _policy_pairs(raw):
         pairs = []
         for coding in _items(value, ";"):

@@ -159,7 +159,8 @@ class AuditStore:
         per card for ``merge``) cost more than the writes themselves on every hook call."""
         try:
             with self.engine.begin() as connection:
-                row_id = connection.execute(_INSERT_HOOK_CALL, {
+                # an INSERT always has inserted_primary_key (SQLAlchemy types it Optional for other statements)
+                row_id = connection.execute(_INSERT_HOOK_CALL, {  # type: ignore[index]
                     "recorded_at": record.recorded_at or self._clock(),
                     "hook_instance": record.hook_instance,
                     "client_iss": record.client_iss,
@@ -229,6 +230,7 @@ class AuditStore:
         with Session(self.engine) as session, session.begin():
             old_ids = select(HookCall.id).where(HookCall.recorded_at < cutoff)
             session.execute(delete(CardIssued).where(CardIssued.hook_call_id.in_(old_ids)))
-            deleted = session.execute(delete(HookCall).where(HookCall.recorded_at < cutoff)).rowcount
+            # a DELETE returns a CursorResult (SQLAlchemy types Session.execute as the generic Result)
+            deleted = session.execute(delete(HookCall).where(HookCall.recorded_at < cutoff)).rowcount  # type: ignore[attr-defined]
             session.execute(delete(Feedback).where(Feedback.received_at < cutoff))
         return deleted

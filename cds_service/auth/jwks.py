@@ -15,9 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jwt
 import requests
+
+if TYPE_CHECKING:
+    from jwt.algorithms import AllowedPublicKeys
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ MAX_JWKS_BYTES = 256 * 1024
 class PublicKey:
     """A client's public key and the algorithm its JWK declares (None when it declares none)."""
 
-    key: object
+    key: AllowedPublicKeys
     alg: str | None
 
 
@@ -95,6 +99,7 @@ class JwksCache:
                     if entry is None:
                         raise
                     entry.fetched_at = now  # keep serving the old set; try again after min_refetch
+            assert entry is not None, "fetched now, or the old set kept"
             return entry.keys.get(kid)
 
     def _fetch(self, jku: str) -> dict[str, PublicKey]:

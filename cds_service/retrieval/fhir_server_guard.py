@@ -74,7 +74,7 @@ def origin_of(url: str) -> str | None:
 
 def system_resolver(host: str) -> list[str]:
     """Every address ``host`` resolves to (the production resolver)."""
-    return [info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)]
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)]
 
 
 def check_fhir_server(

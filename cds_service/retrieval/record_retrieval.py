@@ -145,7 +145,10 @@ def retrieve_record(
         jobs: list[_Job] = []
         for req in data_requirements():
             planned = _plan_key(req, items[req.key], client, context)
-            (jobs if isinstance(planned, _Job) else results).append(planned)
+            if isinstance(planned, _Job):
+                jobs.append(planned)
+            else:
+                results.append(planned)
         record_jobs = len(jobs)
         known = [r for i in items.values() for r in i.resources] + list(draft_orders)
         user_queried = user_id if items["user"].needs_query and client else None
