@@ -29,6 +29,7 @@ expected, not the value that was sent (it may be patient data or a token).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import orjson
 from flask import Flask, Response, request
@@ -93,7 +94,7 @@ class UnsupportedVersionError(RequestError):
 
 def operation_outcome(status: int, message: str, path: str | None = None) -> dict:
     """The FHIR OperationOutcome body for an error; ``diagnostics`` starts with the path it names."""
-    issue = {
+    issue: dict[str, Any] = {
         "severity": "error",
         "code": _ISSUE_CODES.get(status, "processing"),
         "diagnostics": f"{path}: {message}" if path else message,
@@ -120,7 +121,7 @@ def _http_error(exc: HTTPException) -> Response:
     }
     status = exc.code or 500
     response = error_response(status, messages.get(status, exc.name))
-    if status == 405 and exc.valid_methods:
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
 

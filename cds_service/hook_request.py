@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import orjson
 from jsonschema import Draft202012Validator
@@ -149,7 +150,7 @@ def inline_local_refs(node: Any, defs: Mapping[str, Any], resolving: frozenset[s
     if not isinstance(node, dict):
         return node
     name = node["$ref"].removeprefix("#/$defs/") if node.keys() == {"$ref"} else None
-    if name in defs and name not in resolving:
+    if name is not None and name in defs and name not in resolving:
         return inline_local_refs(defs[name], defs, resolving | {name})
     return {key: inline_local_refs(value, defs, resolving) for key, value in node.items()}
 

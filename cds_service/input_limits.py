@@ -10,8 +10,10 @@ long, 400 for nesting too deep.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 import orjson
 from flask import Flask, g, request
@@ -72,7 +74,7 @@ def within_tree_limits(body: object, limits: InputLimits, check_strings: bool) -
     path-naming walk). When it finds a problem, ``check_tree`` walks again to name the path."""
     if type(body) is str:
         return not check_strings or len(body) <= limits.max_string_length
-    level = [body] if type(body) is dict or type(body) is list else []
+    level: list[Any] = [body] if type(body) is dict or type(body) is list else []
     max_items, max_length = limits.max_array_items, limits.max_string_length
     depth = 0
     while level:
@@ -83,6 +85,7 @@ def within_tree_limits(body: object, limits: InputLimits, check_strings: bool) -
         keep = below.append
         objects: list = []
         for container in level:
+            children: Iterable[Any]
             if type(container) is list:
                 if len(container) > max_items:
                     return False
@@ -120,7 +123,7 @@ def check_tree(body: object, limits: InputLimits, check_strings: bool) -> None:
         if isinstance(value, list):
             if len(value) > limits.max_array_items:
                 raise InputLimitError(413, f"array longer than {limits.max_array_items} items", _path(path))
-            children = enumerate(value)
+            children: Iterable[tuple[Any, Any]] = enumerate(value)
         else:
             children = value.items()
         for key, item in children:

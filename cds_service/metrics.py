@@ -34,10 +34,10 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from types import SimpleNamespace
-from typing import Iterable, Iterator, Mapping
 
 import orjson
 from flask import Blueprint, Flask, Response, g, request
@@ -155,7 +155,7 @@ def install_metrics(app: Flask, services: Iterable[str], policies: Iterable) -> 
     def count_hook_call(response: Response) -> Response:
         if request.method != "POST" or request.url_rule is None or request.url_rule.endpoint != "cds_services.call_service":
             return response
-        service = request.view_args.get("service_id")
+        service = (request.view_args or {}).get("service_id")
         service = service if service in known else OTHER
         verdict = worst_verdict(response.get_data()) if response.status_code == 200 else NONE
         metrics = _metrics()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -168,7 +168,7 @@ def _action_lines(action: dict) -> list[str]:
     for extension in resource.get("extension", []):
         if extension.get("url") != COVERAGE_INFORMATION_URL:
             continue
-        parts = {}
+        parts: dict[str, list] = {}
         for part in extension.get("extension", []):
             parts.setdefault(part.get("url"), []).append(_part_value(part))
         shown = ("coverage", "covered", "pa-needed", "doc-needed", "doc-purpose", "info-needed", "date")
@@ -219,7 +219,7 @@ def evaluate(hook_file: Path, as_of: datetime | None, fhir_server: str | None, o
         settings = Settings.from_env()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    decision_date = as_of.date() if as_of else datetime.now(timezone.utc).date()
+    decision_date = as_of.date() if as_of else datetime.now(UTC).date()
     try:
         response = evaluate_hook(_read(hook_file, settings.max_body_bytes), settings=settings,
                                  as_of=decision_date, fhir_server=fhir_server)

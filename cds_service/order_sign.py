@@ -21,9 +21,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Mapping
+from datetime import UTC, date, datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -101,7 +101,7 @@ class OrderSignService:
     session: requests.Session
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "OrderSignService":
+    def from_settings(cls, settings: Settings) -> OrderSignService:
         table_path = settings.line_of_business_table
         return cls(
             settings=settings,
@@ -143,7 +143,7 @@ def handle_order_sign(
 ) -> OrderSignOutcome:
     """Answer one order-sign call. ``as_of`` is the decision date (the request's UTC date when None)."""
     started = time.perf_counter()
-    as_of = as_of or datetime.now(timezone.utc).date()
+    as_of = as_of or datetime.now(UTC).date()
     deadline = Deadline(service.limits.deadline_seconds)  # one budget for every FHIR read of this call
     fhir_access = functools.cache(functools.partial(_fhir_access, request, service, deadline))
     bundle_resources = request.context.draft_order_resources()
@@ -265,7 +265,8 @@ def queryable_fhir_server(fhir_server: str | None, authorized: bool, settings: S
 
 def _open_host(url: str, open_hosts: tuple[str, ...]) -> bool:
     parts = urlsplit(url)
-    return bool(parts.hostname) and (parts.hostname.lower() in open_hosts or parts.netloc.lower() in open_hosts)
+    host = parts.hostname
+    return bool(host and (host.lower() in open_hosts or parts.netloc.lower() in open_hosts))
 
 
 def _organization_reader(fhir_access) -> ReadOrganization:

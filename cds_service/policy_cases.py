@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 
@@ -39,7 +40,7 @@ from cds_service.settings import Settings
 _STATUS = {"enum": ["met", "not-met", "unknown"]}
 _VERDICT = {"enum": ["meets-policy", "does-not-meet", "documentation-incomplete", "indeterminate"]}
 _ORDER = {"type": "string", "pattern": "^[A-Za-z]+/.+"}
-_EXPECTATION = {
+_EXPECTATION: dict[str, Any] = {
     "type": "object",
     "required": ["order", "verdict", "criteria"],
     "properties": {"order": _ORDER, "verdict": _VERDICT, "criteria": {"type": "object", "additionalProperties": _STATUS},

@@ -14,7 +14,7 @@ test case exits with status 1 too.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -90,7 +90,7 @@ def show_command(policy_id: str, policy_dir: Path | None, value_set_dir: Path | 
     versions = [p for p in policies if p.id == policy_id]
     if not versions:
         raise click.ClickException(f"no policy {policy_id!r} (loaded: {', '.join(sorted({p.id for p in policies}))})")
-    on = as_of.date() if as_of else datetime.now(timezone.utc).date()
+    on = as_of.date() if as_of else datetime.now(UTC).date()
     chosen = ([p for p in versions if p.version == version] if version
               else [p for p in in_force(versions, on)])
     if not chosen:

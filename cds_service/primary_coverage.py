@@ -25,8 +25,8 @@ it; otherwise the caller falls back to the configured name.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from cds_service.errors import CoverageError
 from cds_service.retrieval.fhir_client import FhirRequestError

@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -185,7 +186,7 @@ def _policy_links(raw: str) -> Mapping[str, str]:
 
 
 def _product_codes(raw: str) -> Mapping[str, tuple[tuple[str, str], ...]]:
-    codes = {}
+    codes: dict[str, tuple[tuple[str, str], ...]] = {}
     for policy, value in _policy_pairs(raw):
         pairs = []
         for coding in _items(value, ";"):

@@ -34,9 +34,10 @@ differential, unconfirmed: ``uncertain``) or its text denies or hedges it (a cod
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Iterable
+from typing import Any
 
 from fhir_mappings.facts import Coded
 from fhir_mappings.terminology import codings_of, value_set, value_set_files

@@ -19,9 +19,9 @@ partial retrieval of that key maps to the facts built from that resource type.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Mapping
 
 from fhir_mappings import labs, progression
 from fhir_mappings.references import FHIR_ID, is_fhir_id, relative_reference
@@ -112,7 +112,7 @@ def observation_value_sets() -> tuple[str, ...]:
 @cache
 def observation_codes() -> str:
     """The LOINC codes of every lab the facts read, as a FHIR token list ``system|code,...``."""
-    codes = []
+    codes: list[str] = []
     for vs_id in observation_value_sets():
         codes.extend(f"{LOINC}|{code}" for code in value_set(vs_id).codes_for(LOINC))
     return ",".join(codes)

@@ -123,7 +123,7 @@ def _match(value_set_id: str, condition: dict) -> Match | None:
 
 def _smoldering(hit: Match) -> bool:
     """A smoldering myeloma named in words (no code of the value set names it)."""
-    return hit.coded.code is None and bool(_SMOLDERING.search(hit.coded.display.lower()))
+    return hit.coded.code is None and bool(_SMOLDERING.search((hit.coded.display or "").lower()))
 
 
 def _matching(record: PatientRecord, value_set_ids: tuple[str, ...], as_of: date) -> list[ConditionFinding]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Generic, Protocol, TypeVar, Union
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -88,7 +88,7 @@ class Unknown:
     evidence: tuple[Evidence, ...] = ()  # raw values that could not be used (e.g. a result with no unit)
 
 
-Fact = Union[Observed[T], Unknown]
+Fact = Observed[T] | Unknown
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ class Measurement(DatedResult):
     comparator: str | None = None  # "<", "<=", ">", ">=" when the lab reported a bound, not a value
     # the other valid results of the analyte in the lookback window, newest first: a check weighs them
     # when they disagree with this one (see ``policies.checks.disease``)
-    others_in_window: tuple["Measurement", ...] = ()
+    others_in_window: tuple[Measurement, ...] = ()
     effective_earliest: date | None = None  # the earliest day, when the date is partial; None when exact
 
 
@@ -179,7 +179,7 @@ class FreeLightChains(DatedResult):
     ratio_comparator: str | None = None
     involved_comparator: str | None = None
     # the other assays of the lookback window, newest first (see ``Measurement.others_in_window``)
-    others_in_window: tuple["FreeLightChains", ...] = ()
+    others_in_window: tuple[FreeLightChains, ...] = ()
     references: tuple[str, ...] = ()  # the Observations of the assay, "Observation/id"
     effective_earliest: date | None = None  # the earliest day, when the date is partial; None when exact
 

@@ -41,9 +41,10 @@ from them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from fhir_mappings.code_index import coded_in
 from fhir_mappings.facts import (
@@ -395,10 +396,10 @@ class FlcReading:
     def dflc(self, involved: str) -> tuple[float | None, float | None] | None:
         """(lowest, highest) involved minus uninvolved FLC (mg/dL) can be, taking ``involved``
         (kappa/lambda) as the clone's chain (see ``bounds``); None unless both chains were measured."""
-        chains = (self.kappa, self.lambda_) if involved == "kappa" else (self.lambda_, self.kappa)
-        if None in chains:
+        involved_m, uninvolved_m = (self.kappa, self.lambda_) if involved == "kappa" else (self.lambda_, self.kappa)
+        if involved_m is None or uninvolved_m is None:
             return None
-        (inv_low, inv_high), (uninv_low, uninv_high) = (bounds(m) for m in chains)
+        (inv_low, inv_high), (uninv_low, uninv_high) = bounds(involved_m), bounds(uninvolved_m)
         low = round(inv_low - uninv_high, 6) if uninv_high is not None else None
         high = round(inv_high - uninv_low, 6) if inv_high is not None else None
         return low, high
@@ -423,7 +424,7 @@ def read_assay(record: PatientRecord, assay: FlcAssay) -> FlcReading:
         values[part] = got
     kappa, lam, ratio_m = values["kappa"], values["lambda"], values["ratio"]
     ratio, comparator, abnormal, direction, basis = None, None, None, None, None
-    if ratio_m is not None:
+    if ratio_m is not None and assay.ratio is not None:  # a ratio is measured only for an assay's ratio result
         ratio, comparator = ratio_m.value, ratio_m.comparator
         abnormal, direction, basis = judge_ratio(ratio, assay.ratio.resource, comparator)
     elif kappa is not None and lam is not None and lam.value > 0:
@@ -476,7 +477,8 @@ def free_light_chains(record: PatientRecord, as_of: date, within_days: int) -> F
         return incomplete or Unknown(f"no serum free light chain assay in the {within_days} days before {as_of.isoformat()}")
     earlier = sorted([r for r in usable if r is not chosen] + [r for r in doubtful if r.value is not None],
                      key=lambda r: r.assay.day)
-    others = tuple(r.value for r in reversed(earlier))
+    others = tuple(r.value for r in reversed(earlier) if r.value is not None)  # all have one
     if incomplete is not None:
         return Unknown(incomplete.reason, True, chosen.evidence)
+    assert chosen.value is not None, "chosen among the usable readings"
     return Observed(replace(chosen.value, others_in_window=others), chosen.evidence)

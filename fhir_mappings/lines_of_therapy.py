@@ -244,8 +244,10 @@ def _dose_span(record, t: TimedExposure, as_of: date) -> DateSpan:
     is the latest of them; the earliest day of a partial end is read from the resource's period)."""
     resource = record.resolve(t.exposure.reference) if t.exposure.end is not None else None
     end = _period(resource)[1] if resource is not None else None
-    earliest = min(end.earliest, as_of) if end is not None else t.exposure.start or t.last_dose
-    return DateSpan(min(earliest, t.last_dose), t.last_dose)
+    last_dose = t.last_dose
+    assert last_dose is not None, "only exposures with a documented dose reach here"
+    earliest = min(end.earliest, as_of) if end is not None else t.exposure.start or last_dose
+    return DateSpan(min(earliest, last_dose), last_dose)
 
 
 def last_regimen_start(record, as_of: date) -> Fact[date]:
@@ -254,7 +256,7 @@ def last_regimen_start(record, as_of: date) -> Fact[date]:
     last = _last_regimen(record, as_of)
     if isinstance(last, Unknown):
         return last
-    first = min((t for t in last.items if t.exposure.start), key=lambda t: t.start_latest or t.exposure.start)
+    first = min((t for t in last.items if t.exposure.start), key=lambda t: t.start_latest or _start(t))
     day = last.start_latest
     return Observed(day, (Evidence(first.exposure.reference, "regimen start", first.exposure.ingredient, date=day.isoformat()),))
 
@@ -304,6 +306,13 @@ def _is_generic_car_t(t: TimedExposure) -> bool:
     return "car-t-history" in t.exposure.classes and not _is_drug(t)
 
 
+def _start(t: TimedExposure) -> date:
+    """Start day of an exposure its caller kept for being dated."""
+    start = t.exposure.start
+    assert start is not None, "only dated exposures reach here"
+    return start
+
+
 def _transplant_kind(t: TimedExposure) -> str:
     return next(kind for kind in TRANSPLANT_CLASSES_ORDERED if kind in t.exposure.classes)
 
@@ -311,9 +320,9 @@ def _transplant_kind(t: TimedExposure) -> str:
 def _lines(found: tuple[TimedExposure, ...], as_of: date, consolidation_in_line: bool, merge: bool) -> list[_Line]:
     counted = [t for t in found if _counts(t)]
     drugs = [t for t in counted if t.exposure.start and _is_drug(t)]
-    transplants = sorted((t for t in counted if t.exposure.start and _is_transplant(t)), key=lambda t: t.exposure.start)
+    transplants = sorted((t for t in counted if t.exposure.start and _is_transplant(t)), key=_start)
     infusions = _Infusions(
-        transplants=[t.exposure.start for t in transplants],
+        transplants=[_start(t) for t in transplants],
         car_t=sorted(t.exposure.start for t in found if t.exposure.start and t.exposure.classes & CAR_T_CLASSES),
         fludarabine=sorted(t.exposure.start for t in found if t.exposure.start and "fludarabine" in t.exposure.classes),
         as_of=as_of,
@@ -322,7 +331,7 @@ def _lines(found: tuple[TimedExposure, ...], as_of: date, consolidation_in_line:
     if merge:
         regimens = [r for r in regimens if r.agents]  # steroid-only regimens: only in the maximum
     regimens = [r for r in regimens if r.agents or not all(_supportive(t) for t in r.items)]
-    events = sorted([(r.start, 1, r) for r in regimens] + [(t.exposure.start, 0, t) for t in transplants],
+    events = sorted([(r.start, 1, r) for r in regimens] + [(_start(t), 0, t) for t in transplants],
                     key=lambda e: (e[0], e[1]))  # on one day, the transplant before the regimen
     lines: list[_Line] = []
     transplant: TimedExposure | None = None
@@ -448,8 +457,8 @@ def _regimens(units: list[list[TimedExposure]], merge: bool) -> list[_Regimen]:
     regimens: list[_Regimen] = []
     for unit in units:
         dated = [t for t in unit if t.exposure.start]
-        start = min(t.exposure.start for t in dated)
-        start_latest = min(t.start_latest or t.exposure.start for t in dated)
+        start = min(_start(t) for t in dated)
+        start_latest = min(t.start_latest or _start(t) for t in dated)
         groups = {t.exposure.group for t in unit if t.exposure.group}
         current = regimens[-1] if regimens else None
         if current is not None and _joins(current, unit, start, start_latest, groups, merge):

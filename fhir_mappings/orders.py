@@ -25,7 +25,7 @@ unknown fact that carries the raw value: never a guess.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from fhir_mappings.facts import (
     CellDose,
@@ -75,8 +75,8 @@ def product_identity(resource: dict, resolve: Resolver | None = None) -> tuple[t
     ``ordered_product``, for callers that identify many resources' drugs and need nothing else of them."""
     if not isinstance(resource, dict):
         raise ValueError("order must be a FHIR resource (JSON object)")
-    concepts: list[dict] = []
-    names: list[str] = []
+    concepts: list[Any] = []  # raw JSON values: non-objects are skipped below
+    names: list[Any] = []  # raw JSON values: only non-blank strings are kept
     if _kind(resource) in MEDICATION_TYPES:
         concepts.append(resource.get("medicationCodeableConcept"))
         reference = resource.get("medicationReference")
@@ -284,7 +284,7 @@ def _list(value: Any) -> list[dict]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _positive_number(value: Any) -> bool:
+def _positive_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 

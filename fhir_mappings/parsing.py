@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -138,7 +139,8 @@ _IS_READ = {kind: _element_matcher(elements) for kind, elements in READ_ELEMENTS
 def read_elements(resource: dict) -> dict:
     """``resource`` with only the elements fact modules read of its type (see ``READ_ELEMENTS``); a type
     without a read set is kept whole."""
-    is_read = _IS_READ.get(resource.get("resourceType"))
+    kind = resource.get("resourceType")
+    is_read = _IS_READ.get(kind) if isinstance(kind, str) else None
     if is_read is None:
         return resource
     read = [key for key in resource if isinstance(key, str) and is_read(key)]
@@ -163,9 +165,9 @@ def validate(resource: dict) -> None:
         model_class.model_validate(read)
     except ValidationError as error:
         paths = tuple(dict.fromkeys(".".join(str(p) for p in err.get("loc", ())) for err in error.errors()))
-        raise MalformedResource(kind, paths) from None
+        raise MalformedResource(str(kind), paths) from None
     except (TypeError, ValueError) as error:  # fhir.resources raises plain errors for some shapes
-        raise MalformedResource(kind, (type(error).__name__,)) from None
+        raise MalformedResource(str(kind), (type(error).__name__,)) from None
 
 
 # ------------------------------------------------------------------------------------ FHIR dates
@@ -226,7 +228,8 @@ def parse_date(value: Any) -> DateSpan | None:
     match = _DATE.match(value.strip())
     if not match:
         return None
-    year, month, day = (int(g) if g else None for g in match.groups())
+    year = int(match.group(1))
+    month, day = (int(g) if g else None for g in match.groups()[1:])
     try:
         if month is None:
             return DateSpan(date(year, 1, 1), date(year, 12, 31))

@@ -25,7 +25,8 @@ one resource on demand (see ``parsing``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from fhir_mappings.facts import COMPLETE, RecordIssue, RetrievalOutcome
 from fhir_mappings.parsing import Entry, MalformedResource, flatten, validate
@@ -89,7 +90,7 @@ class PatientRecord:
         sources: Iterable[Any],
         retrieval: Mapping[str, RetrievalOutcome] | None = None,
         orders_being_signed: Iterable[dict] = (),
-    ) -> "PatientRecord":
+    ) -> PatientRecord:
         """``sources``: raw FHIR JSON resources and/or Bundles; ``retrieval``: outcome per resource type
         (types not named count as complete); ``orders_being_signed``: the hook's draft orders."""
         if not isinstance(patient_id, str) or not patient_id.strip():
@@ -225,7 +226,7 @@ class PatientRecord:
 
 
 def _codes(concept: Any) -> set[str]:
-    return {c.get("code") for c in codings_of(concept) if c.get("code")}
+    return {code for c in codings_of(concept) if (code := c.get("code"))}
 
 
 def _newer(candidate: dict, current: dict) -> bool:

@@ -57,9 +57,10 @@ The most recent qualifying event is returned.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from fhir_mappings.code_index import coded_in
 from fhir_mappings.facts import (
@@ -164,13 +165,13 @@ def _rise_events(series: list[Point], marker: Marker) -> list[tuple[Point, Point
     events = []
     nadir: Point | None = None
     for current in series:
-        if nadir is not None and current.low is not None:
+        if nadir is not None and nadir.high is not None and current.low is not None:  # a nadir has a high
             rise = round(current.low - nadir.high, 6)
             relative = round(rise / nadir.high, 6) if nadir.high > 0 else (float("inf") if rise > 0 else 0.0)
             absolute_ok = rise > marker.absolute_rise if marker.strictly_greater else rise >= marker.absolute_rise
             if absolute_ok and relative >= MIN_RELATIVE_RISE:
                 events.append((current, nadir, rise, relative))
-        if current.high is not None and (nadir is None or current.high < nadir.high):
+        if current.high is not None and (nadir is None or nadir.high is None or current.high < nadir.high):
             nadir = current
     return events
 
@@ -208,9 +209,11 @@ def _dflc_series(readings: list[FlcReading]) -> list[Point]:
 def _flc_not_measurable(reading: FlcReading) -> bool:
     """Certainly not measurable by FLC: a normal ratio, or the involved chain (both chains when the
     involved one is not known) certainly under 10 mg/dL."""
-    if reading.value.ratio_abnormal is False:
+    value = reading.value
+    assert value is not None, "only readings with a value reach here"
+    if value.ratio_abnormal is False:
         return True
-    involved = {"kappa": reading.kappa, "lambda": reading.lambda_}.get(reading.value.involved or "")
+    involved = {"kappa": reading.kappa, "lambda": reading.lambda_}.get(value.involved or "")
     chains = (involved,) if involved is not None else (reading.kappa, reading.lambda_)
     highs = [bounds(m)[1] if m is not None else None for m in chains]
     return all(high is not None and high < FLC_MEASURABLE_MG_DL for high in highs)
@@ -292,8 +295,8 @@ def _progressive_disease(record: PatientRecord, as_of: date) -> Fact[Progression
                 candidates.append(hit)
     elif _finding(dflc, DFLC) and not (serum and urine):
         notes.append("a dFLC rise was seen but serum and urine M-protein were not both measured, so it cannot be used")
-    for finding, evidence in _documented_status(record, as_of):
-        candidates.append((finding, (evidence,)))
+    for finding, documented in _documented_status(record, as_of):
+        candidates.append((finding, (documented,)))
     placed = [c for c in candidates if _unplaced(record, c[0].marker, as_of, since) is None]
     if placed:
         finding, evidence = max(placed, key=lambda c: c[0].assessed)
@@ -305,6 +308,7 @@ def _progressive_disease(record: PatientRecord, as_of: date) -> Fact[Progression
     if candidates:
         finding, evidence = max(candidates, key=lambda c: c[0].assessed)
         result = _unplaced(record, finding.marker, as_of, since)
+        assert result is not None, "no candidate was placed, so each has an unplaced result"
         return Unknown(
             f"{finding.basis}; but a result dated only {result.span.isoformat()} may fall in the series and could "
             "change this finding (its baseline, or whether M-protein or FLC is measurable)",

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 from fhir_mappings.references import is_fhir_id
 
@@ -220,7 +221,8 @@ def well_formed(resource: dict) -> bool:
     """True when every property of ``resource`` (already reduced to the elements facts read) is one this
     module understands and well-formed, and the type's required elements are there; False means "ask
     fhir.resources", not "malformed"."""
-    known = _RESOURCES.get(resource.get("resourceType"))
+    kind = resource.get("resourceType")
+    known = _RESOURCES.get(kind) if isinstance(kind, str) else None
     if known is None:
         return False
     elements, required = known

@@ -17,7 +17,8 @@ it: the record holds one version of each resource (the latest it was sent).
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
 
 FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"  # the R4 ``id`` datatype's regex
 _ID = re.compile(FHIR_ID)

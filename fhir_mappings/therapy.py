@@ -65,10 +65,11 @@ Completeness: a fact that needs a resource type whose retrieval was not complete
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
-from typing import Iterable
+from typing import Any
 
 from fhir_mappings.facts import Coded, Evidence, Exposure, Fact, Observed, Unknown
 from fhir_mappings.orders import order_keys, ordered_product, product_identity
@@ -91,7 +92,7 @@ ORDER_KINDS = ("MedicationRequest", "ServiceRequest")
 PRIOR_TYPES = HISTORY_TYPES + ("MedicationDispense", "ServiceRequest")
 LIVE_ORDER_STATUS = frozenset({"draft", "active", "on-hold"})
 # Statuses that show the product was received (see the module docstring); Conditions by verification.
-RECEIVED_STATUS = {
+RECEIVED_STATUS: dict[Any, frozenset[str]] = {  # looked up by a resource's raw resourceType
     "MedicationAdministration": frozenset({"completed", "in-progress", "on-hold", "stopped"}),
     "MedicationStatement": frozenset({"active", "completed", "on-hold", "stopped"}),
     "MedicationDispense": frozenset({"completed"}),
@@ -291,8 +292,9 @@ def _ingredient_index() -> tuple[dict[tuple[str, str], str], tuple[tuple[str, st
     terms: dict[str, str] = {}
     for _, data in value_set_files():
         for code in data.get("codes", ()):
-            if code.get("ingredient"):
-                by_code[coding_key(code["system"], code["code"])] = code["ingredient"]
+            key = coding_key(code["system"], code["code"])
+            if code.get("ingredient") and key is not None:
+                by_code[key] = code["ingredient"]
         for ingredient, names in (data.get("ingredients") or {}).items():
             for name in names:
                 terms.setdefault(name.lower(), ingredient)
@@ -305,7 +307,8 @@ def _ingredient(codings: tuple[Coded, ...], names: tuple[str, ...]) -> tuple[str
     (longest term first); not known: its first name, else its first code."""
     by_code, terms = _ingredient_index()
     for coding in codings:
-        hit = by_code.get(coding_key(coding.system, coding.code))  # an RxNorm code sent with its OID too
+        key = coding_key(coding.system, coding.code)  # an RxNorm code sent with its OID too
+        hit = by_code.get(key) if key is not None else None
         if hit:
             return hit, True
     for name in names:
@@ -380,7 +383,7 @@ def _mentioned(record, resource: dict, names: tuple[str, ...]) -> frozenset[str]
     """Value sets that the resource's names, notes and reason texts mention in an affirmative clause (a
     product name or a generic term): what a reader of the text would take as a sign of that therapy.
     Memoised by the texts: a chart repeats the same few drug names and notes."""
-    texts = list(names)
+    texts: list[Any] = list(names)  # with raw JSON values from the notes: only strings are read
     texts += [n.get("text") for n in resource.get("note") or () if isinstance(n, dict)]
     texts += [c.get("text") for c in resource.get("reasonCode") or () if isinstance(c, dict)]
     key = tuple(t for t in texts if isinstance(t, str))
@@ -499,7 +502,7 @@ def _prior_candidates(record) -> list[tuple[dict, str, _Drug, frozenset[str]]]:
 # one, lists an active order as an active MedicationStatement; a dispense handed over for this order is
 # not an infusion (unknown at most).
 GIVEN_TYPES = ("MedicationAdministration", "Procedure")
-_FULFILMENT_LEVEL = {
+_FULFILMENT_LEVEL: dict[tuple[Any, Any], str] = {  # looked up by a resource's raw (resourceType, status)
     ("MedicationStatement", "completed"): RECEIVED,
     ("MedicationStatement", "stopped"): RECEIVED,
     ("MedicationDispense", "completed"): POSSIBLE,

@@ -15,8 +15,8 @@ from policies.decision import (
     Status,
     Verdict,
 )
-from policies.engine import evaluate, evaluate_tocilizumab, own_result, redecide
 from policies.describe import describe, in_force_periods
+from policies.engine import evaluate, evaluate_tocilizumab, own_result, redecide
 from policies.loader import configured_policies, shipped_policies
 from policies.model import Criterion, Policy, in_force
 

@@ -13,8 +13,8 @@ Runs before the patient's record is retrieved, from ``fhir_mappings.orders.order
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
 
 from fhir_mappings.facts import Coded, OrderedProduct
 from fhir_mappings.orders import ordered_product

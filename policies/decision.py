@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from fhir_mappings.facts import Evidence
 
@@ -46,7 +47,7 @@ class CriterionResult:
     children: tuple[str, ...] = ()  # ids of the child criteria of a group
 
     def as_json(self) -> dict:
-        out = {"id": self.id, "status": self.status.value, "reason": self.reason}
+        out: dict[str, Any] = {"id": self.id, "status": self.status.value, "reason": self.reason}
         if self.evidence:  # CDS Hooks 2.0 forbids empty arrays, so no evidence means no key
             out["evidence"] = [e.as_json() for e in self.evidence]
         if self.retrieval_failed:
@@ -104,7 +105,7 @@ class PolicyDecision:
 
     def as_extension(self) -> dict:
         """The ``cart-cds.decision`` card extension value (decision contract)."""
-        out = {
+        out: dict[str, Any] = {
             "order": self.order,
             "policy": self.policy_id,
             "policyVersion": self.policy_version,

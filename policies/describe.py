@@ -19,7 +19,7 @@ def in_force_periods(policies: tuple[Policy, ...]) -> list[tuple[Policy, date, d
     version's period ends at its own ``until`` or the day before a later version starts."""
     out = []
     ordered = sorted(policies, key=lambda p: (p.id, p.in_force_from))
-    for policy, following in zip(ordered, [*ordered[1:], None]):
+    for policy, following in zip(ordered, [*ordered[1:], None], strict=True):
         ends = [d for d in (policy.in_force_until,
                             following.in_force_from - timedelta(days=1) if following and following.id == policy.id else None)
                 if d is not None]

@@ -21,9 +21,9 @@ the I.B referral for the member's line of business, or for every line when it ca
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Mapping
 
 from fhir_mappings.facts import FactSource, Observed
 from policies.checks import LeafResult, OrderContext, get_check
@@ -41,12 +41,14 @@ class _Run:
     as_of: date | None
     context: OrderContext | None
     given: Mapping[str, LeafResult] | None = None
-    results: dict[str, CriterionResult] = field(default_factory=dict)
+    results: dict[str, CriterionResult | None] = field(default_factory=dict)  # None only while its children run
     own: dict[str, LeafResult] = field(default_factory=dict)
 
     def leaf(self, node: Criterion) -> LeafResult:
         if self.given is not None:
             return self.given.get(node.id, LeafResult(Status.UNKNOWN, "not assessed"))
+        assert node.check is not None and self.facts is not None and self.as_of is not None \
+            and self.context is not None, "a run without given results checks a record for an order on a day"
         spec = get_check(node.check)
         return spec.function(self.facts, node.params, self.as_of, self.context)
 
@@ -77,12 +79,18 @@ class _Run:
         self.results[node.id] = result
         return result
 
+    def result(self, node: Criterion) -> CriterionResult:
+        """``node``'s result, once ``node`` (and so each of its children) has run."""
+        result = self.results[node.id]
+        assert result is not None, "read after the node has run"
+        return result
+
     def documentation(self, node: Criterion) -> list[str]:
         """What to submit for the unknown parts of ``node`` (also under a not-met group: the card lists
         both): an ``any`` group asks for its own documentation (one alternative suffices), an ``all``
         group for each unknown part. Unknowns that stem from a retrieval failure are not missing
         documentation and are left out."""
-        result = self.results[node.id]
+        result = self.result(node)
         if result.status is Status.NOT_MET:  # still ask for what its unknown parts need
             return [d for child in node.children for d in self.documentation(child)]
         if result.status is Status.MET or not self._documentation_gap(node):
@@ -100,7 +108,7 @@ class _Run:
 
     def _documentation_gap(self, node: Criterion) -> bool:
         """Some unknown under ``node`` is missing documentation rather than a retrieval failure."""
-        result = self.results[node.id]
+        result = self.result(node)
         if result.status is not Status.UNKNOWN:
             return False
         own = self.own.get(node.id)
@@ -113,6 +121,7 @@ class _Run:
 
 def _reason(node: Criterion, status: Status, own: LeafResult | None, children: tuple[CriterionResult, ...]) -> str:
     if not children:
+        assert own is not None, "a criterion without children has its own check"
         return own.reason
     by_status = {s: [c.id for c in children if c.status is s] for s in Status}
     if status is Status.MET:
@@ -167,7 +176,7 @@ def _decide(policy: Policy, run: _Run, roots: tuple[Criterion, ...], order_kind:
         policy_version=policy.version,
         policy_title=policy.title,
         verdict=_verdict(status, failed),
-        criteria=tuple(run.results.values()),
+        criteria=tuple(r for r in run.results.values() if r is not None),  # every node has run
         missing_documentation=_dedupe([d for root in roots for d in run.documentation(root)]),
         approval=policy.approval,
         referral=refer,

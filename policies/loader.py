@@ -9,13 +9,14 @@ it starts and keeps the returned ``Policy`` values.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import jsonschema
 import yaml

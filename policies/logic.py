@@ -8,7 +8,7 @@ never promoted to met: that is the property the engine's safety rests on.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from policies.decision import Status
 
@@ -58,7 +58,7 @@ def negate(status: Status) -> Status:
     return UNKNOWN
 
 
-def combine(logic: str, statuses: Iterable[Status], n: int | None = None) -> Status:
+def combine(logic: str | None, statuses: Iterable[Status], n: int | None = None) -> Status:
     """Apply a policy file's ``logic`` keyword (``all``, ``any`` or ``n_of`` with ``n``)."""
     if logic == "all":
         return all_of(statuses)

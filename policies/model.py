@@ -7,10 +7,11 @@ errors can still name where a criterion came from.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from fhir_mappings.facts import Coded
 from policies.decision import ApprovalTerms, ReferralPolicy
@@ -35,9 +36,9 @@ class Criterion:
     logic: str | None = None
     n: int | None = None
     documentation: str | None = None
-    children: tuple["Criterion", ...] = ()
+    children: tuple[Criterion, ...] = ()
 
-    def walk(self) -> Iterator["Criterion"]:
+    def walk(self) -> Iterator[Criterion]:
         """This node and all its descendants, pre-order."""
         yield self
         for child in self.children:

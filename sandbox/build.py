@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fhir_mappings.data_requirements import data_requirements
-from sandbox import recorded, resources as fhir
+from sandbox import recorded
+from sandbox import resources as fhir
 from sandbox.catalog import SANDBOX_TAG
 from sandbox.recorded import SANDBOX
 from sandbox.scenarios import AS_OF, PRODUCTS, SCENARIOS, Flc, Lab, Proc, Scenario

@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 import requests
 
-from sandbox import build as generator, hapi
+from sandbox import build as generator
+from sandbox import hapi
 from sandbox.replay_server import base_url, make_server
 
 FHIR_SERVER = click.option("--fhir-server", required=True, metavar="URL", help="FHIR base URL, e.g. https://hapi.fhir.org/baseR4")

@@ -27,10 +27,11 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import TextIO
 
 import click
 import orjson
@@ -135,7 +136,7 @@ def deciding_leaves(decision: dict) -> tuple[str, ...]:
     return tuple(i for i in ids if not any(other.startswith(i + ".") for other in ids))
 
 
-def run_hooks(hook_files: list[Path], send: Callable[[Path], Reply], progress: "Progress",
+def run_hooks(hook_files: list[Path], send: Callable[[Path], Reply], progress: Progress,
               expected_of: Callable[[str], dict] = expected_for) -> list[HookResult]:
     results = []
     for hook_file in hook_files:
@@ -223,7 +224,7 @@ def format_table(results: Iterable[HookResult]) -> str:
     right = {TABLE_HEADER.index("ms")}
     rendered = []
     for line in lines:
-        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths, strict=True))]
         rendered.append("  ".join(cells).rstrip())
     rendered.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(rendered)

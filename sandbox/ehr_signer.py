@@ -31,7 +31,7 @@ class EhrSigner:
     private_key: Any
 
     @classmethod
-    def generate(cls, iss: str = "https://ehr.cart-cds.invalid", alg: str = "ES384", kid: str | None = None) -> "EhrSigner":
+    def generate(cls, iss: str = "https://ehr.cart-cds.invalid", alg: str = "ES384", kid: str | None = None) -> EhrSigner:
         """A fresh key pair (ES384 by default; ES256, RS384, RS256, PS384 also possible)."""
         if alg in _CURVES:
             key = ec.generate_private_key(_CURVES[alg]())

@@ -10,9 +10,9 @@ tag, every request has a timeout, and paging links are followed only on the serv
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import urlsplit
 
 import requests
@@ -150,7 +150,7 @@ def record(fhir_server: str, out_dir: Path, scenarios: Iterable[str] = (), serve
                 try:
                     body = response.json()
                 except ValueError:
-                    raise SandboxError(f"record {name}: {path} answered HTTP {response.status_code} without JSON")
+                    raise SandboxError(f"record {name}: {path} answered HTTP {response.status_code} without JSON") from None
                 responses[key] = {"status": response.status_code, "body": body}
         target = out_dir / f"{name}.json"
         target.write_text(json.dumps(recorded.recording(server_name, base, name, responses), indent=2) + "\n",

@@ -23,8 +23,8 @@ with ``&`` and not re-encoded. When replaying against another base (the replay s
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 FORMAT = "cart-cds-recorded/1"

@@ -100,7 +100,7 @@ def patient(chart: Chart, given: str, gender: str, birth_date: str | None) -> st
 def coverage(chart: Chart, line_of_business: str) -> str:
     where, system, code, display = c.LINES_OF_BUSINESS[line_of_business]
     payer_id = f"{chart.scenario}-payer"
-    payer_identifier = dict(zip(("system", "value"), c.SANDBOX_PAYER_IDENTIFIER))
+    payer_identifier = dict(zip(("system", "value"), c.SANDBOX_PAYER_IDENTIFIER, strict=True))
     chart.add({"resourceType": "Organization", "id": payer_id, "active": True, "identifier": [payer_identifier],
                "name": c.SANDBOX_PAYER_NAME})
     resource = {

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 COVERAGE_INFORMATION_URL = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 REASON_VALUE_SET = {
@@ -114,7 +114,7 @@ def extension_problems(extension: dict) -> list[str]:
             problems.append(f"{url}: exactly one {value_key} expected, found {values}")
         elif codes is not None and part.get(value_key) not in codes:
             problems.append(f"{url}: code {part.get(value_key)!r} not in the required value set")
-    for url, (value_key, low, high, _) in SUB_EXTENSIONS.items():
+    for url, (_value_key, low, high, _) in SUB_EXTENSIONS.items():
         count = len(parts.get(url, []))
         if count < low or (high is not None and count > high):
             problems.append(f"{url}: occurs {count} times, expected {low}..{high if high is not None else '*'}")

@@ -38,7 +38,7 @@ package's mistakes.
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 DTR_SD = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/"
 SDC_SD = "http://hl7.org/fhir/uv/sdc/StructureDefinition/"

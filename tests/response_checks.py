@@ -214,7 +214,7 @@ def _system_action_problems(actions: list, draft_orders: dict | None) -> list[st
             elif _strip_coverage_information(resource) != _strip_coverage_information(original):
                 problems.append(f"{path}.resource: changes more than the coverage extension (CRD resp-37)")
         extensions = [e for e in resource["extension"] if isinstance(e, dict) and e.get("url") == COVERAGE_INFORMATION_URL]
-        for i_index, (extension, subs) in enumerate(zip(extensions, infos)):
+        for i_index, (extension, subs) in enumerate(zip(extensions, infos, strict=False)):
             problems += [f"{path}.resource coverage-information[{i_index}]: {p}" for p in extension_problems(extension)]
             coverage = json.dumps((subs.get("coverage") or [None])[0], sort_keys=True)
             assertion_ids[coverage].update(subs.get("coverage-assertion-id", []))

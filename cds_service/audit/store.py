@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -142,12 +142,12 @@ _ALREADY_REPLAYED = select(Replayed.record_id).where(Replayed.record_id == bindp
 
 
 class AuditStore:
-    def __init__(self, engine: Engine, clock=lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(self, engine: Engine, clock=lambda: datetime.now(UTC)) -> None:
         self.engine = engine
         self._clock = clock
 
     @classmethod
-    def from_url(cls, url: str, *, run_migrations: bool = True) -> "AuditStore":
+    def from_url(cls, url: str, *, run_migrations: bool = True) -> AuditStore:
         engine = make_engine(url)
         if run_migrations:
             migrate(engine)
@@ -253,7 +253,8 @@ class AuditStore:
         with Session(self.engine) as session, session.begin():
             old_ids = select(HookCall.id).where(HookCall.recorded_at < cutoff)
             session.execute(delete(CardIssued).where(CardIssued.hook_call_id.in_(old_ids)))
-            deleted = session.execute(delete(HookCall).where(HookCall.recorded_at < cutoff)).rowcount
+            # a DELETE returns a CursorResult (SQLAlchemy types Session.execute as the generic Result)
+            deleted = session.execute(delete(HookCall).where(HookCall.recorded_at < cutoff)).rowcount  # type: ignore[attr-defined]
             session.execute(delete(Feedback).where(Feedback.received_at < cutoff))
             session.execute(delete(Replayed).where(Replayed.replayed_at < cutoff))
         return deleted

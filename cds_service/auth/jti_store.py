@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from sqlalchemy import Column, Float, MetaData, String, Table, delete, insert, update
 from sqlalchemy.engine import Engine
@@ -100,7 +101,7 @@ class RedisJtiStore:
         self._clock = clock
 
     @classmethod
-    def from_url(cls, url: str) -> "RedisJtiStore":
+    def from_url(cls, url: str) -> RedisJtiStore:
         import redis
 
         return cls(redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0))

@@ -23,11 +23,15 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import jwt
 import requests
+
+if TYPE_CHECKING:
+    from jwt.algorithms import AllowedPublicKeys
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ MAX_JWKS_BYTES = 256 * 1024
 class PublicKey:
     """A client's public key and the algorithm its JWK declares (None when it declares none)."""
 
-    key: object
+    key: AllowedPublicKeys
     alg: str | None
 
 

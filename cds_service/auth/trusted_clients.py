@@ -142,13 +142,13 @@ class TrustedClients:
         return iter(self._by_iss.values())
 
     @classmethod
-    def from_mapping(cls, data: object) -> "TrustedClients":
+    def from_mapping(cls, data: object) -> TrustedClients:
         if not isinstance(data, dict) or not isinstance(data.get("clients"), list):
             raise TrustedClientsError("top level: must be a mapping with a 'clients' list")
         return cls([_client(entry, i) for i, entry in enumerate(data["clients"])])
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrustedClients":
+    def load(cls, path: str | Path) -> TrustedClients:
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:

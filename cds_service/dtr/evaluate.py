@@ -21,9 +21,10 @@ missing, exactly as at hook time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.package import OperationError
@@ -87,8 +88,8 @@ def _answer_path(link_id: str) -> str:
     return f"item.where(linkId='{link_id}').answer.value"
 
 
-def _reference(response: dict) -> str:
-    rid = response.get("id")
+def _reference(response: object) -> str:
+    rid = response.get("id") if isinstance(response, dict) else None
     return f"QuestionnaireResponse/{rid}" if isinstance(rid, str) and rid else "QuestionnaireResponse"
 
 
@@ -154,7 +155,7 @@ def evaluation_parameters(result: Reevaluation, as_of: date, assertion_id: str, 
     output.append({"name": "verdict", "valueCode": verdict.value})
     output += [{"name": "missingDocumentation", "valueString": text} for text in decision.missing_documentation]
     for criterion in decision.criteria:
-        parts = [{"name": "id", "valueString": criterion.id}, {"name": "status", "valueCode": criterion.status.value},
+        parts: list[dict[str, Any]] = [{"name": "id", "valueString": criterion.id}, {"name": "status", "valueCode": criterion.status.value},
                  {"name": "reason", "valueString": criterion.reason}]
         if criterion.id in result.attested:
             parts.append({"name": "attested", "valueBoolean": True})

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from cds_service.dtr.package import OperationError
 
@@ -44,10 +44,16 @@ def parse_report(parameters: object, forms: Mapping[str, dict]) -> ErrorReport:
         raise OperationError(400, "the OperationOutcome parameter must carry an OperationOutcome", "OperationOutcome")
     url, _, version = canonical.partition("|")
     policy, form = next(((pid, f) for pid, f in forms.items() if f["url"] == url), (None, None))
-    version = None if form is None or not version else version if version == form["version"] else "other"
-    codes = tuple(issue.get("code") if isinstance(issue, dict) and ISSUE_CODE.match(str(issue.get("code"))) else "other"
-                  for issue in (outcome.get("issue") if isinstance(outcome.get("issue"), list) else ()))
-    return ErrorReport(policy, version, codes)
+    named_version = None if form is None or not version else version if version == form["version"] else "other"
+    issues = outcome.get("issue")
+    codes = tuple(_issue_code(issue) for issue in (issues if isinstance(issues, list) else ()))
+    return ErrorReport(policy, named_version, codes)
+
+
+def _issue_code(issue: object) -> str:
+    """An issue's code when it is a plain code word, else "other" (free text is never echoed)."""
+    code = issue.get("code") if isinstance(issue, dict) else None
+    return code if isinstance(code, str) and ISSUE_CODE.match(code) else "other"
 
 
 def log_report(report: ErrorReport) -> dict:

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable, Mapping, Sequence
 
 from cds_service.dtr.context import DecisionContext
 from cds_service.dtr.prefill import DraftContext, draft_response

@@ -25,9 +25,9 @@ orders). Items follow the Questionnaire's nesting; items without an answer are l
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator, Mapping
 
 from cds_service.dtr.questionnaire import evidence_link, met_link
 from fhir_mappings import Evidence

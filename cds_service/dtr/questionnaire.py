@@ -30,9 +30,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
-from typing import Iterable
 
 from policies import Criterion, Policy
 

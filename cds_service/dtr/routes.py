@@ -23,7 +23,7 @@ every context is unknown (404).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Protocol
 
@@ -105,14 +105,14 @@ def questionnaire_package_operation() -> Response:
                    for policy, codes in current_settings().extra_product_codes.items()}
     out = questionnaire_package(
         _body(), policies=shipped_policies(), forms=_forms(fhir_base_url()), find_context=_find_context(),
-        now=datetime.now(timezone.utc), extra_codes=extra_codes)
+        now=datetime.now(UTC), extra_codes=extra_codes)
     return _fhir(out)
 
 
 @blueprint.post("/QuestionnaireResponse/$evaluate")
 def evaluate_questionnaire_response() -> Response:
     out = evaluate_operation(_body(), policies=shipped_policies(), forms=_forms(fhir_base_url()),
-                             find_context=_find_context(), now=datetime.now(timezone.utc))
+                             find_context=_find_context(), now=datetime.now(UTC))
     return _fhir(out)
 
 

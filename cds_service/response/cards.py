@@ -26,8 +26,8 @@ an approval.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from cds_service.response.markdown_text import escape, plain
@@ -405,6 +405,7 @@ def _approval_terms(decision: PolicyDecision) -> list[str]:
 def _referral(decision: PolicyDecision) -> str:
     """I.B: the policy to refer to for the member's line of business (all of them when unknown)."""
     referral = decision.referral
+    assert referral is not None, "called for a decision with a referral"
     policies = [p for p in referral.policies if p.line_of_business == decision.line_of_business] or list(
         referral.policies
     )
@@ -477,7 +478,7 @@ def _documentation(criterion: CriterionResult, tree: CriteriaTree) -> str:
     """What to submit for an unknown criterion: its own documentation text, else the first one found
     below it, else the policy's words."""
     for candidate in (criterion, *tree.descendants(criterion, Status.UNKNOWN)):
-        if plain(candidate.documentation):
+        if candidate.documentation is not None and plain(candidate.documentation):
             return candidate.documentation
     return criterion.text
 

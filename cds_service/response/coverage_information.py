@@ -59,6 +59,7 @@ import calendar
 import copy
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Iterable, Mapping
@@ -145,8 +146,10 @@ def coverage_information_actions(
         draft = by_reference.get(decision.order)
         if draft is None:
             raise ValueError(f"decision for {decision.order} has no matching resource in draftOrders")
-        assertion_id = coverage_assertion_id(decisions, decision.coverage, scope)
-        if assertion_id in _our_assertion_ids(draft, decision.coverage):
+        coverage = decision.coverage
+        assert coverage is not None, "decisions without a Coverage were left out above"
+        assertion_id = coverage_assertion_id(decisions, coverage, scope)
+        if assertion_id in _our_assertion_ids(draft, coverage):
             continue
         questionnaire = (questionnaires or {}).get(decision.policy_id) if decision.order_kind == "car-t" else None
         actions.append(coverage_information_action(decision, draft, as_of, assertion_id,
@@ -170,11 +173,12 @@ def coverage_assertion_id(decisions: Iterable[PolicyDecision], coverage: str, sc
 
 def _our_assertion_ids(order: dict, coverage: str) -> set[str]:
     """The ``coverage-assertion-id`` values of the assertions for ``coverage`` the order already carries."""
-    found = set()
+    found: set[str] = set()
     for extension in order.get("extension") or ():
         if _earlier_assertion(extension, coverage):
-            found |= {part.get("valueString") for part in extension.get("extension") or ()
-                      if isinstance(part, dict) and part.get("url") == "coverage-assertion-id"}
+            found |= {part["valueString"] for part in extension.get("extension") or ()
+                      if isinstance(part, dict) and part.get("url") == "coverage-assertion-id"
+                      and isinstance(part.get("valueString"), str)}
     return found
 
 
@@ -191,6 +195,8 @@ def coverage_information_action(
 ) -> SystemAction:
     """One ``update`` action: a deep copy of ``draft`` plus the extension (earlier assertions for the
     same Coverage removed, every other element untouched)."""
+    if decision.coverage is None:
+        raise ValueError(f"decision for {decision.order} names no Coverage to assert on")
     verdict = shown_verdict(decision)
     resource = copy.deepcopy(draft)
     existing = resource.get("extension", [])

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping
 from urllib.parse import quote, urljoin
 
 import requests
@@ -172,7 +172,8 @@ def search_page(bundle: object, expected: Collection[str], bundle_types: Collect
             raise NotFhir(resource_type)
         resources.append(resource)
     next_url = next(
-        (l.get("url") for l in links if isinstance(l, dict) and l.get("relation") == "next" and isinstance(l.get("url"), str)),
+        (link.get("url") for link in links
+         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str)),
         None,
     )
     return resources, next_url

@@ -23,8 +23,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 Resolver = Callable[[str], Iterable[str]]
@@ -74,7 +74,7 @@ def origin_of(url: str) -> str | None:
 
 def system_resolver(host: str) -> list[str]:
     """Every address ``host`` resolves to (the production resolver)."""
-    return [info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)]
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)]
 
 
 def check_fhir_server(

@@ -16,8 +16,8 @@ CDS Hooks gives each prefetch value a meaning, and getting it wrong either waste
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from cds_service.retrieval.fhir_client import NotFhir, search_page
@@ -111,7 +111,7 @@ def _is_context_resource(requirement: DataRequirement, resource: dict, context: 
 def _self_link_mismatch(bundle: dict, resource_type: str, patient_id: str | None) -> str | None:
     """Check the Bundle's ``self`` link (when given) ran a search of this type for this patient."""
     url = next(
-        (l.get("url") for l in bundle.get("link", []) if isinstance(l, dict) and l.get("relation") == "self"),
+        (link.get("url") for link in bundle.get("link", []) if isinstance(link, dict) and link.get("relation") == "self"),
         None,
     )
     if not isinstance(url, str):

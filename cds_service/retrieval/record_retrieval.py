@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import requests
 
@@ -145,7 +145,10 @@ def retrieve_record(
         jobs: list[_Job] = []
         for req in data_requirements():
             planned = _plan_key(req, items[req.key], client, context)
-            (jobs if isinstance(planned, _Job) else results).append(planned)
+            if isinstance(planned, _Job):
+                jobs.append(planned)
+            else:
+                results.append(planned)
         record_jobs = len(jobs)
         known = [r for i in items.values() for r in i.resources] + list(draft_orders)
         user_queried = user_id if items["user"].needs_query and client else None
@@ -360,7 +363,7 @@ def _run(jobs: list[_Job], deadline: Deadline, max_workers: int) -> list[_Result
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     results = []
-    for job, future in zip(jobs, futures):
+    for job, future in zip(jobs, futures, strict=True):
         if future not in done:
             log.warning("FHIR query abandoned at the deadline",
                         extra={"resourceType": job.name.split("/", 1)[0], "reason": "deadline"})

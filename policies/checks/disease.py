@@ -21,8 +21,9 @@ the latest valid final result in the window (the facts say which: ``fhir_mapping
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
-from typing import Any, Mapping
+from typing import Any
 
 from fhir_mappings.facts import DateSpan, Evidence, FactSource, FreeLightChains, Measurement, Observed, Unknown
 from fhir_mappings.labs import measurement_evidence

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
-from typing import Any, Mapping
+from typing import Any
 
 from fhir_mappings.facts import Evidence, FactSource, Unknown
 from policies.checks.registry import NON_NEGATIVE, LeafResult, OrderContext, check, unknown_fact

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
-from typing import Any, Mapping
+from typing import Any
 
 from fhir_mappings.assertions import PRESENT, UNCERTAIN
 from fhir_mappings.facts import ConditionFinding, Evidence, FactSource, Unknown

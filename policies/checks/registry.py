@@ -9,9 +9,10 @@ that hold value-set ids, which the loader checks against the shipped value sets.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from fhir_mappings.facts import Evidence, FactSource, Unknown
 from policies.decision import Status

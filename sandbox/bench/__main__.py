@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sandbox.bench import report
+from sandbox.bench import inprocess, report, served
 from sandbox.bench.config import FULL, QUICK, SECTIONS, Config
 from sandbox.bench.records import (cases, grown_cases, no_prefetch_hook, resource_count,
                                    sandbox_complete_prefetch_hooks)

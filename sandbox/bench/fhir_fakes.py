@@ -17,7 +17,7 @@ import contextlib
 import socket
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from sandbox.replay_server import base_url, make_server, serving
 

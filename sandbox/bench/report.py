@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -79,7 +79,7 @@ def _environment() -> list[str]:
         f"- Python {platform.python_version()} on {platform.system()} {platform.release()}",
         "- " + ", ".join(versions),
         f"- commit {_git_head()}",
-        f"- run at {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- run at {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
     ]
 
 

@@ -15,10 +15,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from sandbox.bench.inprocess import Latency
 from sandbox.catalog import SANDBOX_PAYER_IDENTIFIER

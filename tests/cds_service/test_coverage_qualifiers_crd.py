@@ -17,9 +17,16 @@ from policies.loader import shipped_policies
 from sandbox.catalog import SANDBOX_PAYER_IDENTIFIER
 from tests.cds_service import decision_examples as ex
 from tests.cds_service.conftest import protocol_settings
+from tests.cds_service.test_order_sign_end_to_end import (
+    AS_OF,
+    COVERAGE_INFORMATION_URL,
+    DECISION,
+    abecma_meets,
+    configured,
+    sandbox_hook,
+    signed,
+)
 from tests.crd_checks import extension_problems
-from tests.cds_service.test_order_sign_end_to_end import (AS_OF, COVERAGE_INFORMATION_URL, DECISION, abecma_meets, configured,
-                                              sandbox_hook, signed)
 
 HCPCS = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 DETAIL_CODES = "http://terminology.hl7.org/CodeSystem/crd-coverage-detail"

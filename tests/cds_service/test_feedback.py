@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -39,7 +39,7 @@ def test_feedback_items_are_parsed():
 
     assert accepted.outcome == "accepted"
     assert accepted.accepted_suggestions == ("e56e1945-20b3-4393-8503-a1a20fd73152",)
-    assert accepted.outcome_timestamp == datetime(2021, 12, 11, 10, 5, 31, tzinfo=timezone.utc)
+    assert accepted.outcome_timestamp == datetime(2021, 12, 11, 10, 5, 31, tzinfo=UTC)
     assert overridden.override_reason_code == ("https://example.com/cds-hooks/override-reason-system", "d7ecf885")
     assert overridden.has_user_comment
 

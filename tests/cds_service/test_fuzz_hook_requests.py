@@ -7,7 +7,8 @@ import json
 from datetime import timedelta
 from functools import cache
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cds_service import create_app
 from tests.cds_service.conftest import FEEDBACK_URL, HOOK_URL, protocol_settings, replaced

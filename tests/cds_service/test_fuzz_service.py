@@ -26,7 +26,8 @@ from pathlib import Path
 
 import jwt
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cds_service import create_app
 from cds_service.settings import Settings

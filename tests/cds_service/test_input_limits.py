@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cds_service.input_limits import InputLimitError, InputLimits, check_tree, within_tree_limits, check_limits
+from cds_service.input_limits import InputLimitError, InputLimits, check_limits, check_tree, within_tree_limits
 from tests.hypothesis_budget import examples
 
 LIMITS = InputLimits(max_draft_orders=3, max_prefetch_keys=4, max_prefetch_entries=10, max_array_items=50,

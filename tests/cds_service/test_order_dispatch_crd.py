@@ -13,9 +13,15 @@ from cds_service import create_app
 from cds_service.discovery import discovery_document
 from sandbox.catalog import SANDBOX_PAYER_IDENTIFIER
 from tests.cds_service.conftest import HOOK_URL, protocol_settings
+from tests.cds_service.test_order_sign_end_to_end import (
+    AS_OF,
+    DECISION,
+    SANDBOX_FHIR,
+    abecma_meets,
+    coverage_information,
+)
 from tests.crd_checks import check_coverage_information
 from tests.response_checks import check_discovery, check_response
-from tests.cds_service.test_order_sign_end_to_end import AS_OF, DECISION, SANDBOX_FHIR, abecma_meets, coverage_information
 
 DISPATCH_URL = "/cds-services/car-t-coverage-dispatch"
 ORDER = "MedicationRequest/tocilizumab-within-allowance-cart"

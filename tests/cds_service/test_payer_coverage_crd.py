@@ -18,8 +18,16 @@ from cds_service import create_app
 from cds_service.settings import Settings, SettingsError, start_check
 from sandbox.catalog import SANDBOX_PAYER_IDENTIFIER
 from tests.cds_service.conftest import HOOK_URL, protocol_settings
-from tests.cds_service.test_order_sign_end_to_end import (AS_OF, DECISION, SANDBOX_FHIR, abecma_meets, card_for,
-                                              coverage_information, prefetch_resources, signed)
+from tests.cds_service.test_order_sign_end_to_end import (
+    AS_OF,
+    DECISION,
+    SANDBOX_FHIR,
+    abecma_meets,
+    card_for,
+    coverage_information,
+    prefetch_resources,
+    signed,
+)
 
 ORDER = "MedicationRequest/tocilizumab-within-allowance-cart"
 SANDBOX_COVERAGE = "Coverage/tocilizumab-within-allowance-cov"

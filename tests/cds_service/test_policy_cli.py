@@ -72,8 +72,8 @@ def test_validate_lists_each_version_with_the_days_it_is_in_force(tmp_path):
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert any("CP.PHAR.481" in l and "2026-05" in l and "2026-03-26 .. 2026-11-24" in l for l in lines), lines
-    assert any("CP.PHAR.481" in l and "2026-11" in l and "2026-11-25 .. superseded" in l for l in lines), lines
+    assert any("CP.PHAR.481" in line and "2026-05" in line and "2026-03-26 .. 2026-11-24" in line for line in lines), lines
+    assert any("CP.PHAR.481" in line and "2026-11" in line and "2026-11-25 .. superseded" in line for line in lines), lines
     assert lines[-1] == "3 policy file(s) valid"
 
 

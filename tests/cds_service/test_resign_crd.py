@@ -15,10 +15,17 @@ import pytest
 from cds_service import create_app
 from sandbox.catalog import SANDBOX_PAYER_IDENTIFIER
 from tests.cds_service.conftest import HOOK_URL, protocol_settings
+from tests.cds_service.test_order_sign_end_to_end import (
+    AS_OF,
+    COVERAGE_INFORMATION_URL,
+    DECISION,
+    abecma_meets,
+    card_for,
+    coverage_information,
+    signed,
+)
 from tests.crd_checks import check_coverage_information
 from tests.response_checks import check_response
-from tests.cds_service.test_order_sign_end_to_end import (AS_OF, COVERAGE_INFORMATION_URL, DECISION, abecma_meets, card_for,
-                                              coverage_information, signed)
 
 ORDER = "MedicationRequest/tocilizumab-within-allowance-cart"
 

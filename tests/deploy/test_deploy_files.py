@@ -56,7 +56,7 @@ def test_every_manifest_is_valid_for_the_kubernetes_api(k8s):
     assert set(k8s) == {"ConfigMap/cart-cds-settings", "ConfigMap/cart-cds-policies", "Secret/cart-cds-secrets",
                         "Deployment/cart-cds", "Service/cart-cds", "HorizontalPodAutoscaler/cart-cds",
                         "PodDisruptionBudget/cart-cds"}
-    for name, document in k8s.items():
+    for document in k8s.values():
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)
     broken = copy.deepcopy(k8s["Deployment/cart-cds"])
     broken["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}  # a typo must not pass

@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhir_mappings.parsing import MalformedResource, read_elements, validate
 from fhir_mappings.quick_validation import well_formed
-from fhir.resources.R4B import get_fhir_model_class
 from tests.hypothesis_budget import examples
 from tests.json_positions import json_positions
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_mappings.units import FLC_RATIO, FREE_LIGHT_CHAIN, PERCENT, SERUM_M_PROTEIN, URINE_M_PROTEIN_24H, UnitProblem, to_canonical
+from fhir_mappings.units import (
+    FLC_RATIO,
+    FREE_LIGHT_CHAIN,
+    PERCENT,
+    SERUM_M_PROTEIN,
+    URINE_M_PROTEIN_24H,
+    UnitProblem,
+    to_canonical,
+)
 
 UCUM = "http://unitsofmeasure.org"
 

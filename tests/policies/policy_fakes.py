@@ -23,7 +23,6 @@ from fhir_mappings.facts import (
     Measurement,
     Observed,
     OrderedProduct,
-    ProgressionFinding,
     TocilizumabRequest,
     Unknown,
 )

@@ -8,13 +8,36 @@ from datetime import date, timedelta
 
 import pytest
 from policy_fakes import (
-    ABECMA_ORDER, AS_OF, ICD10, NOT_SHOWN, NUCC, RETRIEVAL_FAILED, TOCILIZUMAB_ORDER, FakeFacts, condition, exposure,
-    flc, lines, measurement, myeloma, not_myeloma,
+    ABECMA_ORDER,
+    AS_OF,
+    ICD10,
+    NOT_SHOWN,
+    NUCC,
+    RETRIEVAL_FAILED,
+    TOCILIZUMAB_ORDER,
+    FakeFacts,
+    condition,
+    exposure,
+    flc,
+    lines,
+    measurement,
+    myeloma,
+    not_myeloma,
 )
 
 from fhir_mappings.facts import (
-    AgeBounds, CellDose, Coded, ConditionFinding, DateSpan, Evidence, LineOfTherapy, LinesOfTherapy, Observed,
-    ProgressionFinding, TocilizumabRequest, Unknown,
+    AgeBounds,
+    CellDose,
+    Coded,
+    ConditionFinding,
+    DateSpan,
+    Evidence,
+    LineOfTherapy,
+    LinesOfTherapy,
+    Observed,
+    ProgressionFinding,
+    TocilizumabRequest,
+    Unknown,
 )
 from fhir_mappings.parsing import parse_date
 from policies.decision import Status

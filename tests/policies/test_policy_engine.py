@@ -7,7 +7,16 @@ from datetime import date
 
 import pytest
 from policy_fakes import (
-    ABECMA_ORDER, AS_OF, ICD10, NOT_SHOWN, RETRIEVAL_FAILED, FakeFacts, condition, lines, measurement, not_myeloma,
+    ABECMA_ORDER,
+    AS_OF,
+    ICD10,
+    NOT_SHOWN,
+    RETRIEVAL_FAILED,
+    FakeFacts,
+    condition,
+    lines,
+    measurement,
+    not_myeloma,
 )
 
 from fhir_mappings.facts import CellDose, Coded, ConditionFinding, CoverageFinding, Observed

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from policy_fakes import ABECMA_ORDER, AS_OF, FakeFacts, condition, exposure, flc, lines, measurement
 
 from fhir_mappings.facts import (
-    CellDose, Coded, CoverageFinding, DateSpan, DiagnosisFinding, Observed, ProgressionFinding, TocilizumabRequest, Unknown,
+    CellDose,
+    Coded,
+    CoverageFinding,
+    DateSpan,
+    DiagnosisFinding,
+    Observed,
+    ProgressionFinding,
+    TocilizumabRequest,
+    Unknown,
 )
 from policies.decision import Status, Verdict
 from policies.engine import evaluate, evaluate_tocilizumab

@@ -48,8 +48,7 @@ def test_there_are_at_least_24_scenarios_each_with_its_files():
 
 def _all_resources(resource: dict):
     yield resource
-    for inner in resource.get("contained", ()):
-        yield inner
+    yield from resource.get("contained", ())
 
 
 def _references(value):

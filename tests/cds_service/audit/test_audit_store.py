@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -166,7 +166,7 @@ def test_feedback_items_are_written_with_one_statement(store):
 
 
 def test_purge_deletes_only_records_older_than_the_retention(store):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for days, hook_instance in ((40, "old"), (5, "recent")):
         store.record_hook_call(HookCallRecord(hook_instance, "iss", SERVICE, 200, 1.0, card_uuids=[hook_instance],
                                               recorded_at=now - timedelta(days=days)))
@@ -194,7 +194,7 @@ def test_cli_show_migrate_and_purge(database_url):
     assert runner.invoke(audit_cli, ["migrate"], env=env).exit_code == 0
     store = AuditStore.from_url(database_url)
     store.record_hook_call(HookCallRecord("cli-hook", "https://ehr.example", SERVICE, 200, 3.0,
-                                          recorded_at=datetime.now(timezone.utc) - timedelta(days=100)))
+                                          recorded_at=datetime.now(UTC) - timedelta(days=100)))
     shown = runner.invoke(audit_cli, ["show", "cli-hook"], env=env)
     assert shown.exit_code == 0 and json.loads(shown.output)["client"] == "https://ehr.example"
     assert runner.invoke(audit_cli, ["show", "nothing-here"], env=env).exit_code == 1

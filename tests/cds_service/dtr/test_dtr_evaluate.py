@@ -3,7 +3,7 @@ again by the engine; attestation fills unknowns, never overrides a contradiction
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 from dtr_fixtures import BASE, with_answers
@@ -31,7 +31,7 @@ def decided(facts: FakeFacts) -> PolicyDecision:
 
 def completed(decision: PolicyDecision, answers: dict[str, object]) -> dict:
     """The package's draft for ``decision`` completed with the clinician's ``answers``."""
-    draft = draft_response(FORM, CONTEXT, datetime(2026, 11, 24, tzinfo=timezone.utc), POLICY, decision)
+    draft = draft_response(FORM, CONTEXT, datetime(2026, 11, 24, tzinfo=UTC), POLICY, decision)
     return with_answers(draft | {"id": "qr-1"}, FORM, answers)
 
 

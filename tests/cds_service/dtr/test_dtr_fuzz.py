@@ -4,11 +4,12 @@ naming the input), never another exception (which would be a 500)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from dtr_fixtures import BASE, context_param, order_param, parameters, stored_context, with_answers
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cds_service.dtr.evaluate import evaluate_operation
 from cds_service.dtr.log_errors import parse_report
@@ -19,7 +20,7 @@ from tests.cds_service.conftest import replaced
 from tests.dtr_checks import outcome_problems
 from tests.hypothesis_budget import examples
 
-NOW = datetime(2026, 11, 24, 10, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
 POLICIES = shipped_policies()
 FORMS = questionnaires(POLICIES, BASE)
 CONTEXT = stored_context(NOW + timedelta(days=1))

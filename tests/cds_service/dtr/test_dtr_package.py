@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from dtr_fixtures import (ASSERTION, BASE, COVERAGE, form_and_draft, context_param, order_param, parameters,
-                          stored_context)
+from dtr_fixtures import (
+    ASSERTION,
+    BASE,
+    COVERAGE,
+    context_param,
+    form_and_draft,
+    order_param,
+    parameters,
+    stored_context,
+)
 from fhir.resources.R4B.parameters import Parameters
 
 from cds_service.dtr.context import DecisionContext
@@ -21,7 +29,7 @@ from policies.loader import shipped_policies
 from tests.dtr_checks import check_package, outcome_problems, package_problems, walk_items
 from tests.policies.policy_fakes import ABECMA_ORDER, NOT_SHOWN, FakeFacts
 
-NOW = datetime(2026, 11, 24, 10, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
 POLICIES = shipped_policies()
 FORMS = questionnaires(POLICIES, BASE)
 KITE_ORDER = {"resourceType": "MedicationRequest", "id": "kite-1", "status": "draft", "intent": "order",

@@ -7,7 +7,7 @@ tested against what the engine really produces, and from a hand-built decision o
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from dtr_fixtures import BASE, tiny_policy
@@ -22,7 +22,7 @@ from policies.loader import shipped_policies
 from tests.dtr_checks import ORIGIN, check_response, response_problems, walk_items
 from tests.policies.policy_fakes import ABECMA_ORDER, AS_OF, NOT_SHOWN, RETRIEVAL_FAILED, FakeFacts, lines
 
-AUTHORED = datetime(2026, 11, 24, 10, 5, tzinfo=timezone.utc)
+AUTHORED = datetime(2026, 11, 24, 10, 5, tzinfo=UTC)
 CONTEXT = DraftContext("Patient/p1", "Coverage/cov1", ("MedicationRequest/car-t-1",), "5f0c4d1e9a7b4b0c8d2e6f3a")
 ABECMA = shipped_policies()[0]
 

@@ -7,7 +7,6 @@ import re
 from dataclasses import replace
 
 import pytest
-from tests.dtr_checks import check_questionnaire, expressions, questionnaire_problems, walk_items
 from dtr_fixtures import BASE, all_policies, leaf, tiny_policy
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhirpathpy import evaluate
@@ -15,6 +14,7 @@ from fhirpathpy.models import models
 
 from cds_service.dtr.questionnaire import questionnaire, questionnaires, satisfied_expression
 from policies.loader import shipped_policies
+from tests.dtr_checks import check_questionnaire, expressions, questionnaire_problems, walk_items
 
 ENABLE_WHEN = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-enableWhenExpression"
 INITIAL = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-initialExpression"

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from dtr_fixtures import (
+    ASSERTION,
+    COVERAGE,
+    context_param,
+    form_and_draft,
+    order_param,
+    parameters,
+    stored_context,
+    with_answers,
+)
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
-from dtr_fixtures import (ASSERTION, COVERAGE, form_and_draft, context_param, order_param, parameters,
-                          stored_context, with_answers)
 
 from cds_service import create_app
 from cds_service.dtr.context import DecisionContext
@@ -33,7 +41,7 @@ class Store:
 @pytest.fixture
 def dtr_app():
     app = create_app(protocol_settings(public_base_url="https://payer.example"))
-    app.extensions[CONTEXT_STORE_KEY] = Store(stored_context(datetime.now(timezone.utc) + timedelta(days=1)))
+    app.extensions[CONTEXT_STORE_KEY] = Store(stored_context(datetime.now(UTC) + timedelta(days=1)))
     return app
 
 

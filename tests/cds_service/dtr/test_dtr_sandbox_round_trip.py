@@ -6,7 +6,7 @@ the re-evaluation meets the policy on exactly the attested criteria."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ def test_incomplete_scenario_prefills_what_the_record_shows_and_attestation_comp
     assert decision.verdict is Verdict.DOCUMENTATION_INCOMPLETE
     form = questionnaire(policy, BASE)
     context = DraftContext(f"Patient/{patient}", decision.coverage or "Coverage/unknown", (decision.order,), "a1")
-    draft = draft_response(form, context, datetime(2026, 11, 24, tzinfo=timezone.utc), policy, decision)
+    draft = draft_response(form, context, datetime(2026, 11, 24, tzinfo=UTC), policy, decision)
     check_response(draft, form)
     answered = {item["linkId"]: item["answer"][0]["valueBoolean"]
                 for item, _ in walk_items(draft.get("item")) if item["linkId"].endswith(".met")}

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.response.responses import (CARD_TYPE_SYSTEM, Action, Card, Coding, Link, Response, Source, Suggestion,
-                                   SystemAction)
+from cds_service.response.responses import (
+    CARD_TYPE_SYSTEM,
+    Action,
+    Card,
+    Coding,
+    Link,
+    Response,
+    Source,
+    Suggestion,
+    SystemAction,
+)
 from tests.response_checks import check_response
 
 SOURCE = Source("Example Health Plan", topic=Coding("coverage-info", CARD_TYPE_SYSTEM, "Coverage Information"))

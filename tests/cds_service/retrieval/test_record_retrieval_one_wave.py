@@ -16,7 +16,7 @@ from cds_service.retrieval.fhir_client import new_session
 from cds_service.retrieval.record_retrieval import RetrievalLimits, retrieve_record
 from fhir_mappings.facts import RetrievalState
 from sandbox.bench.fhir_fakes import delayed_replay
-from sandbox.replay_server import make_server, base_url
+from sandbox.replay_server import base_url, make_server
 
 pytestmark = pytest.mark.loopback_http
 
