@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 from flask import Flask, Response, request
 from gunicorn.http.errors import NoMoreData, ParseException
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from cds_service.log_safety import EXCEPTION_FIELD, describe_exception
 

@@ -90,7 +90,7 @@ def _rfc3339(text: str) -> datetime | None:
     if not _RFC3339.fullmatch(text):
         return None
     try:
-        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(timezone.utc)
+        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
     except (ValueError, OverflowError):  # month 13; or 9999-12-31T23:59:59-23:59, past the end of time in UTC
         return None
 

@@ -196,7 +196,7 @@ def handle_order_sign(
     if isinstance(coverage, AssessedCoverage) and coverage.payer_name:  # resp-4: the name on the member's card
         card_settings = dataclasses.replace(card_settings, payer_name=coverage.payer_name)
     cards = _cards(decisions, unreadable_cards, card_settings, configuration)
-    actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=configuration["coverage-info"],
+    actions = coverage_information_actions(decisions, draft_orders, as_of, enabled=bool(configuration["coverage-info"]),
                                            scope=f"{request.fhir_server or ''}|{request.context.patient_id}",
                                            questionnaires=form_canonicals(service.policies, service.settings.public_base_url))
     return OrderSignOutcome(

@@ -30,10 +30,11 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -56,17 +57,17 @@ class AuditSpool:
         self.max_records = max_records
         self._lock = threading.Lock()
         self._pid: int | None = None  # the process that opened ``_file`` (a forked worker opens its own)
-        self._file = None
+        self._file: BinaryIO | None = None
         self._count = 0
 
-    def _own(self):
-        if self._pid != os.getpid():
+    def _own(self) -> BinaryIO:
+        if self._file is None or self._pid != os.getpid():
             self.directory.mkdir(parents=True, exist_ok=True)
             name = f"{_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}{_SUFFIX}"  # one per spool object, even in one process
-            self._file = open(self.directory / name, "ab+")
-            weakref.finalize(self, self._file.close)  # closed (and its lock released) with the spool
-            fcntl.flock(self._file, fcntl.LOCK_EX)  # held while this worker lives: not an orphan
-            self._pid, self._count = os.getpid(), 0
+            handle = open(self.directory / name, "ab+")
+            weakref.finalize(self, handle.close)  # closed (and its lock released) with the spool
+            fcntl.flock(handle, fcntl.LOCK_EX)  # held while this worker lives: not an orphan
+            self._file, self._pid, self._count = handle, os.getpid(), 0
         return self._file
 
     def append(self, entry: dict) -> int:
@@ -104,13 +105,14 @@ class AuditSpool:
         already written are skipped by their ids.)"""
         written = 0
         with self._lock:
-            if self._pid == os.getpid() and self._count:
-                written += _replay(self._file, write)
-                self._file.truncate(0)
-                os.fsync(self._file.fileno())
+            own = self._file if self._pid == os.getpid() else None
+            if own is not None and self._count:
+                written += _replay(own, write)
+                own.truncate(0)
+                os.fsync(own.fileno())
                 self._count = 0
             for path in self._files():
-                if self._pid == os.getpid() and path.name == Path(self._file.name).name:
+                if own is not None and path.name == Path(own.name).name:
                     continue
                 written += _adopt(path, write)
         return written
@@ -186,12 +188,12 @@ class AuditTrail:
                 self._adopt_orphans_now_and_then()
                 return "stored", result
         with self._order:  # behind the records already waiting, until a replay has emptied the spool
-            return "spooled", self._spool(kind, data)
+            return "spooled", self._spool(self.spool, kind, data)
 
-    def _spool(self, kind: str, data: dict) -> int:
-        entry = {"id": uuid.uuid4().hex, "kind": kind, "at": datetime.now(timezone.utc).isoformat(), "data": data}
+    def _spool(self, spool: AuditSpool, kind: str, data: dict) -> int:
+        entry = {"id": uuid.uuid4().hex, "kind": kind, "at": datetime.now(UTC).isoformat(), "data": data}
         try:
-            waiting = self.spool.append(entry)
+            waiting = spool.append(entry)
         except OSError as exc:
             raise AuditNotRecorded(type(exc).__name__) from exc
         self._start_replayer()
@@ -205,11 +207,13 @@ class AuditTrail:
     def _replay_until_empty(self) -> None:
         while True:
             time.sleep(self._retry)
-            if self.replay() and not self.spool.own_pending():
+            if self.replay() and (self.spool is None or not self.spool.own_pending()):
                 return
 
     def replay(self) -> bool:
-        """Write every waiting record to the store; True when the spool was emptied."""
+        """Write every waiting record to the store; True when the spool was emptied (or there is none)."""
+        if self.spool is None:
+            return True
         try:
             with self._order:
                 written = self.spool.drain(self._write_entry)

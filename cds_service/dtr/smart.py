@@ -26,10 +26,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy import DateTime, String, delete, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
@@ -69,7 +69,7 @@ def _hash(token: str) -> str:
 
 
 class AccessTokens:
-    def __init__(self, engine: Engine, clock=lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(self, engine: Engine, clock=lambda: datetime.now(UTC)) -> None:
         self.engine = engine
         self._clock = clock
 
@@ -86,7 +86,7 @@ class AccessTokens:
         with self.engine.connect() as connection:
             expires = connection.scalar(select(AccessToken.expires_at).where(AccessToken.token_hash == _hash(token)))
         if expires is not None and expires.tzinfo is None:  # SQLite returns naive UTC
-            expires = expires.replace(tzinfo=timezone.utc)
+            expires = expires.replace(tzinfo=UTC)
         return expires is not None and expires > self._clock()
 
 
@@ -108,7 +108,7 @@ def authorized() -> bool:
 
 
 def _oauth_error(code: str, status: int = 400) -> Response:
-    response = current_app.json.response({"error": code})
+    response = jsonify({"error": code})
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -116,7 +116,7 @@ def _oauth_error(code: str, status: int = 400) -> Response:
 
 @blueprint.get("/.well-known/smart-configuration")
 def smart_configuration() -> Response:
-    return current_app.json.response({
+    return jsonify({
         "token_endpoint": fhir_root() + TOKEN_PATH,
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(ALLOWED_ALGORITHMS),
@@ -142,7 +142,7 @@ def token() -> Response:
         claims = jwt.decode(assertion, options={"verify_signature": False})
         if claims.get("sub") != client.iss:
             raise AuthError("sub-not-iss", client.iss)
-        if float(claims["exp"]) - datetime.now(timezone.utc).timestamp() > MAX_ASSERTION_SECONDS + 60:
+        if float(claims["exp"]) - datetime.now(UTC).timestamp() > MAX_ASSERTION_SECONDS + 60:
             raise AuthError("exp-too-far", client.iss)
     except AuthError as exc:
         log.warning("DTR client assertion refused", extra={"reason": exc.reason, "client": exc.client})
@@ -151,7 +151,7 @@ def token() -> Response:
     if not granted:
         return _oauth_error("invalid_scope")
     scope = " ".join(granted)
-    response = current_app.json.response({"access_token": current_app.extensions[ACCESS_TOKENS_KEY].issue(
+    response = jsonify({"access_token": current_app.extensions[ACCESS_TOKENS_KEY].issue(
         client.iss, scope), "token_type": "bearer", "expires_in": TOKEN_SECONDS, "scope": scope})
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -59,10 +59,9 @@ import calendar
 import copy
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Iterable, Mapping
 
 from cds_service.response.cards import CriteriaTree, shown_verdict
 from cds_service.response.markdown_text import plain

@@ -18,10 +18,8 @@ from pathlib import Path
 
 from sandbox.bench import inprocess, report, served
 from sandbox.bench.config import FULL, QUICK, SECTIONS, Config
-from sandbox.bench.records import (cases, grown_cases, no_prefetch_hook, resource_count,
-                                   sandbox_complete_prefetch_hooks)
-from sandbox.bench import inprocess, served
 from sandbox.bench.fhir_fakes import delayed_replay, hanging, tripwire
+from sandbox.bench.records import cases, grown_cases, no_prefetch_hook, resource_count, sandbox_complete_prefetch_hooks
 
 # The grown records reach ~19 MB of JSON (20,000 resources), above the 10 MB production body limit.
 GROWN_MAX_BODY_BYTES = 64 * 1024 * 1024

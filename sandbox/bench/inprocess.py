@@ -129,7 +129,7 @@ def loglog_slope(costs: list[CpuCost]) -> float:
     xs = [math.log(c.resources) for c in costs]
     ys = [math.log(c.hook_ms) for c in costs]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
 def profile_calls(client, body: bytes, calls: int, top: int = 40) -> str:

@@ -28,9 +28,9 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 

@@ -16,8 +16,9 @@ authentication off (no SMART Backend Services client here). With ``serve`` the p
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Callable, TextIO
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import TextIO
 
 import requests
 
@@ -59,7 +60,7 @@ def _completed(draft: dict, form: dict, user: str) -> tuple[dict, list[str]]:
             elif item["linkId"] in given:
                 yield {"linkId": item["linkId"], "answer": given[item["linkId"]]}
 
-    authored = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    authored = datetime.now(UTC).isoformat(timespec="seconds")
     return draft | {"status": "completed", "authored": authored, "item": list(nested(form["item"]))}, opened
 
 

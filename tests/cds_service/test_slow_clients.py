@@ -84,7 +84,7 @@ class SlowAttack:
         sock.sendall(f"POST {HOOK} HTTP/1.1\r\nHost: x\r\n".encode())
         return sock, b"X"
 
-    def __enter__(self) -> "SlowAttack":
+    def __enter__(self) -> SlowAttack:
         self._sockets = [self._open(i) for i in range(self._count)]
         self._thread = threading.Thread(target=self._trickle, daemon=True)
         self._thread.start()

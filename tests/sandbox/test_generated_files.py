@@ -113,7 +113,7 @@ def test_hook_is_a_valid_order_sign_request(path):
         assert set(prefetch) < applicable
     else:
         assert set(prefetch) == applicable
-    for key, value in prefetch.items():
+    for value in prefetch.values():
         get_fhir_model_class(value["resourceType"]).model_validate(value)
     assert prefetch["patient"]["id"] == context["patientId"]
     assert f"{prefetch['user']['resourceType']}/{prefetch['user']['id']}" == context["userId"]

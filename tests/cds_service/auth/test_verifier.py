@@ -14,11 +14,11 @@ import pytest
 import responses
 from cryptography.hazmat.primitives import serialization
 
-from tests.cds_service.store_backends import fresh_jti_store
 from cds_service.auth.jwks import JwksCache
 from cds_service.auth.trusted_clients import TrustedClients
 from cds_service.auth.verifier import AuthError, ClientJwtVerifier
 from sandbox.ehr_signer import EhrSigner
+from tests.cds_service.store_backends import fresh_jti_store
 
 AUD = "https://cds.payer.example/cds-services/car-t-coverage"
 JKU = "https://ehr.example.org/.well-known/jwks.json"

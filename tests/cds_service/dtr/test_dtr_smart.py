@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import orjson
@@ -94,7 +94,7 @@ def test_an_assertion_is_accepted_once(app, signer):
 
 
 def test_a_token_expires(app):
-    now = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
     engine = app.extensions[ACCESS_TOKENS_KEY].engine
     token = AccessTokens(engine, clock=lambda: now).issue("https://dtr-app.example", "system/Questionnaire.rs")
     assert AccessTokens(engine, clock=lambda: now + timedelta(seconds=TOKEN_SECONDS - 1)).valid(token)
