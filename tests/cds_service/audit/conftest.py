@@ -16,9 +16,11 @@ def database_url(request, tmp_path):
         return
     yield POSTGRES_URL
     engine = make_engine(POSTGRES_URL)  # leave the shared database empty for the next test
-    with engine.begin() as connection:
-        for table in ("audit_feedback", "audit_card", "audit_hook_call", "audit_replayed", "auth_jti", "alembic_version"):
-            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
+    with engine.begin() as connection:  # every table the migrations made, whatever they are now
+        tables = connection.exec_driver_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars().all()
+        for table in tables:
+            connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}" CASCADE')
     engine.dispose()
 
 
