@@ -175,7 +175,7 @@ def _hostile_mutations(bases: list, base_paths: list):
                     parent = parent[key]
                 if isinstance(parent, dict) != isinstance(path[-1], str):
                     continue  # an earlier mutation replaced an ancestor
-                parent[path[-1]] = draw(hostile_values)
+                parent[path[-1]] = copy.deepcopy(draw(hostile_values))  # never one object in two places
             except (KeyError, IndexError, TypeError):  # likewise
                 continue
         return body

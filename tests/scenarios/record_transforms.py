@@ -125,6 +125,8 @@ def hook_body(record: Record, prefetch_keys: frozenset[str] | None = None) -> by
     hook = {**record.hook, "fhirServer": BASE}
     prefetch = {}
     for requirement in data_requirements():
+        if not requirement.applies(hook["context"]):
+            continue  # e.g. the user's roles when the user is a PractitionerRole: nothing to ask
         if prefetch_keys is None or requirement.key in prefetch_keys:
             prefetch[requirement.key] = _requirement_answer(record, requirement)
     if prefetch:
@@ -152,7 +154,8 @@ class FhirServerMock:
     def answer(self, path: str, params: dict[str, str]) -> tuple[int, dict]:
         record = self.record
         for requirement in data_requirements():
-            if requirement.key in record.failed and requirement.query(record.hook["context"])[0] == path:
+            if (requirement.key in record.failed and requirement.applies(record.hook["context"])
+                    and requirement.query(record.hook["context"])[0] == path):
                 return 500, operation_outcome("exception", "HTTP 500")
         if "/" in path:
             found = [r for r in record.resources if f"{r['resourceType']}/{r.get('id')}" == path]
