@@ -200,14 +200,14 @@ def test_mutated_feedback_bodies(open_client, body):
 
 
 @pytest.mark.slow
-@settings(FUZZ, max_examples=SANDBOX_HOOKS * LONG_RUN, derandomize=False)
+@settings(FUZZ, max_examples=SANDBOX_HOOKS * LONG_RUN)
 @given(body=sandbox_hooks)
 def test_mutated_sandbox_hook_bodies_long_run(open_client, body):
     assert_answered(open_client.post(HOOK, json=body))
 
 
 @pytest.mark.slow
-@settings(FUZZ, max_examples=SANDBOX_FEEDBACK * LONG_RUN, derandomize=False)
+@settings(FUZZ, max_examples=SANDBOX_FEEDBACK * LONG_RUN)
 @given(body=sandbox_feedback)
 def test_mutated_feedback_bodies_long_run(open_client, body):
     assert_answered(open_client.post(HOOK + "/feedback", json=body))
